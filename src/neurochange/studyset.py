@@ -347,6 +347,16 @@ class StudySet:
 
     def to_nimare_dataset(self, target: str = "mni152_2mm", mask=None):
         """A ``nimare.dataset.Dataset`` of the same experiments (NiMARE must be installed)."""
+        import warnings
+
         from nimare.dataset import Dataset
 
-        return Dataset(self.to_nimare_dict(), target=target, mask=mask)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "nimare.dataset.Dataset is deprecated", FutureWarning)
+            return Dataset(self.to_nimare_dict(), target=target, mask=mask)
+
+    def to_nimare_studyset(self, target: str = "mni152_2mm", mask=None):
+        """A ``nimare.nimads.Studyset`` of the same experiments (NiMARE must be installed)."""
+        from nimare.nimads import Studyset
+
+        return Studyset.from_dataset(self.to_nimare_dataset(target=target, mask=mask))
