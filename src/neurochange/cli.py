@@ -51,6 +51,70 @@ def compute_options(func):
 # --- commands are registered below, one block per module -----------------------------------
 
 
+# --- data (download.py): fetch, verify and locate the public databases ---
+
+_DATASET_CHOICE = click.Choice(["neurosynth", "neuroquery", "all"])
+
+
+@cli.group("data")
+def data_group():
+    """The public coordinate databases (Neurosynth v7, NeuroQuery v1): fetch, verify, locate."""
+
+
+@data_group.command("fetch")
+@click.argument("which", type=_DATASET_CHOICE, default="all")
+def data_fetch(which):
+    """Fetch and verify WHICH database (default: all) into the cache.
+
+    From the cache if already verified, else from the mirror NEUROCHANGE_DATA_MIRROR if set,
+    else from the files' public homes. Every file is checked against its SHA-256.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from . import download
+
+    files = download.data_files(which)
+    status = {"cache": "cached", "mirror": "from mirror", "download": "downloaded"}
+    fetched = []
+    failure = None
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   console=console, transient=True, disable=not console.is_terminal)
+    with bar:
+        task = bar.add_task("", total=sum(f.size for f in files))
+        before = 0
+
+        def progress(relpath, done, total):
+            bar.update(task, completed=before + done, description=relpath)
+
+        for file in files:
+            try:
+                fetched.append(download.ensure(file, progress=progress))
+            except download.DataUnavailableError as exc:
+                failure = exc
+                break
+            before += file.size
+    for got in fetched:
+        check = "sha256 ok" + (" (stamp)" if got.check == "stamp" else "")
+        click.echo(f"{status[got.source]:<12} {check:<17} {got.file.size:>11,} B  {got.file.relpath}")
+    if failure is not None:
+        raise failure
+    where = download.mirror_dir()
+    click.echo(f"{len(fetched)} files verified in {download.data_dir()}"
+               + (f" (mirror: {where})" if where is not None else ""))
+
+
+@data_group.command("path")
+@click.argument("which", type=_DATASET_CHOICE, default="all")
+def data_path(which):
+    """Print the folder where fetched databases live (or one database's folder)."""
+    from . import download
+
+    folder = download.data_dir()
+    click.echo(folder if which == "all" else folder / download.dataset(which).folder)
+
+
 def main(argv=None) -> None:
     """Entry point of the ``neurochange`` script."""
     cli.main(args=argv, prog_name="neurochange", standalone_mode=True)
