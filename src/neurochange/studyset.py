@@ -200,11 +200,15 @@ class StudySet:
         return StudySet(self.studies, self.experiments, self.foci, self.provenance)
 
     def flag_foci(self) -> None:
-        """Recompute the ``out_of_bounds`` and ``duplicate`` focus flags in place."""
+        """Recompute the ``out_of_bounds`` and ``duplicate`` focus flags in place.
+
+        A duplicate repeats an earlier focus with the same experiment, source, table id and
+        x, y, z (compared as numbers, missing equals missing); the first one is not flagged.
+        """
         fo = self.foci
         fo["out_of_bounds"] = _space.out_of_bounds(fo[["x", "y", "z"]].to_numpy(dtype=float))
         keys = ["experiment_id", "source", "table_id", "x", "y", "z"]
-        fo["duplicate"] = fo[keys].astype("string").fillna("").duplicated()
+        fo["duplicate"] = fo.duplicated(subset=keys).to_numpy()
 
     def outside_mask(self, grid: _space.Grid | None = None) -> pd.Series:
         """Per focus: does it fall outside the grid's brain mask (bool Series)."""
