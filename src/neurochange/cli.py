@@ -115,6 +115,165 @@ def data_path(which):
     click.echo(folder if which == "all" else folder / download.dataset(which).folder)
 
 
+# --- convert (io): any coordinate file format to any other ---
+
+
+@cli.command("convert")
+@click.argument("source", type=click.Path())
+@click.argument("target", type=click.Path())
+@click.option("--overwrite", is_flag=True, help="Replace TARGET if it exists.")
+@click.option("--tal-transform", type=click.Choice(["icbm_other", "icbm_spm"]), default="icbm_other",
+              show_default=True, help="Talairach -> MNI transform (Lancaster 2007) for Talairach input.")
+def convert(source, target, overwrite, tal_transform):
+    """Convert SOURCE to TARGET: Sleuth (.txt), NiMARE JSON (.json), table (.tsv, .csv, .xlsx).
+
+    The format comes from each file's extension; TARGET is written in MNI space.
+    """
+    from pathlib import Path
+
+    from .errors import OutputExistsError
+    from .io import file_format, read_studyset, write_studyset
+
+    file_format(target)
+    if Path(target).exists() and not overwrite:
+        raise OutputExistsError(f"{target} exists; pass --overwrite or choose another file")
+    studyset = read_studyset(source, space_transform=tal_transform)
+    summary = write_studyset(studyset, target)
+    for note in studyset.provenance.get("notes", []) + summary["notes"]:
+        click.echo(f"note: {note}")
+    if summary["foci_out_of_bounds"]:
+        click.echo(f"left out {summary['foci_out_of_bounds']} foci beyond +-128 mm")
+    if summary["experiments_left_out"]:
+        click.echo(f"left out {len(summary['experiments_left_out'])} experiments without foci "
+                   f"({summary['format']} cannot hold them)")
+    click.echo(f"wrote {target} ({summary['format']}): {summary['experiments']} experiments, "
+               f"{summary['foci']} foci")
+
+
+# --- corpus (corpus.py, query.py): databases and imported files in one DuckDB store ---
+
+
+def _db_option(func):
+    return click.option("--db", type=click.Path(dir_okay=False), default=None,
+                        help="Corpus file [default: NEUROCHANGE_HOME/corpus.duckdb].")(func)
+
+
+def _source_line(report: dict) -> str:
+    return (f"{report['source']:<12} {report['status']:<10} {report['studies']:>7,} studies "
+            f"{report['experiments']:>7,} experiments {report['foci']:>9,} foci "
+            f"({report['foci_out_of_bounds']:,} beyond +-128 mm, {report['foci_duplicate']:,} duplicates)")
+
+
+@cli.group("corpus")
+def corpus_group():
+    """The corpus: Neurosynth, NeuroQuery and your own files in one DuckDB store."""
+
+
+@corpus_group.command("build")
+@_db_option
+@click.option("--source", type=click.Choice(["all", "neurosynth", "neuroquery"]), default="all",
+              show_default=True, help="Which database to fetch and ingest.")
+@click.option("--tal-transform", type=click.Choice(["icbm_other", "icbm_spm"]), default="icbm_other",
+              show_default=True, help="Talairach -> MNI transform (Lancaster 2007) for Neurosynth's TAL studies.")
+def corpus_build(db, source, tal_transform):
+    """Fetch the databases (verified) and ingest them; a second build changes nothing."""
+    from rich.console import Console
+
+    from .corpus import Corpus, build
+
+    with Console(stderr=True).status("corpus build") as status, Corpus(db) as corpus:
+        def fetching(relpath, done, total):
+            status.update(f"fetching {relpath}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+
+        reports = build(corpus, source, tal_method=tal_transform, progress=status.update,
+                        download_progress=fetching)
+        info = corpus.info()
+    for report in reports:
+        click.echo(_source_line(report))
+    click.echo(f"corpus {info['db']}: {info['studies']:,} studies ({info['studies_in_both_databases']:,} in both "
+               f"databases), {info['experiments']:,} experiments, {info['foci']:,} foci")
+
+
+@corpus_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_db_option
+def corpus_import(file, db):
+    """Import FILE (Sleuth .txt, NiMARE .json, table .tsv/.csv/.xlsx) as source <file name>.
+
+    The same file imported again changes nothing; a changed file of the same name replaces it.
+    """
+    from .corpus import Corpus
+
+    with Corpus(db) as corpus:
+        report = corpus.ingest_file(file)
+    click.echo(_source_line(report))
+
+
+@corpus_group.command("query")
+@click.argument("text", default="")
+@_db_option
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the selection: NiMARE JSON (.json), table (.tsv, .csv, .xlsx) or Sleuth (.txt).")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--source", type=click.Choice(["neurosynth", "neuroquery"]), default="neurosynth",
+              show_default=True, help="Database whose foci are used for a study in both.")
+@click.option("--drop-duplicates", is_flag=True, help="Leave out foci that repeat a focus of the same table.")
+def corpus_query(text, db, out, overwrite, source, drop_duplicates):
+    """Select experiments with a query TEXT (clauses ANDed) and print or write them.
+
+    \b
+    Examples:
+      neurochange corpus query 'year>=2010 title:depress* term:psychotherapy>=1'
+      neurochange corpus query 'journal:"biological psychiatry" source=neurosynth' --out sel.json
+    \b
+    Operators: = != >= <= > <, and for text : (has the words) !: (has not).
+    Comma lists mean any of them: disorder=mdd,gad. Quote values with spaces.
+    term:<term>[OP N]: NeuroQuery count of <term> in the abstract (default >=1);
+    term.title: and term.keywords: count in titles and keywords.
+    Fields: study, experiment, source, year, n, title, journal, authors, doi,
+    modality, subtype, disorder, design, imaging, direction, term, term.title, term.keywords.
+    """
+    from pathlib import Path
+
+    from .corpus import Corpus
+    from .errors import OutputExistsError
+
+    if out is not None:
+        from .io import file_format, write_studyset
+
+        file_format(out)
+        if Path(out).exists() and not overwrite:
+            raise OutputExistsError(f"{out} exists; pass --overwrite or choose another file")
+    with Corpus(db, read_only=True) as corpus:
+        studyset = corpus.query(text, source=source, drop_duplicates=drop_duplicates)
+    flow = studyset.provenance["flow"][-1]
+    by_source = ", ".join(f"{n:,} from {s}" for s, n in flow["by_source"].items())
+    click.echo(f"{flow['studies']:,} studies, {flow['experiments']:,} experiments"
+               + (f" ({by_source})" if by_source else "") + f", {flow['foci']:,} foci")
+    for note in studyset.provenance["notes"]:
+        click.echo(f"note: {note}")
+    if out is not None:
+        summary = write_studyset(studyset, out)
+        click.echo(f"wrote {out} ({summary['format']}): {summary['experiments']:,} experiments, "
+                   f"{summary['foci']:,} foci")
+
+
+@corpus_group.command("info")
+@_db_option
+def corpus_info(db):
+    """Counts by source: studies, experiments, foci, flagged foci; studies in both databases."""
+    from .corpus import Corpus
+
+    with Corpus(db, read_only=True) as corpus:
+        info = corpus.info()
+    click.echo(f"corpus {info['db']}")
+    for source, counts in info["sources"].items():
+        click.echo(_source_line({"source": source, "status": counts["kind"], **counts}))
+    click.echo(f"total        {info['studies']:,} studies ({info['studies_in_both_databases']:,} in both databases, "
+               f"{info['studies_in_several_sources']:,} in several sources), {info['experiments']:,} experiments, "
+               f"{info['foci']:,} foci; {info['terms']:,} terms, {info['term_counts']:,} term counts")
+
+
 def main(argv=None) -> None:
     """Entry point of the ``neurochange`` script."""
     cli.main(args=argv, prog_name="neurochange", standalone_mode=True)
