@@ -42,6 +42,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from .download import sha256_file
 from .errors import DataUnavailableError, InputError
 from .io import databases
 from .query import Query, parse, where_sql
@@ -121,12 +122,6 @@ def default_path() -> Path:
     from .download import home
 
     return home() / "corpus.duckdb"
-
-
-def _sha256(path: Path) -> str:
-    from .download import sha256_file
-
-    return sha256_file(path)
 
 
 class Corpus:
@@ -220,7 +215,7 @@ class Corpus:
             paths[role] = Path(files[file_name])
         options = {"tal_method": tal_method} if name == NEUROSYNTH else {}
         say(f"{name}: checking sums")
-        checksums = {p.name: _sha256(p) for p in paths.values()}
+        checksums = {p.name: sha256_file(p) for p in paths.values()}
         if self._unchanged(name, checksums, options):
             return {"source": name, "status": "unchanged", **self._counts(name)}
         say(f"{name}: reading")
@@ -252,7 +247,7 @@ class Corpus:
         source = path.name
         if source.lower() in DATABASES:
             raise InputError(f"a file cannot be called {source!r} (a database's name); rename it", file=path)
-        sha = _sha256(path)
+        sha = sha256_file(path)
         same = self._rows("SELECT source FROM sources WHERE kind = 'file' AND sha256 = ?", [sha])
         if same:
             return {"source": same[0][0], "status": "unchanged", **self._counts(same[0][0])}

@@ -6,23 +6,15 @@ holds no times and no paths that change between runs; timings go to ``timings.js
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import secrets
 from importlib import metadata
 from pathlib import Path
 
+from .download import sha256_file  # noqa: F401  (one checksum function for the package)
+
 PACKAGES = ("neurochange", "numpy", "scipy", "pandas", "nibabel", "numba", "duckdb", "nilearn")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def versions() -> dict[str, str]:

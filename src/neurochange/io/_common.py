@@ -6,7 +6,6 @@ to :func:`assemble`, which converts Talairach foci to MNI once and validates.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import space as _space
+from ..download import sha256_file
 from ..errors import InputError
 from ..studyset import DOSE_COLUMNS, EXPERIMENT_COLUMNS, STUDY_COLUMNS, TAG_COLUMNS, StudySet
 from ..vocabulary import check_value
@@ -36,17 +36,9 @@ def field_key(name: str) -> str | None:
     return key if key in EXPERIMENT_FIELDS or key in STUDY_FIELDS else None
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def source_record(path: Path, fmt: str) -> dict:
     """The provenance entry of one input file."""
-    return {"file": str(path), "sha256": file_sha256(path), "format": fmt}
+    return {"file": str(path), "sha256": sha256_file(path), "format": fmt}
 
 
 def check_file(path) -> Path:
