@@ -256,23 +256,24 @@ def test_order_statistic_ranks_cover():
 
 
 def test_early_stopped_thresholds_within_precision_of_a_long_run():
-    """Early-stopped runs (precision 5 %) vs a 40,000-iteration run, 40 seeds: the 0.95
-    quantiles of all three nulls are within 5 % of the long run's in >= 95 % of seeds."""
+    """Early-stopped runs (precision 10 %, default confidence) against a 100,000-iteration
+    run, 40 seeds: the 0.95 quantiles of all three nulls lie within 10 % of the long run's
+    in >= 95 % of the seeds (small grid and kernels, so that this takes seconds)."""
     grid = small_grid()
-    result = ALE().fit(small_studyset(grid, n_experiments=8, seed=4, foci_range=(3, 8)), grid)
-    long = montecarlo.MonteCarloFWE(n_iters=40000, seed=999).null_distributions(result)[0]
+    result = ALE(fwhm=6.0).fit(small_studyset(grid, n_experiments=8, seed=4, foci_range=(3, 8)), grid)
+    long = montecarlo.MonteCarloFWE(n_iters=100000, seed=999).null_distributions(result)[0]
     truth = {k: np.quantile(long[k], 0.95) for k in NULLS}
-    assert truth[NULL_SIZE] > 5
-    precision = 0.05
+    assert truth[NULL_SIZE] >= 10
+    precision = 0.1
     within, iterations = [], []
     for seed in range(40):
-        corrector = montecarlo.MonteCarloFWE(n_iters=40000, seed=seed, early_stop=precision, check_every=500)
+        corrector = montecarlo.MonteCarloFWE(n_iters=100000, seed=seed, early_stop=precision, check_every=500)
         nulls, run = corrector.null_distributions(result)
         assert run["early_stop"]["stopped_early"]
         iterations.append(run["n_iters"])
         within.append(all(abs(np.quantile(nulls[k], 0.95) - truth[k]) <= precision * truth[k] for k in NULLS))
     assert np.mean(within) >= 0.95
-    assert max(iterations) < 40000 and min(iterations) >= 500
+    assert max(iterations) < 100000 and min(iterations) >= 500
 
 
 def test_early_stop_records_intervals(pain):

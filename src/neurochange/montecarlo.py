@@ -22,7 +22,8 @@ cores, memory flat in the number of iterations).
 from __future__ import annotations
 
 import math
-import numba
+import os
+from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import ndimage
 
@@ -75,7 +76,9 @@ class MonteCarloFWE:
         estimate (:mod:`neurochange.stopping`). Corrected p then rest on the iterations run
         (smallest p = 1 / iterations run).
     confidence : float
-        Confidence of each quantile interval (default 0.99).
+        Confidence of each quantile interval at each check (default 0.999; with three
+        nulls and repeated checks, the tests find >= 95 % of early-stopped runs within
+        the precision of a 100,000-iteration run).
     check_every : int
         Iterations between early-stopping checks (a multiple of the chunk size, 100).
     seed : int or None
@@ -88,7 +91,7 @@ class MonteCarloFWE:
     """
 
     def __init__(self, n_iters: int = 10000, cluster_forming_p: float = 0.001, null_mask="brain",
-                 early_stop: float | None = None, confidence: float = 0.99, check_every: int = 1000,
+                 early_stop: float | None = None, confidence: float = 0.999, check_every: int = 1000,
                  seed: int | None = None, n_cores: int | None = None, vfwe_only: bool = False):
         if int(n_iters) < 1:
             raise ValueError(f"n_iters must be positive, got {n_iters}")
@@ -131,8 +134,7 @@ class MonteCarloFWE:
 
         per_dispatch = CHUNK_SIZE * max(1, math.ceil(8 * n_workers / CHUNK_SIZE))
         done, stopped, intervals = 0, False, {}
-        previous_threads = numba.get_num_threads()
-        numba.set_num_threads(n_workers)
+        pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
         try:
             while done < self.n_iters and not stopped:
                 stop_at = self.n_iters
@@ -143,7 +145,7 @@ class MonteCarloFWE:
                     chunk_draws(seed, c, min(CHUNK_SIZE, upto - c * CHUNK_SIZE), plan.n_foci, plan.n_null)
                     for c in range(done // CHUNK_SIZE, math.ceil(upto / CHUNK_SIZE))
                 ])
-                v, s, m = null_ale.run_iterations(plan, draws, work)
+                v, s, m = null_ale.run_iterations(plan, draws, work, pool)
                 voxel[done:upto], size[done:upto], mass[done:upto] = v, s, m
                 done = upto
                 if progress is not None:
@@ -154,7 +156,8 @@ class MonteCarloFWE:
                         watched.update({NULL_SIZE: size[:done], NULL_MASS: mass[:done]})
                     stopped, intervals = stopping.thresholds_known(watched, self.early_stop, self.confidence)
         finally:
-            numba.set_num_threads(previous_threads)
+            if pool is not None:
+                pool.shutdown()
 
         nulls = {NULL_VOXEL: voxel[:done]}
         if not self.vfwe_only:
@@ -209,7 +212,7 @@ class MonteCarloFWE:
 
 
 def _n_workers(n_cores: int | None) -> int:
-    available = numba.config.NUMBA_NUM_THREADS
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if n_cores is None or n_cores <= 0:
         return available
     return max(1, min(int(n_cores), available))

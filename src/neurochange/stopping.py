@@ -13,6 +13,10 @@ precision * estimate``. Then, with the stated confidence per null, the estimate 
 ``precision`` (relative) of the threshold an infinite run would give. An interval of
 width zero (e.g. every iteration's largest cluster has the same size) also counts as
 known.
+
+Checks are repeated (every ``check_every`` iterations), which widens the real error
+rate beyond ``1 - confidence``; the default confidence, 0.999 per null, keeps early-stopped
+thresholds within the precision of a long run in more than 95 % of runs (tested).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class QuantileInterval:
         return {"estimate": self.estimate, "low": self.low, "high": self.high, "n": self.n}
 
 
-def order_statistic_ranks(n: int, q: float = FWE_QUANTILE, confidence: float = 0.99) -> tuple[int, int]:
+def order_statistic_ranks(n: int, q: float = FWE_QUANTILE, confidence: float = 0.999) -> tuple[int, int]:
     """1-based ranks (l, u) with P(x_(l) <= xi_q <= x_(u)) >= confidence for n draws.
 
     ``l`` is 0 or ``u`` is n + 1 when n is too small for that side (the bound is infinite).
@@ -61,7 +65,7 @@ def order_statistic_ranks(n: int, q: float = FWE_QUANTILE, confidence: float = 0
     return l, u
 
 
-def quantile_interval(values: np.ndarray, q: float = FWE_QUANTILE, confidence: float = 0.99) -> QuantileInterval:
+def quantile_interval(values: np.ndarray, q: float = FWE_QUANTILE, confidence: float = 0.999) -> QuantileInterval:
     """Sample ``q`` quantile of ``values`` (linear interpolation) and its order-statistic interval."""
     x = np.sort(np.asarray(values, dtype=np.float64))
     n = len(x)
@@ -73,7 +77,7 @@ def quantile_interval(values: np.ndarray, q: float = FWE_QUANTILE, confidence: f
     return QuantileInterval(float(np.quantile(x, q)), float(low), float(high), n)
 
 
-def thresholds_known(nulls: dict[str, np.ndarray], precision: float, confidence: float = 0.99) -> tuple[bool, dict]:
+def thresholds_known(nulls: dict[str, np.ndarray], precision: float, confidence: float = 0.999) -> tuple[bool, dict]:
     """Whether every null's 0.95 quantile is known to ``precision``; intervals by null name."""
     intervals = {name: quantile_interval(values, FWE_QUANTILE, confidence) for name, values in nulls.items()}
     return all(iv.within(precision) for iv in intervals.values()), {k: v.as_dict() for k, v in intervals.items()}
