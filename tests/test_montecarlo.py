@@ -103,6 +103,17 @@ def test_iterations_equal_dense_reference_small_grid(two_stage, p):
         assert mass[it] == pytest.approx(ref[2], rel=1e-12, abs=1e-15)
 
 
+def test_stage_two_overflow_falls_back_to_the_whole_map(pain):
+    threshold = _threshold(pain)
+    plan = null_ale.build_plan(pain, pain.grid.mask, threshold, two_stage=True)
+    draws = montecarlo.chunk_draws(12, 0, 4, plan.n_foci, plan.n_null)
+    roomy = null_ale.run_iterations(plan, draws, null_ale.make_work(plan, 1))
+    cramped = null_ale.run_iterations(plan, draws, null_ale.make_work(plan, 1, n_entries=10))
+    for a, b in zip(roomy, cramped):
+        np.testing.assert_array_equal(a, b)
+    assert plan.two_stage and not null_ale.build_plan(pain, pain.grid.mask, threshold, two_stage=False).two_stage
+
+
 def test_largest_cluster_union_find_equals_scipy_label():
     grid = small_grid(20)
     result = ALE().fit(small_studyset(grid), grid)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import ndimage
@@ -134,7 +135,10 @@ class MonteCarloFWE:
 
         per_dispatch = CHUNK_SIZE * max(1, math.ceil(8 * n_workers / CHUNK_SIZE))
         done, stopped, intervals = 0, False, {}
+        two_stage = None if plan.two_stage else False
         pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
+        warm_up = chunk_draws(seed, 0, 1, plan.n_foci, plan.n_null)  # load the compiled code before timing
+        null_ale.run_iterations(plan, warm_up, work, pool)
         try:
             while done < self.n_iters and not stopped:
                 stop_at = self.n_iters
@@ -145,7 +149,9 @@ class MonteCarloFWE:
                     chunk_draws(seed, c, min(CHUNK_SIZE, upto - c * CHUNK_SIZE), plan.n_foci, plan.n_null)
                     for c in range(done // CHUNK_SIZE, math.ceil(upto / CHUNK_SIZE))
                 ])
-                v, s, m = null_ale.run_iterations(plan, draws, work, pool)
+                if two_stage is None:  # both engines give the same (exact) numbers: keep the faster
+                    two_stage = _faster_engine(plan, draws[: 8 * n_workers], work, pool)
+                v, s, m = null_ale.run_iterations(plan, draws, work, pool, two_stage=two_stage)
                 voxel[done:upto], size[done:upto], mass[done:upto] = v, s, m
                 done = upto
                 if progress is not None:
@@ -209,6 +215,16 @@ class MonteCarloFWE:
             maps[f"logp_{level}{FWE_SUFFIX}"] = inference.p_to_logp(p)
             maps[f"z_{level}{FWE_SUFFIX}"] = inference.p_to_z(p)
         return result.with_maps(maps=maps, nulls=nulls, params={"montecarlo": run})
+
+
+def _faster_engine(plan, draws, work, pool) -> bool:
+    """Whether two-stage iterations run faster than whole-map ones on these draws (timed)."""
+    seconds = []
+    for two_stage in (True, False):
+        started = time.perf_counter()
+        null_ale.run_iterations(plan, draws, work, pool, two_stage=two_stage)
+        seconds.append(time.perf_counter() - started)
+    return seconds[0] <= seconds[1]
 
 
 def _n_workers(n_cores: int | None) -> int:

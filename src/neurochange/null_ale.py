@@ -4,22 +4,26 @@ One iteration takes the experiments of a result (their foci counts and kernels) 
 every focus moved to a given voxel, and returns (max ALE in the mask, size in voxels of
 the largest face-connected cluster of ALE > threshold, largest cluster mass = sum over
 a cluster of ALE - threshold): exactly what :func:`null_iteration_numpy` computes
-densely with NumPy and SciPy, only faster:
+densely with NumPy and SciPy, only faster.
 
 - Geometry: the grid padded by the largest kernel radius (cubes never leave it); of
   every (i, j) row along k only the span of its mask voxels is stored ("compact"
   index), and kernel cubes are clipped to these spans.
-- ALE: a running product of ``1 - MA`` (float64) over the voxels the kernels touch;
-  an experiment's MA is the running maximum over its foci (float32 scratch, folded into
-  the product and cleared in a second pass). Touched rows are listed, so reading the
-  result and restoring the product to 1 costs what the kernels touched.
-- Two stages when it pays (small and medium data sets, where kernel cores are much
-  smaller than the cubes): stage 1 folds in only each focus's kernel core (values >=
-  tau), every focus as if it were its own experiment, in one pass. That gives an upper
-  bound on the exact ALE, ``1 - prod_f(1 - core_f) * prod_e(1 - tail_e)`` (``tail_e``:
-  the largest kernel value left out), and only rows where the bound can pass the
-  threshold are computed exactly (stage 2). If no voxel passes, the maximum may lie
-  anywhere and the whole map is computed exactly. Either way the result is exact.
+- Exact ALE of the whole map (large data sets, and the fallback below): a running
+  product of ``1 - MA`` (float64) over the rows the kernels touch; an experiment's MA is
+  the running maximum over its foci (float32 scratch, folded into the product and
+  cleared in a second pass). Touched rows are listed, so reading the result and
+  restoring the product to 1 costs what the kernels touched.
+- Two stages when kernel cores are much smaller than the cubes (small and medium data
+  sets). Stage 1 bounds the ALE from above on 2 x 2 x 2 voxel blocks: each focus
+  multiplies every block its kernel core (values >= tau) reaches by ``1 - (largest core
+  value in the block)``, every focus as if it were its own experiment
+  (``prod_f (1 - x_f) <= 1 - max_f x_f``); the values left out of the cores add at most
+  ``1 - prod_e (1 - tail_e)``. Stage 2 computes the exact ALE only on the k-span of the
+  rows whose blocks may pass the threshold, row by row in a small buffer, from the foci
+  listed for each row (in focus order). If no voxel passes, the maximum may lie
+  anywhere and the whole map is computed exactly. Either way the result is exact, with
+  the same arithmetic (products over experiments in the same order).
 - Clusters: union-find over the supra-threshold voxel list (each voxel joined to its
   earlier face neighbours), with a compact label array cleared voxel by voxel.
 - Parallel: one thread per worker, each running a compiled loop that releases the GIL on
@@ -42,7 +46,7 @@ from . import kernels
 from .result import MetaResult
 
 FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
-#: Tails of the kernel cores may add at most this share of the cluster-forming threshold.
+#: Tails left out of the kernel cores may add at most this share of the cluster-forming threshold.
 CORE_SLACK = 0.1
 #: Two stages are used when the cores hold at most this share of the kernel rows.
 CORE_ROW_SHARE = 0.6
@@ -51,12 +55,18 @@ BOUND_MARGIN = 1e-9
 
 #: Padded-grid rows and their compact mask spans (see module docstring).
 Geometry = namedtuple("Geometry", "ny row_lo row_hi row_off outside")
-#: Kernel cubes (float32 values concatenated) and, per cube row (a, b), the k-range used.
+#: Kernel cubes (float32 values concatenated) and, per cube row (a, b), the k-range holding values.
 KernelTable = namedtuple("KernelTable", "values start radius row_start row_klo row_khi plane_start plane_blo plane_bhi")
+#: Stage-1 bound: per kernel and alignment (i, j, k parity) of the focus, the 2 x 2 x 2 blocks
+#: its core reaches, as flat offsets from the focus's block and factors ``1 - block max``;
+#: entries of (kernel, alignment) ``a`` are ``start[a]:start[a + 1]``; ``shape``: block grid.
+BoundTable = namedtuple("BoundTable", "offset keep start shape")
 #: Per-worker work space (2-D arrays, one row per worker).
 Work = namedtuple(
     "Work",
-    "prod scratch row_flag plane_jlo plane_jhi rows cand labels supra_idx supra_row supra_val parent size_acc mass_acc",
+    "prod scratch row_flag rows labels supra_idx supra_row supra_val parent size_acc mass_acc "
+    "block_keep block_flag cand_blocks cand_rows cand_klo cand_khi plane_jlo plane_jhi list_head list_tail "
+    "entry_focus entry_next row_prod row_max foci_i foci_j",
 )
 
 
@@ -68,8 +78,8 @@ class NullPlan:
     pad: int
     padded_shape: tuple
     geometry: Geometry
-    full: KernelTable
-    core: KernelTable  # equals ``full`` when one stage is used
+    kernels: KernelTable
+    bound: BoundTable  # empty when one stage is used
     exp_offsets: np.ndarray  # int64 (n_exp + 1,): foci of experiment e are exp_offsets[e]:exp_offsets[e+1]
     exp_kernel: np.ndarray  # int64 (n_exp,): index into the kernel table
     null_row: np.ndarray  # int64 (n_null,): row of each null voxel
@@ -94,23 +104,22 @@ class NullPlan:
     def n_compact(self) -> int:
         return len(self.geometry.outside)
 
+    @property
+    def max_side(self) -> int:
+        return int(2 * self.kernels.radius.max() + 1)
+
     def null_ijk(self, draws: np.ndarray) -> np.ndarray:
         """Grid voxel indices (..., 3) of null-voxel draws."""
         i, j = np.divmod(self.null_row[draws], self.padded_shape[1])
         return np.stack([i, j, self.null_k[draws]], axis=-1) - self.pad
 
 
-def _kernel_table(kernel_list: list[kernels.KernelCube], tau: float) -> tuple[KernelTable, np.ndarray]:
-    """Table of kernels keeping values >= tau; also each kernel's largest dropped value.
-
-    Per cube row (a, b) the kept k-range ``[row_klo, row_khi)``, per plane a the kept
-    b-range ``[plane_blo, plane_bhi)`` (empty: lo == hi).
-    """
-    klo, khi, blo, bhi, dropped = [], [], [], [], []
+def _kernel_table(kernel_list: list[kernels.KernelCube]) -> KernelTable:
+    """The kernels concatenated; per cube row (a, b) its k-range of non-zero values, per
+    plane a its b-range of non-empty rows (empty: lo == hi)."""
+    klo, khi, blo, bhi = [], [], [], []
     for kernel in kernel_list:
-        cube = kernel.array().astype(np.float64)
-        keep = cube >= tau
-        rows = keep.reshape(-1, kernel.side)
+        rows = (kernel.array() > 0).reshape(-1, kernel.side)
         has = rows.any(axis=1)
         klo.append(np.where(has, rows.argmax(axis=1), 0))
         khi.append(np.where(has, kernel.side - rows[:, ::-1].argmax(axis=1), 0))
@@ -118,9 +127,8 @@ def _kernel_table(kernel_list: list[kernels.KernelCube], tau: float) -> tuple[Ke
         some = planes.any(axis=1)
         blo.append(np.where(some, planes.argmax(axis=1), 0))
         bhi.append(np.where(some, kernel.side - planes[:, ::-1].argmax(axis=1), 0))
-        dropped.append(cube[~keep].max() if (~keep).any() else 0.0)
     sides = [k.side for k in kernel_list]
-    table = KernelTable(
+    return KernelTable(
         values=np.concatenate([k.values for k in kernel_list]).astype(np.float32),
         start=np.concatenate([[0], np.cumsum([len(k.values) for k in kernel_list])]).astype(np.int64),
         radius=np.array([k.radius for k in kernel_list], dtype=np.int64),
@@ -130,6 +138,37 @@ def _kernel_table(kernel_list: list[kernels.KernelCube], tau: float) -> tuple[Ke
         plane_start=np.concatenate([[0], np.cumsum(sides)]).astype(np.int64),
         plane_blo=np.concatenate(blo).astype(np.int64),
         plane_bhi=np.concatenate(bhi).astype(np.int64),
+    )
+
+
+def _bound_table(kernel_list: list[kernels.KernelCube], tau: float, padded_shape: tuple) -> tuple[BoundTable, np.ndarray]:
+    """Stage-1 block factors of the kernel cores (values >= tau); also each kernel's
+    largest value left out of its core."""
+    shape = tuple(-(-s // 2) for s in padded_shape)
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    offsets, keeps, start, dropped = [], [], [0], []
+    for kernel in kernel_list:
+        cube = kernel.array().astype(np.float64)
+        core = np.where(cube >= tau, cube, 0.0)
+        dropped.append(cube[cube < tau].max() if (cube < tau).any() else 0.0)
+        r = kernel.radius
+        for align in np.ndindex(2, 2, 2):
+            # block of voxel d (offset from the focus) relative to the focus's block: (align + d) // 2
+            lo = [(a - r) // 2 for a in align]
+            hi = [(a + r) // 2 for a in align]
+            blocks = np.zeros([h - l + 1 for l, h in zip(lo, hi)])
+            d = np.arange(-r, r + 1)
+            bi, bj, bk = (((a + d) // 2) - l for a, l in zip(align, lo))
+            np.maximum.at(blocks, np.ix_(bi, bj, bk), core)
+            where = np.argwhere(blocks > 0)
+            offsets.append(((where + lo) * strides).sum(axis=1))
+            keeps.append(1.0 - blocks[tuple(where.T)])
+            start.append(start[-1] + len(where))
+    table = BoundTable(
+        offset=np.concatenate(offsets).astype(np.int64),
+        keep=np.concatenate(keeps),
+        start=np.array(start, dtype=np.int64),
+        shape=np.array(shape, dtype=np.int64),
     )
     return table, np.array(dropped)
 
@@ -162,28 +201,29 @@ def build_plan(result: MetaResult, null_voxels: np.ndarray, threshold: float, tw
     row_hi = np.where(has, padded_shape[2] - rows[:, ::-1].argmax(axis=1), 0).astype(np.int64)
     row_off = np.concatenate([[0], np.cumsum(row_hi - row_lo)[:-1]]).astype(np.int64)
     outside = np.concatenate([~rows[q, row_lo[q]:row_hi[q]] for q in np.flatnonzero(has)]).astype(np.float64)
-    geometry = Geometry(padded_shape[1], row_lo, row_hi, row_off, outside)
 
-    full, _ = _kernel_table(kernel_list, tau=np.finfo(np.float64).tiny)
     counts = np.bincount(result.focus_experiment, minlength=result.n_experiments)
     tau = CORE_SLACK * threshold / max(1, result.n_experiments)
-    core, dropped = _kernel_table(kernel_list, tau)
-    weights = np.bincount(exp_kernel, weights=counts, minlength=len(kernel_list))
-    core_rows = sum(w * np.count_nonzero(core.row_khi[core.row_start[q]:core.row_start[q + 1]] >
-                                         core.row_klo[core.row_start[q]:core.row_start[q + 1]])
-                    for q, w in enumerate(weights))
-    full_rows = sum(w * k.side**2 for w, k in zip(weights, kernel_list))
     if two_stage is None:
+        core_rows = sum(c * ((k.array() >= tau).any(axis=2)).sum() for c, k in
+                        zip(np.bincount(exp_kernel, weights=counts), kernel_list))
+        full_rows = sum(c * k.side**2 for c, k in zip(np.bincount(exp_kernel, weights=counts), kernel_list))
         two_stage = core_rows <= CORE_ROW_SHARE * full_rows
-    tail_keep = float(np.prod(1.0 - dropped[exp_kernel])) if two_stage else 1.0
+    if two_stage:
+        bound, dropped = _bound_table(kernel_list, tau, padded_shape)
+        tail_keep = float(np.prod(1.0 - dropped[exp_kernel]))
+    else:
+        empty = np.zeros(0, dtype=np.int64)
+        bound = BoundTable(empty, np.zeros(0), np.zeros(1, dtype=np.int64), np.ones(3, dtype=np.int64))
+        tail_keep = 1.0
 
     ijk = np.argwhere(null_voxels) + pad
     return NullPlan(
         pad=pad,
         padded_shape=padded_shape,
-        geometry=geometry,
-        full=full,
-        core=core if two_stage else full,
+        geometry=Geometry(padded_shape[1], row_lo, row_hi, row_off, outside),
+        kernels=_kernel_table(kernel_list),
+        bound=bound,
         exp_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         exp_kernel=exp_kernel,
         null_row=(ijk[:, 0] * padded_shape[1] + ijk[:, 1]).astype(np.int64),
@@ -194,17 +234,22 @@ def build_plan(result: MetaResult, null_voxels: np.ndarray, threshold: float, tw
     )
 
 
-def make_work(plan: NullPlan, n_workers: int) -> Work:
-    """Work space for ``n_workers`` workers (about 60 bytes per mask voxel each)."""
+def make_work(plan: NullPlan, n_workers: int, n_entries: int | None = None) -> Work:
+    """Work space for ``n_workers`` workers (about 100 bytes per mask voxel each).
+
+    ``n_entries``: room for stage-2 focus-row pairs (default: 64 per focus, at least 4096).
+    """
     n = plan.n_compact
+    n_blocks = int(np.prod(plan.bound.shape)) if plan.two_stage else 1
+    # focus-row pairs of the stage-2 lists; more than this and the whole map is computed
+    if n_entries is None:
+        n_entries = min(plan.n_foci * plan.max_side**2, max(4096, 64 * plan.n_foci)) if plan.two_stage else 1
+    nz = plan.padded_shape[2]
     return Work(
         prod=np.ones((n_workers, n), dtype=np.float64),
         scratch=np.zeros((n_workers, n), dtype=np.float32),
         row_flag=np.zeros((n_workers, plan.n_rows), dtype=np.uint8),
-        plane_jlo=np.full((n_workers, plan.padded_shape[0]), plan.padded_shape[1], dtype=np.int64),
-        plane_jhi=np.full((n_workers, plan.padded_shape[0]), -1, dtype=np.int64),
         rows=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
-        cand=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
         labels=np.zeros((n_workers, n), dtype=np.int32),
         supra_idx=np.zeros((n_workers, n), dtype=np.int64),
         supra_row=np.zeros((n_workers, n), dtype=np.int64),
@@ -212,22 +257,35 @@ def make_work(plan: NullPlan, n_workers: int) -> Work:
         parent=np.zeros((n_workers, n), dtype=np.int64),
         size_acc=np.zeros((n_workers, n), dtype=np.int64),
         mass_acc=np.zeros((n_workers, n), dtype=np.float64),
+        block_keep=np.ones((n_workers, n_blocks), dtype=np.float64),
+        block_flag=np.zeros((n_workers, n_blocks), dtype=np.uint8),
+        cand_blocks=np.zeros((n_workers, n_blocks), dtype=np.int64),
+        cand_rows=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+        cand_klo=np.full((n_workers, plan.n_rows), nz, dtype=np.int64),
+        cand_khi=np.full((n_workers, plan.n_rows), -1, dtype=np.int64),
+        plane_jlo=np.full((n_workers, plan.padded_shape[0]), plan.padded_shape[1], dtype=np.int64),
+        plane_jhi=np.full((n_workers, plan.padded_shape[0]), -1, dtype=np.int64),
+        list_head=np.full((n_workers, plan.n_rows), -1, dtype=np.int64),
+        list_tail=np.full((n_workers, plan.n_rows), -1, dtype=np.int64),
+        entry_focus=np.zeros((n_workers, n_entries), dtype=np.int64),
+        entry_next=np.zeros((n_workers, n_entries), dtype=np.int64),
+        row_prod=np.ones((n_workers, nz), dtype=np.float64),
+        row_max=np.zeros((n_workers, nz), dtype=np.float32),
+        foci_i=np.zeros((n_workers, plan.n_foci), dtype=np.int64),
+        foci_j=np.zeros((n_workers, plan.n_foci), dtype=np.int64),
     )
 
 
-# ---------------------------------------------------------------------------- exact ALE on rows
+# ---------------------------------------------------------------------------- exact ALE, whole map
 # Hot loops take plain arrays (namedtuples are unpacked once per iteration).
 @njit(cache=True)
 def _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradius, krow_start, row_klo, row_khi,
-                plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, prod, scratch, row_flag, rows,
-                only_flagged, plane_jlo, plane_jhi):
+                plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, prod, scratch, row_flag, rows):
     """prod *= 1 - MA_e for every experiment e, over its kernel rows clipped to the mask spans.
 
     An experiment with one focus is folded in directly; otherwise its MA (max over its
     foci) is built in ``scratch`` (pass 1), then folded into ``prod`` and cleared (pass 2).
-    ``only_flagged``: work only on rows flagged 2, looking only at the j-span
-    ``[plane_jlo, plane_jhi]`` of flagged rows in each i-plane (flags untouched);
-    otherwise flag every row written 1 and list it in ``rows``. Returns the listed count.
+    Every row written is flagged 1 and listed in ``rows``; returns the number listed.
     """
     n_rows = 0
     for e in range(exp_offsets.shape[0] - 1):
@@ -241,26 +299,17 @@ def _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradi
         f1 = exp_offsets[e + 1]
         single = f1 - f0 == 1
         for f in range(f0, f1):
-            plane0 = foci_row[f] // ny - r
-            col0 = foci_row[f] - (plane0 + r) * ny - r
             first_row = foci_row[f] - r * ny - r
             kfirst = foci_k[f] - r
             for a in range(side):
-                blo = plane_blo[a0 + a]
-                bhi = plane_bhi[a0 + a]
-                if only_flagged:
-                    blo = max(blo, plane_jlo[plane0 + a] - col0)
-                    bhi = min(bhi, plane_jhi[plane0 + a] - col0 + 1)
-                for b in range(blo, bhi):
+                for b in range(plane_blo[a0 + a], plane_bhi[a0 + a]):
                     row = first_row + a * ny + b
-                    if only_flagged and row_flag[row] != 2:
-                        continue
                     q = q0 + a * side + b
                     lo = max(kfirst + row_klo[q], row_lo[row])
                     hi = min(kfirst + row_khi[q], row_hi[row])
                     if lo >= hi:
                         continue
-                    if not only_flagged and row_flag[row] == 0:
+                    if row_flag[row] == 0:
                         row_flag[row] = 1
                         rows[n_rows] = row
                         n_rows += 1
@@ -279,20 +328,11 @@ def _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradi
         if single:
             continue
         for f in range(f0, f1):
-            plane0 = foci_row[f] // ny - r
-            col0 = foci_row[f] - (plane0 + r) * ny - r
             first_row = foci_row[f] - r * ny - r
             kfirst = foci_k[f] - r
             for a in range(side):
-                blo = plane_blo[a0 + a]
-                bhi = plane_bhi[a0 + a]
-                if only_flagged:
-                    blo = max(blo, plane_jlo[plane0 + a] - col0)
-                    bhi = min(bhi, plane_jhi[plane0 + a] - col0 + 1)
-                for b in range(blo, bhi):
+                for b in range(plane_blo[a0 + a], plane_bhi[a0 + a]):
                     row = first_row + a * ny + b
-                    if only_flagged and row_flag[row] != 2:
-                        continue
                     q = q0 + a * side + b
                     lo = max(kfirst + row_klo[q], row_lo[row])
                     hi = min(kfirst + row_khi[q], row_hi[row])
@@ -344,67 +384,178 @@ def _collect(rows, n_rows, row_lo, row_hi, row_off, outside, threshold, prod, ro
     return 1.0 - keep_min, n_supra
 
 
-# ---------------------------------------------------------------------------- upper bound (stage 1)
+# ---------------------------------------------------------------------------- stage 1: block bound
 @njit(cache=True)
-def _flag_candidates(foci_row, foci_k, foci_kernel, values, kstart, kradius, krow_start, row_klo, row_khi,
-                     plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, keep_bound, prod, row_flag,
-                     rows, cand, plane_jlo, plane_jhi):
-    """Flag (2) the rows where the ALE upper bound may exceed the threshold; returns their count.
+def _candidate_rows(foci_row, foci_k, foci_kernel, offset, keep, start, bshape, ny, row_lo, row_hi, keep_bound,
+                    block_keep, block_flag, cand_blocks, cand_rows, cand_klo, cand_khi, plane_jlo, plane_jhi):
+    """Rows (and their k-spans) that may hold a voxel with ALE > threshold; returns their count.
 
-    Folds every focus's kernel core in as if each focus were its own experiment
-    (``prod_f (1 - x_f) <= 1 - max_f x_f``), so one pass suffices; a row is a candidate
-    once a voxel's product drops below ``keep_bound``. Candidate rows are listed in
-    ``cand`` and each i-plane's span of candidate j kept in ``plane_jlo``/``plane_jhi``;
-    the product is restored to 1.
+    A 2 x 2 x 2 block is a candidate once its bound product drops below ``keep_bound``;
+    its 4 rows become candidates (if they hold mask voxels) over its 2 k, and each
+    i-plane's span of candidate j is kept in ``plane_jlo``/``plane_jhi``. ``block_keep``
+    and ``block_flag`` are restored.
     """
-    n_rows = 0
-    n_cand = 0
+    sbi = bshape[1] * bshape[2]
+    sbj = bshape[2]
+    n_blocks = 0
     for f in range(foci_row.shape[0]):
-        kk = foci_kernel[f]
-        r = kradius[kk]
-        side = 2 * r + 1
-        k0 = kstart[kk]
-        q0 = krow_start[kk]
-        a0 = plane_start[kk]
-        first_row = foci_row[f] - r * ny - r
-        kfirst = foci_k[f] - r
-        for a in range(side):
-            for b in range(plane_blo[a0 + a], plane_bhi[a0 + a]):
-                row = first_row + a * ny + b
-                q = q0 + a * side + b
-                lo = max(kfirst + row_klo[q], row_lo[row])
-                hi = min(kfirst + row_khi[q], row_hi[row])
-                if lo >= hi:
+        i = foci_row[f] // ny
+        j = foci_row[f] - i * ny
+        k = foci_k[f]
+        a = foci_kernel[f] * 8 + (i % 2) * 4 + (j % 2) * 2 + k % 2
+        base = (i // 2) * sbi + (j // 2) * sbj + k // 2
+        for e in range(start[a], start[a + 1]):
+            idx = base + offset[e]
+            value = block_keep[idx] * keep[e]
+            block_keep[idx] = value
+            if value < keep_bound and block_flag[idx] == 0:
+                block_flag[idx] = 1
+                cand_blocks[n_blocks] = idx
+                n_blocks += 1
+    for f in range(foci_row.shape[0]):  # restore the block products
+        i = foci_row[f] // ny
+        j = foci_row[f] - i * ny
+        k = foci_k[f]
+        a = foci_kernel[f] * 8 + (i % 2) * 4 + (j % 2) * 2 + k % 2
+        base = (i // 2) * sbi + (j // 2) * sbj + k // 2
+        for e in range(start[a], start[a + 1]):
+            block_keep[base + offset[e]] = 1.0
+    n_rows = 0
+    for q in range(n_blocks):
+        idx = cand_blocks[q]
+        block_flag[idx] = 0
+        bi = idx // sbi
+        bj = (idx - bi * sbi) // sbj
+        bk = idx - bi * sbi - bj * sbj
+        for u in range(2):
+            for v in range(2):
+                row = (2 * bi + u) * ny + 2 * bj + v
+                if row_lo[row] >= row_hi[row]:
                     continue
-                if row_flag[row] == 0:
-                    row_flag[row] = 1
-                    rows[n_rows] = row
+                if cand_khi[row] < 0:
+                    cand_rows[n_rows] = row
                     n_rows += 1
-                n = hi - lo
-                start = row_off[row] + lo - row_lo[row]
-                kfrom = k0 + (q - q0) * side + lo - kfirst
-                p = prod[start: start + n]
-                kv = values[kfrom: kfrom + n]
-                below = 0
-                for t in range(n):
-                    p[t] *= 1.0 - kv[t]
-                    below += p[t] < keep_bound
-                if below > 0 and row_flag[row] == 1:
-                    row_flag[row] = 2
-                    cand[n_cand] = row
-                    n_cand += 1
-                    i = row // ny
-                    plane_jlo[i] = min(plane_jlo[i], row - i * ny)
-                    plane_jhi[i] = max(plane_jhi[i], row - i * ny)
-    for q in range(n_rows):
-        row = rows[q]
-        if row_flag[row] == 1:
-            row_flag[row] = 0
-        start = row_off[row]
-        p = prod[start: start + row_hi[row] - row_lo[row]]
-        for t in range(p.shape[0]):
-            p[t] = 1.0
-    return n_cand
+                    plane_jlo[2 * bi + u] = min(plane_jlo[2 * bi + u], 2 * bj + v)
+                    plane_jhi[2 * bi + u] = max(plane_jhi[2 * bi + u], 2 * bj + v)
+                cand_klo[row] = min(cand_klo[row], 2 * bk)
+                cand_khi[row] = max(cand_khi[row], 2 * bk + 2)
+    return n_rows
+
+
+# ---------------------------------------------------------------------------- stage 2: exact rows
+@njit(cache=True)
+def _list_foci(foci_i, foci_j, foci_k, foci_r, ny, row_lo, row_hi, cand_klo, cand_khi, plane_jlo, plane_jhi, list_head,
+               list_tail, entry_focus, entry_next):
+    """Per candidate row, the foci whose kernel rows reach its k-span, as linked lists in
+    focus order (``list_head``/``list_tail`` per row, ``entry_focus``/``entry_next``).
+
+    Each focus visits only the rows of its cube inside the candidate j-span of each plane.
+    Returns False if the lists would overflow ``entry_focus`` (nothing is then listed).
+    """
+    n_entries = 0
+    for f in range(foci_i.shape[0]):
+        r = foci_r[f]
+        fj0 = foci_j[f] - r
+        kfirst = foci_k[f] - r
+        for i in range(foci_i[f] - r, foci_i[f] + r + 1):
+            jlo = max(plane_jlo[i], fj0)
+            jhi = min(plane_jhi[i], fj0 + 2 * r)
+            for j in range(jlo, jhi + 1):
+                row = i * ny + j
+                if cand_khi[row] < 0:
+                    continue
+                if kfirst >= min(cand_khi[row], row_hi[row]) or kfirst + 2 * r < max(cand_klo[row], row_lo[row]):
+                    continue
+                if n_entries == entry_focus.shape[0]:
+                    for g in range(foci_i.shape[0]):  # undo: clear every list
+                        for i2 in range(foci_i[g] - foci_r[g], foci_i[g] + foci_r[g] + 1):
+                            for j2 in range(foci_j[g] - foci_r[g], foci_j[g] + foci_r[g] + 1):
+                                list_head[i2 * ny + j2] = -1
+                                list_tail[i2 * ny + j2] = -1
+                    return False
+                entry_focus[n_entries] = f
+                entry_next[n_entries] = -1
+                if list_head[row] < 0:
+                    list_head[row] = n_entries
+                else:
+                    entry_next[list_tail[row]] = n_entries
+                list_tail[row] = n_entries
+                n_entries += 1
+    return True
+
+
+@njit(cache=True)
+def _exact_rows(cand_rows, n_cand, cand_klo, cand_khi, list_head, list_tail, entry_focus, entry_next, foci_i, foci_j,
+                foci_k, foci_r, foci_kernel, focus_exp, values, kstart, ny, row_lo, row_hi, row_off, outside,
+                threshold, row_prod, row_max, supra_idx, supra_row, supra_val):
+    """Exact ALE on the candidate rows' k-spans: (max ALE there, supra-threshold voxels listed).
+
+    A row's foci (listed by :func:`_list_foci`, in focus order, so experiment by
+    experiment) build its product of ``1 - MA_e`` in ``row_prod`` (the MA of a
+    multi-focus experiment via ``row_max``), as the whole-map pass does. Restores
+    ``cand_klo``/``cand_khi`` and the lists.
+    """
+    max_ale = 0.0
+    n_supra = 0
+    for q in range(n_cand):
+        row = cand_rows[q]
+        lo = max(cand_klo[row], row_lo[row])
+        hi = min(cand_khi[row], row_hi[row])
+        cand_klo[row] = row_prod.shape[0]  # restores "no candidate"
+        cand_khi[row] = -1
+        entry = list_head[row]
+        list_head[row] = -1
+        list_tail[row] = -1
+        if lo >= hi:
+            continue
+        i = row // ny
+        j = row - i * ny
+        rp = row_prod[lo:hi]
+        rm = row_max[lo:hi]
+        for t in range(hi - lo):
+            rp[t] = 1.0
+        while entry >= 0:
+            e = focus_exp[entry_focus[entry]]
+            several = entry_next[entry] >= 0 and focus_exp[entry_focus[entry_next[entry]]] == e
+            if several:
+                for t in range(hi - lo):
+                    rm[t] = 0.0
+            while entry >= 0 and focus_exp[entry_focus[entry]] == e:
+                f = entry_focus[entry]
+                r = foci_r[f]
+                side = 2 * r + 1
+                kfirst = foci_k[f] - r
+                slo = max(lo, kfirst)
+                shi = min(hi, kfirst + side)
+                a = i - foci_i[f] + r
+                b = j - foci_j[f] + r
+                kfrom = kstart[foci_kernel[f]] + (a * side + b) * side + slo - kfirst
+                kv = values[kfrom: kfrom + shi - slo]
+                if several:
+                    seg = row_max[slo:shi]
+                    for t in range(shi - slo):
+                        seg[t] = max(seg[t], kv[t])
+                else:
+                    seg = row_prod[slo:shi]
+                    for t in range(shi - slo):
+                        seg[t] *= 1.0 - kv[t]
+                entry = entry_next[entry]
+            if several:
+                for t in range(hi - lo):
+                    rp[t] *= 1.0 - rm[t]
+        base = row_off[row] + lo - row_lo[row]
+        o = outside[base: base + hi - lo]
+        for t in range(hi - lo):
+            if o[t] == 0.0:
+                ale = 1.0 - rp[t]
+                if ale > max_ale:
+                    max_ale = ale
+                if ale > threshold:
+                    supra_idx[n_supra] = base + t
+                    supra_row[n_supra] = row
+                    supra_val[n_supra] = ale
+                    n_supra += 1
+    return max_ale, n_supra
 
 
 # ---------------------------------------------------------------------------- clusters
@@ -475,43 +626,57 @@ def largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row
 
 # ---------------------------------------------------------------------------- iterations
 @njit(cache=True)
-def _iteration(foci_row, foci_k, foci_kernel, exp_offsets, exp_kernel, full, core, geo, threshold, tail_keep,
-               two_stage, work, w):
+def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel, table, bound, geo,
+               threshold, tail_keep, two_stage, work, w):
     ny, row_lo, row_hi, row_off, outside = geo
-    prod = work.prod[w]
-    scratch = work.scratch[w]
-    row_flag = work.row_flag[w]
-    plane_jlo = work.plane_jlo[w]
-    plane_jhi = work.plane_jhi[w]
-    rows = work.rows[w]
+    values, kstart, kradius, krow_start, row_klo, row_khi, plane_start, plane_blo, plane_bhi = table
     supra_idx = work.supra_idx[w]
     supra_row = work.supra_row[w]
     supra_val = work.supra_val[w]
-    fv, fs, fr, fq, fklo, fkhi, fps, fblo, fbhi = full
     done = False
     if two_stage:
-        cv, cs, cr, cq, cklo, ckhi, cps, cblo, cbhi = core
-        # exact ALE <= 1 - (bound product) * tail_keep: only rows where that may pass the
-        # threshold are computed exactly
+        offset, keep, start, bshape = bound
+        # exact ALE <= 1 - (bound product) * tail_keep: blocks whose bound stays at or
+        # below the threshold cannot hold a supra-threshold voxel
         keep_bound = (1.0 - threshold) / tail_keep * (1.0 + BOUND_MARGIN)
-        n_cand = _flag_candidates(foci_row, foci_k, foci_kernel, cv, cs, cr, cq, cklo, ckhi, cps, cblo, cbhi, ny,
-                                  row_lo, row_hi, row_off, keep_bound, prod, row_flag, rows, work.cand[w],
-                                  plane_jlo, plane_jhi)
-        cand = work.cand[w]
-        _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, fv, fs, fr, fq, fklo, fkhi, fps, fblo, fbhi, ny,
-                    row_lo, row_hi, row_off, prod, scratch, row_flag, rows, True, plane_jlo, plane_jhi)
+        n_cand = _candidate_rows(foci_row, foci_k, foci_kernel, offset, keep, start, bshape, ny, row_lo, row_hi,
+                                 keep_bound, work.block_keep[w], work.block_flag[w], work.cand_blocks[w],
+                                 work.cand_rows[w], work.cand_klo[w], work.cand_khi[w], work.plane_jlo[w],
+                                 work.plane_jhi[w])
+        foci_i = work.foci_i[w]
+        foci_j = work.foci_j[w]
+        for f in range(foci_row.shape[0]):
+            foci_i[f] = foci_row[f] // ny
+            foci_j[f] = foci_row[f] - foci_i[f] * ny
+        listed = _list_foci(foci_i, foci_j, foci_k, foci_r, ny, row_lo, row_hi, work.cand_klo[w], work.cand_khi[w],
+                            work.plane_jlo[w], work.plane_jhi[w], work.list_head[w], work.list_tail[w],
+                            work.entry_focus[w], work.entry_next[w])
         for q in range(n_cand):
-            plane_jlo[cand[q] // ny] = ny
-            plane_jhi[cand[q] // ny] = -1
-        max_ale, n_supra = _collect(cand, n_cand, row_lo, row_hi, row_off, outside, threshold, prod, row_flag,
-                                    supra_idx, supra_row, supra_val)
+            plane = work.cand_rows[w][q] // ny
+            work.plane_jlo[w][plane] = ny
+            work.plane_jhi[w][plane] = -1
+        if listed:
+            max_ale, n_supra = _exact_rows(
+                work.cand_rows[w], n_cand, work.cand_klo[w], work.cand_khi[w], work.list_head[w], work.list_tail[w],
+                work.entry_focus[w], work.entry_next[w], foci_i, foci_j, foci_k, foci_r, foci_kernel, focus_exp,
+                values, kstart, ny, row_lo, row_hi, row_off, outside, threshold, work.row_prod[w], work.row_max[w],
+                supra_idx, supra_row, supra_val,
+            )
+        else:  # too many focus-row pairs: clear the candidates, compute the whole map
+            for q in range(n_cand):
+                work.cand_klo[w][work.cand_rows[w][q]] = work.row_prod.shape[1]
+                work.cand_khi[w][work.cand_rows[w][q]] = -1
+            max_ale, n_supra = 0.0, 0
         # with a supra-threshold voxel, the maximum (> threshold) is among the candidates;
         # without, it may lie anywhere: compute the whole map
         done = n_supra > 0
     if not done:
-        n_rows = _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, fv, fs, fr, fq, fklo, fkhi, fps, fblo, fbhi,
-                             ny, row_lo, row_hi, row_off, prod, scratch, row_flag, rows, False, plane_jlo,
-                             plane_jhi)
+        prod = work.prod[w]
+        row_flag = work.row_flag[w]
+        rows = work.rows[w]
+        n_rows = _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradius, krow_start, row_klo,
+                             row_khi, plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, prod,
+                             work.scratch[w], row_flag, rows)
         max_ale, n_supra = _collect(rows, n_rows, row_lo, row_hi, row_off, outside, threshold, prod, row_flag,
                                     supra_idx, supra_row, supra_val)
     max_size, max_mass = largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row_lo, row_hi,
@@ -520,8 +685,8 @@ def _iteration(foci_row, foci_k, foci_kernel, exp_offsets, exp_kernel, full, cor
 
 
 @njit(cache=True, nogil=True)
-def _run_worker(w, n_workers, draws, null_row, null_k, foci_kernel, exp_offsets, exp_kernel, full, core, geo,
-                threshold, tail_keep, two_stage, work, out_voxel, out_size, out_mass):
+def _run_worker(w, n_workers, draws, null_row, null_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel, table,
+                bound, geo, threshold, tail_keep, two_stage, work, out_voxel, out_size, out_mass):
     """Iterations w, w + n_workers, ... of ``draws`` on work space ``w`` (releases the GIL)."""
     n_it, n_foci = draws.shape
     foci_row = np.empty(n_foci, dtype=np.int64)
@@ -530,33 +695,37 @@ def _run_worker(w, n_workers, draws, null_row, null_k, foci_kernel, exp_offsets,
         for f in range(n_foci):
             foci_row[f] = null_row[draws[it, f]]
             foci_k[f] = null_k[draws[it, f]]
-        v, s, m = _iteration(foci_row, foci_k, foci_kernel, exp_offsets, exp_kernel, full, core, geo,
-                             threshold, tail_keep, two_stage, work, w)
+        v, s, m = _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel, table, bound,
+                             geo, threshold, tail_keep, two_stage, work, w)
         out_voxel[it] = v
         out_size[it] = s
         out_mass[it] = m
 
 
-def run_iterations(plan: NullPlan, draws: np.ndarray, work: Work, pool: ThreadPoolExecutor | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_iterations(plan: NullPlan, draws: np.ndarray, work: Work, pool: ThreadPoolExecutor | None = None,
+                   two_stage: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(max ALE, largest cluster size, largest cluster mass), each (n_it,), for the foci ``draws``.
 
     ``draws``: (n_it, n_foci) indices into the plan's null voxels (foci in experiment order).
     Iteration ``it`` runs on worker ``it % n_workers`` (one per row of ``work``), the
-    workers on threads of ``pool`` (one is made if needed).
+    workers on threads of ``pool`` (one is made if needed). ``two_stage=False`` computes
+    whole maps even with a two-stage plan (same results; for choosing the faster).
     """
+    two_stage = plan.two_stage if two_stage is None else (two_stage and plan.two_stage)
     n_it = draws.shape[0]
     n_workers = work.prod.shape[0]
     out_voxel = np.zeros(n_it)
     out_size = np.zeros(n_it, dtype=np.int64)
     out_mass = np.zeros(n_it)
-    foci_kernel = np.repeat(plan.exp_kernel, np.diff(plan.exp_offsets)).astype(np.int64)
+    focus_exp = np.repeat(np.arange(len(plan.exp_kernel)), np.diff(plan.exp_offsets)).astype(np.int64)
+    foci_kernel = plan.exp_kernel[focus_exp]
+    foci_r = plan.kernels.radius[foci_kernel]
     draws = np.ascontiguousarray(draws, dtype=np.int32)
 
     def worker(w):
-        _run_worker(w, n_workers, draws, plan.null_row, plan.null_k, foci_kernel, plan.exp_offsets, plan.exp_kernel,
-                    plan.full, plan.core, plan.geometry, plan.threshold, plan.tail_keep, plan.two_stage, work,
-                    out_voxel, out_size, out_mass)
+        _run_worker(w, n_workers, draws, plan.null_row, plan.null_k, foci_kernel, foci_r, focus_exp, plan.exp_offsets,
+                    plan.exp_kernel, plan.kernels, plan.bound, plan.geometry, plan.threshold, plan.tail_keep,
+                    two_stage, work, out_voxel, out_size, out_mass)
 
     if n_workers == 1:
         worker(0)
