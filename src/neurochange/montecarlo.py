@@ -16,7 +16,9 @@ indices. Nothing depends on the number of cores, and the first ``k`` iterations 
 longer run are those of a run of ``k``.
 
 Speed: the iterations themselves are :mod:`neurochange.null_ale` (numba, sparse, all
-cores, memory flat in the number of iterations).
+cores, memory flat in the number of iterations). Its two exact engines (two-stage and
+whole-map) give identical numbers; a few iterations of each are timed at the start and
+the faster one runs the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import ndimage
 

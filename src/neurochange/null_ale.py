@@ -47,7 +47,7 @@ from .result import MetaResult
 
 FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
 #: Tails left out of the kernel cores may add at most this share of the cluster-forming threshold.
-CORE_SLACK = 0.1
+CORE_SLACK = 0.03
 #: Two stages are used when the cores hold at most this share of the kernel rows.
 CORE_ROW_SHARE = 0.6
 #: Relative safety margin on the bound (covers float64 rounding of the products).
@@ -65,7 +65,8 @@ BoundTable = namedtuple("BoundTable", "offset keep start shape")
 Work = namedtuple(
     "Work",
     "prod scratch row_flag rows labels supra_idx supra_row supra_val parent size_acc mass_acc "
-    "block_keep block_flag cand_blocks cand_rows cand_klo cand_khi plane_jlo plane_jhi list_head list_tail "
+    "block_keep block_flag cand_blocks cand_rows cand_klo cand_khi plane_jlo plane_jhi plane_klo plane_khi list_head "
+    "list_tail "
     "entry_focus entry_next row_prod row_max foci_i foci_j",
 )
 
@@ -265,6 +266,8 @@ def make_work(plan: NullPlan, n_workers: int, n_entries: int | None = None) -> W
         cand_khi=np.full((n_workers, plan.n_rows), -1, dtype=np.int64),
         plane_jlo=np.full((n_workers, plan.padded_shape[0]), plan.padded_shape[1], dtype=np.int64),
         plane_jhi=np.full((n_workers, plan.padded_shape[0]), -1, dtype=np.int64),
+        plane_klo=np.full((n_workers, plan.padded_shape[0]), nz, dtype=np.int64),
+        plane_khi=np.full((n_workers, plan.padded_shape[0]), -1, dtype=np.int64),
         list_head=np.full((n_workers, plan.n_rows), -1, dtype=np.int64),
         list_tail=np.full((n_workers, plan.n_rows), -1, dtype=np.int64),
         entry_focus=np.zeros((n_workers, n_entries), dtype=np.int64),
@@ -387,13 +390,15 @@ def _collect(rows, n_rows, row_lo, row_hi, row_off, outside, threshold, prod, ro
 # ---------------------------------------------------------------------------- stage 1: block bound
 @njit(cache=True)
 def _candidate_rows(foci_row, foci_k, foci_kernel, offset, keep, start, bshape, ny, row_lo, row_hi, keep_bound,
-                    block_keep, block_flag, cand_blocks, cand_rows, cand_klo, cand_khi, plane_jlo, plane_jhi):
+                    block_keep, block_flag, cand_blocks, cand_rows, cand_klo, cand_khi, plane_jlo, plane_jhi,
+                    plane_klo, plane_khi):
     """Rows (and their k-spans) that may hold a voxel with ALE > threshold; returns their count.
 
     A 2 x 2 x 2 block is a candidate once its bound product drops below ``keep_bound``;
     its 4 rows become candidates (if they hold mask voxels) over its 2 k, and each
-    i-plane's span of candidate j is kept in ``plane_jlo``/``plane_jhi``. ``block_keep``
-    and ``block_flag`` are restored.
+    i-plane's spans of candidate j and k are kept in ``plane_jlo``/``plane_jhi`` and
+    ``plane_klo``/``plane_khi`` (inclusive, exclusive). ``block_keep`` and
+    ``block_flag`` are restored.
     """
     sbi = bshape[1] * bshape[2]
     sbj = bshape[2]
@@ -439,17 +444,20 @@ def _candidate_rows(foci_row, foci_k, foci_kernel, offset, keep, start, bshape, 
                     plane_jhi[2 * bi + u] = max(plane_jhi[2 * bi + u], 2 * bj + v)
                 cand_klo[row] = min(cand_klo[row], 2 * bk)
                 cand_khi[row] = max(cand_khi[row], 2 * bk + 2)
+                plane_klo[2 * bi + u] = min(plane_klo[2 * bi + u], 2 * bk)
+                plane_khi[2 * bi + u] = max(plane_khi[2 * bi + u], 2 * bk + 2)
     return n_rows
 
 
 # ---------------------------------------------------------------------------- stage 2: exact rows
 @njit(cache=True)
-def _list_foci(foci_i, foci_j, foci_k, foci_r, ny, row_lo, row_hi, cand_klo, cand_khi, plane_jlo, plane_jhi, list_head,
-               list_tail, entry_focus, entry_next):
+def _list_foci(foci_i, foci_j, foci_k, foci_r, ny, row_lo, row_hi, cand_klo, cand_khi, plane_jlo, plane_jhi, plane_klo,
+               plane_khi, list_head, list_tail, entry_focus, entry_next):
     """Per candidate row, the foci whose kernel rows reach its k-span, as linked lists in
     focus order (``list_head``/``list_tail`` per row, ``entry_focus``/``entry_next``).
 
-    Each focus visits only the rows of its cube inside the candidate j-span of each plane.
+    Each focus visits only the rows of its cube inside the candidate j-span of each plane
+    whose candidate k-span its cube meets.
     Returns False if the lists would overflow ``entry_focus`` (nothing is then listed).
     """
     n_entries = 0
@@ -458,6 +466,8 @@ def _list_foci(foci_i, foci_j, foci_k, foci_r, ny, row_lo, row_hi, cand_klo, can
         fj0 = foci_j[f] - r
         kfirst = foci_k[f] - r
         for i in range(foci_i[f] - r, foci_i[f] + r + 1):
+            if kfirst >= plane_khi[i] or kfirst + 2 * r < plane_klo[i]:
+                continue
             jlo = max(plane_jlo[i], fj0)
             jhi = min(plane_jhi[i], fj0 + 2 * r)
             for j in range(jlo, jhi + 1):
@@ -510,16 +520,14 @@ def _exact_rows(cand_rows, n_cand, cand_klo, cand_khi, list_head, list_tail, ent
             continue
         i = row // ny
         j = row - i * ny
-        rp = row_prod[lo:hi]
-        rm = row_max[lo:hi]
-        for t in range(hi - lo):
-            rp[t] = 1.0
+        for t in range(lo, hi):
+            row_prod[t] = 1.0
         while entry >= 0:
             e = focus_exp[entry_focus[entry]]
             several = entry_next[entry] >= 0 and focus_exp[entry_focus[entry_next[entry]]] == e
             if several:
-                for t in range(hi - lo):
-                    rm[t] = 0.0
+                for t in range(lo, hi):
+                    row_max[t] = 0.0
             while entry >= 0 and focus_exp[entry_focus[entry]] == e:
                 f = entry_focus[entry]
                 r = foci_r[f]
@@ -527,27 +535,23 @@ def _exact_rows(cand_rows, n_cand, cand_klo, cand_khi, list_head, list_tail, ent
                 kfirst = foci_k[f] - r
                 slo = max(lo, kfirst)
                 shi = min(hi, kfirst + side)
-                a = i - foci_i[f] + r
-                b = j - foci_j[f] + r
-                kfrom = kstart[foci_kernel[f]] + (a * side + b) * side + slo - kfirst
-                kv = values[kfrom: kfrom + shi - slo]
+                kfrom = kstart[foci_kernel[f]] + ((i - foci_i[f] + r) * side + j - foci_j[f] + r) * side - kfirst
                 if several:
-                    seg = row_max[slo:shi]
-                    for t in range(shi - slo):
-                        seg[t] = max(seg[t], kv[t])
+                    for t in range(slo, shi):
+                        v = values[kfrom + t]
+                        if v > row_max[t]:
+                            row_max[t] = v
                 else:
-                    seg = row_prod[slo:shi]
-                    for t in range(shi - slo):
-                        seg[t] *= 1.0 - kv[t]
+                    for t in range(slo, shi):
+                        row_prod[t] *= 1.0 - values[kfrom + t]
                 entry = entry_next[entry]
             if several:
-                for t in range(hi - lo):
-                    rp[t] *= 1.0 - rm[t]
-        base = row_off[row] + lo - row_lo[row]
-        o = outside[base: base + hi - lo]
-        for t in range(hi - lo):
-            if o[t] == 0.0:
-                ale = 1.0 - rp[t]
+                for t in range(lo, hi):
+                    row_prod[t] *= 1.0 - row_max[t]
+        base = row_off[row] - row_lo[row]
+        for t in range(lo, hi):
+            if outside[base + t] == 0.0:
+                ale = 1.0 - row_prod[t]
                 if ale > max_ale:
                     max_ale = ale
                 if ale > threshold:
@@ -642,19 +646,21 @@ def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, ex
         n_cand = _candidate_rows(foci_row, foci_k, foci_kernel, offset, keep, start, bshape, ny, row_lo, row_hi,
                                  keep_bound, work.block_keep[w], work.block_flag[w], work.cand_blocks[w],
                                  work.cand_rows[w], work.cand_klo[w], work.cand_khi[w], work.plane_jlo[w],
-                                 work.plane_jhi[w])
+                                 work.plane_jhi[w], work.plane_klo[w], work.plane_khi[w])
         foci_i = work.foci_i[w]
         foci_j = work.foci_j[w]
         for f in range(foci_row.shape[0]):
             foci_i[f] = foci_row[f] // ny
             foci_j[f] = foci_row[f] - foci_i[f] * ny
         listed = _list_foci(foci_i, foci_j, foci_k, foci_r, ny, row_lo, row_hi, work.cand_klo[w], work.cand_khi[w],
-                            work.plane_jlo[w], work.plane_jhi[w], work.list_head[w], work.list_tail[w],
-                            work.entry_focus[w], work.entry_next[w])
+                            work.plane_jlo[w], work.plane_jhi[w], work.plane_klo[w], work.plane_khi[w],
+                            work.list_head[w], work.list_tail[w], work.entry_focus[w], work.entry_next[w])
         for q in range(n_cand):
             plane = work.cand_rows[w][q] // ny
             work.plane_jlo[w][plane] = ny
             work.plane_jhi[w][plane] = -1
+            work.plane_klo[w][plane] = work.row_prod.shape[1]
+            work.plane_khi[w][plane] = -1
         if listed:
             max_ale, n_supra = _exact_rows(
                 work.cand_rows[w], n_cand, work.cand_klo[w], work.cand_khi[w], work.list_head[w], work.list_tail[w],
