@@ -1,0 +1,204 @@
+"""Subtraction (contrast), conjunction and overlap: NiMARE 0.22.1 equality, closed forms, properties."""
+
+import json
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from neurochange.cli import cli
+from neurochange.compare import (Subtraction, _group_values, _permutation_tails, _permutation_tails_numpy,
+                                 _sparse_ma, conjunction, overlap)
+from neurochange.compare_run import DEFAULT_CONJUNCTION_MAP, run_conjunction
+from neurochange.errors import InputError
+from neurochange.estimators import ALE
+from neurochange.io import read_studyset
+from neurochange.space import mask_img, mni_2mm
+
+from nimare_reference import load_nimare_dataset
+
+DIFF = "group1MinusGroup2"
+N_ITERS = 1000
+
+
+@pytest.fixture(scope="module")
+def halves(nimare_test_data):
+    """The pain set split in two by sorted experiment id (first 11, last 10)."""
+    path = nimare_test_data / "test_pain_dataset.json"
+    ss = read_studyset(path)
+    ids = sorted(ss.experiments["experiment_id"])
+    return path, ids, ss.filter_experiments(ids[:11]), ss.filter_experiments(ids[11:])
+
+
+@pytest.fixture(scope="module")
+def nimare_subtraction(halves):
+    from nimare.meta.cbma.ale import ALESubtraction
+
+    path, ids, _, _ = halves
+    dset = load_nimare_dataset(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ALESubtraction(n_iters=N_ITERS, n_cores=1, mask=mask_img()).fit(dset.slice(ids[:11]), dset.slice(ids[11:]))
+    return res
+
+
+@pytest.fixture(scope="module")
+def ours_nimare_ties(halves):
+    _, _, a, b = halves
+    return Subtraction(n_iters=N_ITERS, seed=3, n_cores=2, ties="nimare").fit(a, b)
+
+
+@pytest.fixture(scope="module")
+def ours_exact(halves):
+    _, _, a, b = halves
+    return Subtraction(n_iters=N_ITERS, seed=3, n_cores=2).fit(a, b)
+
+
+def test_maps_have_nimare_names(ours_exact, nimare_subtraction):
+    assert set(nimare_subtraction.maps) == set(ours_exact.maps)
+
+
+def test_difference_and_group_maps_equal_nimare(ours_exact, nimare_subtraction):
+    for name in (f"stat_desc-{DIFF}", "stat_desc-group1", "stat_desc-group2"):
+        np.testing.assert_allclose(ours_exact.maps[name], nimare_subtraction.get_map(name, return_type="array"),
+                                   rtol=1e-5, atol=5e-7)
+    for name in ("z_desc-group1", "z_desc-group2"):
+        ref = nimare_subtraction.get_map(name, return_type="array")
+        assert np.corrcoef(ours_exact.maps[name], ref)[0, 1] > 0.999
+
+
+def test_uncorrected_z_matches_nimare(ours_nimare_ties, nimare_subtraction):
+    """Same iterations, different permutations: z correlation > 0.99 (NiMARE vs itself reseeded: 0.999)."""
+    ref = nimare_subtraction.get_map(f"z_desc-{DIFF}", return_type="array")
+    z = ours_nimare_ties.maps[f"z_desc-{DIFF}"]
+    assert np.corrcoef(z, ref)[0, 1] > 0.99
+    p = ours_nimare_ties.maps[f"p_desc-{DIFF}"]
+    assert p.min() >= 1 / N_ITERS and p.max() <= 1 - 1 / N_ITERS
+    # the voxel-level FWE null: max |difference| per permutation, same distribution
+    ours_null = ours_nimare_ties.nulls["values_level-voxel_corr-fwe_method-montecarlo"]
+    ref_null = nimare_subtraction.estimator.null_distributions_["values_level-voxel_corr-fwe_method-montecarlo"]
+    assert ours_null.shape == ref_null.shape == (N_ITERS,)
+    assert abs(np.median(ours_null) - np.median(ref_null)) < 0.1 * np.median(ref_null)
+
+
+def test_exact_ties_closed_form(halves, ours_exact):
+    """Where one group-1 experiment alone reaches a voxel, the permutation difference equals the
+    observed one exactly when that experiment stays in group 1 (probability n1 / N), else it is
+    its negative: p = 2 n1 / N (within binomial error), z > 0 small."""
+    _, _, a, b = halves
+    r1, r2 = ALE().fit(a), ALE().fit(b)
+    support, indptr, cols, _ = _sparse_ma([r1, r2])
+    n1, n = r1.n_experiments, r1.n_experiments + r2.n_experiments
+    row = np.repeat(np.arange(n), np.diff(indptr))
+    reach1 = np.bincount(cols[row < n1], minlength=len(support))
+    reach2 = np.bincount(cols[row >= n1], minlength=len(support))
+    only_one = support[(reach1 == 1) & (reach2 == 0)]
+    assert len(only_one) > 1000
+    share = n1 / n
+    p = ours_exact.maps[f"p_desc-{DIFF}"][only_one]
+    half_width = 2 * 4 * np.sqrt(share * (1 - share) / N_ITERS)
+    assert np.all(np.abs(p - min(2 * share, 1 - 1 / N_ITERS)) <= half_width)
+    assert np.all(ours_exact.maps[f"z_desc-{DIFF}"][only_one] >= 0)
+
+
+def test_numba_matches_numpy_reference(halves):
+    _, _, a, b = halves
+    r1, r2 = ALE().fit(a), ALE().fit(b)
+    support, indptr, cols, ma = _sparse_ma([r1, r2])
+    n1, n = r1.n_experiments, r1.n_experiments + r2.n_experiments
+    values = 1.0 - ma
+    g1, g2 = np.empty(len(support)), np.empty(len(support))
+    _group_values(indptr, cols, values, np.arange(n1), False, g1)
+    _group_values(indptr, cols, values, np.arange(n1, n), False, g2)
+    observed = g2 - g1
+    np.testing.assert_allclose(observed, (r1.maps["stat"] - r2.maps["stat"])[support], atol=1e-12)
+    rng = np.random.default_rng(0)
+    perms = np.stack([rng.permutation(n) for _ in range(20)]).astype(np.int64)
+    upper, lower, abs_max = (np.zeros(len(support), dtype=np.int64), np.zeros(len(support), dtype=np.int64),
+                             np.zeros(20))
+    _permutation_tails(indptr, cols, values, perms, n1, False, observed, upper, lower, abs_max)
+    ref = _permutation_tails_numpy(indptr, cols, values, perms, n1, observed)
+    np.testing.assert_array_equal(upper, ref[0])
+    np.testing.assert_array_equal(lower, ref[1])
+    np.testing.assert_array_equal(abs_max, ref[2])
+
+
+def test_same_seed_same_maps_whatever_the_cores(halves, ours_exact):
+    _, _, a, b = halves
+    one = Subtraction(n_iters=N_ITERS, seed=3, n_cores=1).fit(a, b)
+    for name in (f"p_desc-{DIFF}", f"z_desc-{DIFF}"):
+        np.testing.assert_array_equal(one.maps[name], ours_exact.maps[name])
+    np.testing.assert_array_equal(one.nulls["values_level-voxel_corr-fwe_method-montecarlo"],
+                                  ours_exact.nulls["values_level-voxel_corr-fwe_method-montecarlo"])
+
+
+def test_contrast_command(nimare_test_data, tmp_path):
+    a, b = nimare_test_data / "test_sleuth_file.txt", nimare_test_data / "test_sleuth_file2.txt"
+    out = tmp_path / "contrast"
+    res = CliRunner().invoke(cli, ["contrast", str(a), str(b), "--out", str(out), "--iters", "100", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    names = {p.name for p in out.iterdir()}
+    for kind in ("stat", "p", "z", "logp"):
+        assert f"{kind}_desc-{DIFF}.nii.gz" in names
+        assert f"{kind}_desc-group1.nii.gz" in names and f"{kind}_desc-group2.nii.gz" in names
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["settings"]["seed"] == 1 and record["params"]["subtraction"]["n_iters"] == 100
+    again = CliRunner().invoke(cli, ["contrast", str(a), str(b), "--out", str(out), "--iters", "100"])
+    assert again.exit_code == 2 and "Traceback" not in again.output
+
+
+# ---------------------------------------------------------------------------- conjunction, overlap
+def _folder(path, values):
+    grid = mni_2mm()
+    path.mkdir()
+    nib.save(grid.to_img(values), path / f"{DEFAULT_CONJUNCTION_MAP}.nii.gz")
+    return path
+
+
+def test_conjunction_equals_nimare_workflow(ours_exact, tmp_path):
+    from nimare.workflows.misc import conjunction_analysis
+
+    za = np.where(ours_exact.maps["z_desc-group1"] > 3.1, ours_exact.maps["z_desc-group1"], 0)
+    zb = np.where(ours_exact.maps["z_desc-group2"] > 3.1, ours_exact.maps["z_desc-group2"], 0)
+    da, db = _folder(tmp_path / "a", za), _folder(tmp_path / "b", zb)
+    rec = run_conjunction(da, db, tmp_path / "conj")
+    ours = nib.load(tmp_path / "conj" / "z_desc-conjunction.nii.gz").get_fdata()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = conjunction_analysis([str(da / f"{DEFAULT_CONJUNCTION_MAP}.nii.gz"),
+                                    str(db / f"{DEFAULT_CONJUNCTION_MAP}.nii.gz")]).get_fdata()
+    np.testing.assert_array_equal(ours, ref)
+    both = int(((za > 0) & (zb > 0)).sum())
+    assert rec["voxels_both"] == both > 0
+    assert rec["dice"] == pytest.approx(2 * both / ((za > 0).sum() + (zb > 0).sum()))
+    assert rec["share_a_in_b"] == pytest.approx(both / (za > 0).sum())
+    assert (tmp_path / "conj" / "clusters.tsv").is_file()
+
+
+def test_overlap_closed_forms():
+    a = np.zeros((4, 4, 4))
+    a[0, 0, :2] = 3.0
+    b = np.zeros_like(a)
+    b[3, 3, :3] = 4.0
+    same = overlap(a, a)
+    assert same["dice"] == 1.0 and same["share_a_in_b"] == 1.0 and same["voxels_both"] == 2
+    apart = overlap(a, b)
+    assert apart["dice"] == 0.0 and apart["share_a_in_b"] == 0.0 and apart["share_b_in_a"] == 0.0
+    assert apart["volume_b_mm3"] == 24.0
+    assert overlap(np.zeros(3), np.zeros(3))["dice"] is None
+    np.testing.assert_array_equal(conjunction(a, b), 0)
+    np.testing.assert_array_equal(conjunction(a, a), a)
+    np.testing.assert_array_equal(conjunction([2.0, -2.0, -3.0, 1.0], [3.0, -4.0, 2.0, 0.0]), [2.0, -2.0, 0.0, 0.0])
+
+
+def test_conjunction_user_errors(tmp_path):
+    da = _folder(tmp_path / "a", np.ones(mni_2mm().n_voxels))
+    (tmp_path / "b").mkdir()
+    with pytest.raises(InputError, match="no map"):
+        run_conjunction(da, tmp_path / "b", tmp_path / "out")
+    nib.save(nib.Nifti1Image(np.ones((3, 3, 3), dtype=np.float32), np.eye(4)),
+             tmp_path / "b" / f"{DEFAULT_CONJUNCTION_MAP}.nii.gz")
+    with pytest.raises(InputError, match="different grids"):
+        run_conjunction(da, tmp_path / "b", tmp_path / "out")
