@@ -35,13 +35,16 @@ def write_raw(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, sep="\t", index=False, compression="gzip")
 
 
-def make_subset(mirror: Path, folder: Path, first: int = FIRST) -> dict[str, dict[str, Path]]:
-    """Write subsets of both databases into ``folder``; return ``{database: {file name: path}}``."""
+def make_subset(mirror: Path, folder: Path, first: int = FIRST, extra_ids=()) -> dict[str, dict[str, Path]]:
+    """Write subsets of both databases into ``folder``; return ``{database: {file name: path}}``.
+
+    ``extra_ids``: more studies to keep (PMIDs), from whichever database holds them.
+    """
     ns_files, nq_files = DATABASE_FILES["neurosynth"], DATABASE_FILES["neuroquery"]
     ns_meta = read_raw(mirror / NS_FOLDER / ns_files["metadata"])
     nq_meta = read_raw(mirror / NQ_FOLDER / nq_files["metadata"])
     keep = set(ns_meta["id"][:first]) | set(nq_meta["id"][:first])
-    keep |= set(OUT_OF_BOUNDS_IDS) | set(MULTILINE_IDS) | set(QUOTED_TITLE_IDS)
+    keep |= set(OUT_OF_BOUNDS_IDS) | set(MULTILINE_IDS) | set(QUOTED_TITLE_IDS) | set(extra_ids)
     out: dict[str, dict[str, Path]] = {}
     for name, files, meta, sub in (("neurosynth", ns_files, ns_meta, NS_FOLDER),
                                    ("neuroquery", nq_files, nq_meta, NQ_FOLDER)):

@@ -145,7 +145,8 @@ def _decide_tag(spec: TagRules, decided: dict, title: str, abstract: dict, keywo
             evidence.append(Evidence(tag, value, "title", text.strip(), 1, points["title"]))
     for fixed in spec.fixed:
         if fixed.condition.holds(decided):
-            return fixed.value, evidence + [Evidence(spec.name, fixed.value, "fixed", fixed.why or str(fixed.condition))]
+            why = fixed.why or str(fixed.condition)
+            return fixed.value, evidence + [Evidence(spec.name, fixed.value, "fixed", why)]
     threshold, without_title = spec.threshold, spec.threshold_without_title
     for t in spec.thresholds:
         if t.condition.holds(decided):
@@ -177,7 +178,8 @@ def classify(rules: Rules | None, title: str | None, abstract: dict | None = Non
 
     ``abstract``/``keywords``: NeuroQuery term -> count (None when NeuroQuery did not index
     the study). Returns ``{modality, subtype, disorder, design, imaging}`` (subtype may be
-    None) and every :class:`Evidence` found, those of the chosen values flagged ``chosen``.
+    None) and every :class:`Evidence` found, those of the chosen values flagged ``chosen``;
+    a stimulation frequency stated in the title comes as evidence of tag ``frequency_hz``.
     """
     rules = rules or default_rules()
     title = normalize_title(title)
@@ -199,10 +201,21 @@ def classify(rules: Rules | None, title: str | None, abstract: dict | None = Non
         evidence += found
     decided["subtype"] = _decide_subtype(rules, decided["modality"], decided, masked["modality"], abstract, keywords,
                                          active)
+    if rules.frequency and rules.frequency_when.holds(decided):
+        for pattern in rules.frequency:
+            m = pattern.search(title)
+            if m:
+                hz = float(m.group(1))
+                evidence.append(Evidence("frequency_hz", f"{hz:g}", "title", m.group(0).strip(), 1, 0.0, None, True))
+                break
     chosen = []
     for e in evidence:
+        if e.tag not in decided:  # a dose read from the title (frequency_hz)
+            chosen.append(e)
+            continue
         hit = e.value == decided[e.tag]
-        chosen.append(Evidence(**{**e.__dict__, "chosen": hit and (e.points > 0 or e.found_in in ("default", "fixed"))}))
+        counts = e.points > 0 or e.found_in in ("default", "fixed")
+        chosen.append(Evidence(**{**e.__dict__, "chosen": hit and counts}))
     return {t: decided[t] for t in TAG_OUTPUT}, chosen
 
 
@@ -243,6 +256,8 @@ def describe(evidence: pd.DataFrame, tag: str | None = None, subtype: str | None
         ev = ev[ev["tag"] == tag]
     if subtype is not None:
         ev = ev[ev["subtype"] == subtype]
+    order = {"title": 0, "keywords": 1, "abstract": 2}
+    ev = ev.iloc[sorted(range(len(ev)), key=lambda i: order.get(ev["found_in"].iloc[i], 3))]
     parts = []
     for (t, value), group in ev.groupby(["tag", "value"], sort=False):
         items = []

@@ -9,7 +9,11 @@ Tables (``SCHEMA`` below):
   journal, doi, Neurosynth's reported space), one row per study per source;
 - ``experiments``: one row per experiment (``<study>-<contrast>``), with its source, tags and dose;
 - ``foci``: one row per peak, MNI mm, with source, table id, reported space and flags;
-- ``study_tags``: study-level tags written by classification (empty until then);
+- ``study_tags``: study-level tags written by classification (:func:`neurochange.classify.tag_corpus`),
+  with ``tagged_by`` (the rules' version, and the imported file whose tags won);
+- ``tag_evidence``: why each study got its tags: per tag and value, the words found
+  (``found_in`` title, abstract, keywords; or a default), their count and points, ``chosen``
+  for the values that won;
 - ``terms`` and ``term_counts``: NeuroQuery's 156,521-term vocabulary (``core``: one of the
   7,547 terms of its model) and the non-zero counts per study, field (abstract, title,
   keywords) and term (1.53 million rows).
@@ -98,6 +102,9 @@ CREATE TABLE IF NOT EXISTS foci (
     table_id VARCHAR, x DOUBLE NOT NULL, y DOUBLE NOT NULL, z DOUBLE NOT NULL,
     space VARCHAR NOT NULL, out_of_bounds BOOLEAN NOT NULL, duplicate BOOLEAN NOT NULL);
 CREATE TABLE IF NOT EXISTS study_tags (study_id VARCHAR NOT NULL, {_TAG_SQL}, tagged_by VARCHAR);
+CREATE TABLE IF NOT EXISTS tag_evidence (
+    study_id VARCHAR NOT NULL, tag VARCHAR NOT NULL, value VARCHAR, subtype VARCHAR, chosen BOOLEAN,
+    found_in VARCHAR, text VARCHAR, count INTEGER, points DOUBLE);
 CREATE TABLE IF NOT EXISTS terms (term_id INTEGER NOT NULL, term VARCHAR NOT NULL, core BOOLEAN NOT NULL);
 CREATE TABLE IF NOT EXISTS term_counts (
     study_id VARCHAR NOT NULL, field VARCHAR NOT NULL, term_id INTEGER NOT NULL, count INTEGER NOT NULL);
@@ -351,6 +358,9 @@ class Corpus:
             "SELECT count(*) FROM (SELECT study_id FROM study_sources GROUP BY study_id HAVING count(*) > 1)")
         out["terms"] = one("SELECT count(*) FROM terms")
         out["term_counts"] = one("SELECT count(*) FROM term_counts")
+        from .classify import tagging_info
+
+        out["tagging"] = tagging_info(self)
         return out
 
     # ------------------------------------------------------------------ queries
@@ -406,7 +416,17 @@ class Corpus:
         ``neuroquery``). ``drop_duplicates``: leave out foci flagged as duplicates.
         """
         query = parse(text) if isinstance(text, str) else text
-        chosen = self.select_ids(query, source)
+        return self.studyset(self.select_ids(query, source), query=query, source=source,
+                             drop_duplicates=drop_duplicates)
+
+    def studyset(self, chosen: pd.DataFrame, *, query: Query | str = "", source: str = NEUROSYNTH,
+                 drop_duplicates: bool = False) -> StudySet:
+        """The StudySet of the experiments in ``chosen`` (``experiment_id``, ``study_id``, ``source``), in its order.
+
+        ``query`` and ``source`` are recorded in the provenance (as :meth:`query` does).
+        """
+        query = parse(query) if isinstance(query, str) else query
+        chosen = chosen[["experiment_id", "study_id", "source"]].reset_index(drop=True)
         selected = chosen.assign(order=np.arange(len(chosen)))
         self.con.register("_selected", selected)
         try:

@@ -119,6 +119,8 @@ class Rules:
     subtype_threshold: float
     masks: tuple[Mask, ...]
     tags: dict  # tag name -> TagRules, in TAGS order
+    frequency: tuple[re.Pattern, ...] = ()  # stimulation frequency in Hz: the first group of the first match
+    frequency_when: Condition = Condition()
     hint_index: dict = None  # hint -> keys of the patterns it enables
     unhinted: frozenset = frozenset()  # keys of patterns always searched
     term_index: dict = None  # NeuroQuery term -> (tag, rule index) of the rules that count it
@@ -301,11 +303,12 @@ def _tag(spec: dict, tag: str, file) -> TagRules:
     for i, t in enumerate(spec.get("thresholds", [])):
         where = f"{tag}.thresholds[{i}]"
         first = _number(t, "threshold", threshold, file, where)
-        thresholds.append(Thresholds(first, _number(t, "threshold_without_title", first if "threshold" in t else without,
-                                                    file, where), _condition(t, tag, file, where)))
+        second = _number(t, "threshold_without_title", first if "threshold" in t else without, file, where)
+        thresholds.append(Thresholds(first, second, _condition(t, tag, file, where)))
     title_first = spec.get("title_first", True)
     if not isinstance(title_first, bool):
-        raise InputError(f"title_first must be true or false, got {title_first!r}", file=file, field=f"{tag}.title_first")
+        raise InputError(f"title_first must be true or false, got {title_first!r}", file=file,
+                         field=f"{tag}.title_first")
     return TagRules(
         name=tag, threshold=threshold, threshold_without_title=without, title_first=title_first,
         thresholds=tuple(thresholds),
@@ -334,7 +337,8 @@ def parse_rules(text: str, file: str = DEFAULT_FILE) -> Rules:
         where = f"mask[{i}]"
         tag, value = spec.get("tag"), spec.get("value")
         if (tag is None) != (value is None) or (tag is not None and tag not in TAGS):
-            raise InputError(f"a mask credits a tag ({', '.join(TAGS)}) and a value, or neither", file=file, field=where)
+            raise InputError(f"a mask credits a tag ({', '.join(TAGS)}) and a value, or neither", file=file,
+                             field=where)
         if tag is not None:
             _check(tag, value, file, f"{where}.value")
         scope = tuple(spec.get("tags", TAGS))
@@ -356,6 +360,11 @@ def parse_rules(text: str, file: str = DEFAULT_FILE) -> Rules:
                 unhinted.add((owner, i, j))
             for hint in found or ():
                 index.setdefault(hint, set()).add((owner, i, j))
+    frequency = data.get("frequency", {})
+    frequency_patterns = _compile(frequency.get("patterns", []), file, "frequency.patterns")
+    if any(p.groups < 1 for p in frequency_patterns):
+        raise InputError("a frequency pattern needs a group around the number", file=file, field="frequency.patterns")
+    frequency_when = _condition(frequency, "design", file, "frequency") if frequency else Condition()
     term_index: dict = {}
     for t, spec in tags.items():
         for i, rule in enumerate(spec.rules):
@@ -366,6 +375,7 @@ def parse_rules(text: str, file: str = DEFAULT_FILE) -> Rules:
         subtype_threshold=_number(data.get("subtype", {}), "threshold", 1.0, file, "subtype"),
         masks=tuple(masks), tags=tags, hint_index={h: frozenset(k) for h, k in sorted(index.items())},
         unhinted=frozenset(unhinted), term_index={k: frozenset(v) for k, v in sorted(term_index.items())},
+        frequency=frequency_patterns, frequency_when=frequency_when,
     )
 
 

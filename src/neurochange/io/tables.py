@@ -119,6 +119,12 @@ def _rows_xlsx(path: Path):
         yield line, [_cell_text(v) for v in row]
 
 
+def table_rows(path: Path, notes: list[str]):
+    """(line, cells) of a .tsv, .csv or .xlsx file (another extension is read as TSV)."""
+    fmt = TABLE_FORMATS.get(path.suffix.lower(), "tsv")
+    return _rows_xlsx(path) if fmt == "xlsx" else _rows_text(path, fmt, notes)
+
+
 def _header(cells: list[str], file: Path, notes: list[str]) -> dict[str, int]:
     """Column name -> index, after aliases; unknown columns noted."""
     columns: dict[str, int] = {}
@@ -175,7 +181,7 @@ def read_table(path, *, space_transform: str = "icbm_other") -> StudySet:
     file = check_file(path)
     fmt = TABLE_FORMATS.get(file.suffix.lower(), "tsv")
     notes: list[str] = []
-    rows = _rows_xlsx(file) if fmt == "xlsx" else _rows_text(file, fmt, notes)
+    rows = table_rows(file, notes)
     columns = None
     consistent = _Consistent(file)
     studies: dict[str, None] = {}
