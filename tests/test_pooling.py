@@ -66,3 +66,23 @@ def test_one_contrast_per_study_changes_nothing(nimare_test_data, name):
     ss = read_studyset(nimare_test_data / name)
     pooled, report = pool_experiments(ss)
     assert report == [] and pooled is ss
+
+
+def test_ale_command_pools_by_default_and_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from neurochange.cli import cli
+    from neurochange.io import write_studyset
+
+    write_studyset(_studyset(), tmp_path / "two_contrasts.tsv")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["ale", str(tmp_path / "two_contrasts.tsv"), "--out", str(tmp_path / "pooled"),
+                              "--iters", "20", "--seed", "1", "--vfwe-only"])
+    assert res.exit_code == 0, res.output
+    assert "pooled the contrasts of 1 studies" in res.output and "2 experiments, 4 foci" in res.output
+    record = __import__("json").loads((tmp_path / "pooled" / "provenance.json").read_text())
+    assert record["pooled"][0]["pooled"] == ["s1-a", "s1-b"]
+    kept = runner.invoke(cli, ["ale", str(tmp_path / "two_contrasts.tsv"), "--out", str(tmp_path / "kept"),
+                               "--iters", "20", "--seed", "1", "--vfwe-only", "--keep-contrasts"])
+    assert kept.exit_code == 0, kept.output
+    assert "3 experiments, 4 foci" in kept.output and "pooled" not in kept.output

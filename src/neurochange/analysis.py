@@ -16,6 +16,7 @@ from .io import read_studyset
 from .montecarlo import MonteCarloFWE
 from .outdir import atomic_dir, check_out
 from .output import write_result
+from .pooling import pool_experiments
 from .space import load_grid
 
 
@@ -33,10 +34,14 @@ def run_ale(
     null_mask: str = "brain",
     vfwe_only: bool = False,
     early_stop: float | None = None,
+    keep_contrasts: bool = False,
     overwrite: bool = False,
     progress=None,
 ) -> dict:
     """Run ALE + Monte Carlo FWE on ``input_path`` and write the results folder ``out``.
+
+    Several contrasts of one study are pooled into one experiment (Turkeltaub 2012) unless
+    ``keep_contrasts`` (NiMARE's behaviour); ``provenance.json`` lists what was pooled.
 
     Returns a summary dict: seed, counts, iterations run, clusters (DataFrame), timings (s).
     ``progress(done, total)`` is called during the Monte Carlo iterations.
@@ -46,6 +51,9 @@ def run_ale(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     studyset = read_studyset(input_path)
+    pooled = []
+    if not keep_contrasts:
+        studyset, pooled = pool_experiments(studyset)
     grid = load_grid(mask)
     timings["read"] = time.perf_counter() - start
 
@@ -85,7 +93,9 @@ def run_ale(
             "null_mask": null_mask,
             "vfwe_only": vfwe_only,
             "early_stop": early_stop,
+            "keep_contrasts": keep_contrasts,
         },
+        "pooled": "contrasts kept apart (--keep-contrasts)" if keep_contrasts else pooled,
         "params": params,
         "versions": provenance.versions(),
     }
@@ -101,5 +111,6 @@ def run_ale(
         "counts": params.get("counts", {}),
         "n_iters": run.get("n_iters"),
         "clusters": clusters,
+        "pooled": pooled,
         "timings": timings,
     }
