@@ -57,7 +57,9 @@ def ours_exact(halves):
 
 
 def test_maps_have_nimare_names(ours_exact, nimare_subtraction):
-    assert set(nimare_subtraction.maps) == set(ours_exact.maps)
+    fwe = {n for n in ours_exact.maps if n.endswith("_corr-FWE_method-montecarlo")}
+    assert len(fwe) == 3
+    assert set(nimare_subtraction.maps) == set(ours_exact.maps) - fwe
 
 
 def test_difference_and_group_maps_equal_nimare(ours_exact, nimare_subtraction):
@@ -202,3 +204,17 @@ def test_conjunction_user_errors(tmp_path):
              tmp_path / "b" / f"{DEFAULT_CONJUNCTION_MAP}.nii.gz")
     with pytest.raises(InputError, match="different grids"):
         run_conjunction(da, tmp_path / "b", tmp_path / "out")
+
+
+def test_voxel_fwe_maps_as_nimare_computes_them(ours_exact):
+    """NiMARE's correct_fwe_montecarlo for a subtraction: null_to_p(|stat|, max |diff| null), z signed as z."""
+    from nimare.stats import null_to_p
+    from nimare.transforms import p_to_z
+
+    null = ours_exact.nulls["values_level-voxel_corr-fwe_method-montecarlo"]
+    stat = ours_exact.maps[f"stat_desc-{DIFF}"]
+    p_ref = null_to_p(np.abs(stat), null, tail="upper")
+    name = f"desc-{DIFF}_level-voxel_corr-FWE_method-montecarlo"
+    np.testing.assert_allclose(ours_exact.maps[f"p_{name}"], p_ref, rtol=1e-12)
+    z_ref = p_to_z(p_ref, tail="two") * np.sign(ours_exact.maps[f"z_desc-{DIFF}"])
+    np.testing.assert_allclose(ours_exact.maps[f"z_{name}"], z_ref, rtol=1e-6, atol=1e-9)

@@ -7,7 +7,10 @@ kept) and recomputing the difference; per voxel, the share of permutations whose
 is >= (upper) and <= (lower) the observed one; two-sided ``p = 2 min(upper, lower) / n``
 clipped to ``[1/n, 1 - 1/n]``; ``z = Phi^-1(1 - p / 2)`` signed by ``lower - upper``
 (positive where group 1 > group 2). The maximum ``|difference|`` of each permutation is kept
-as the voxel-level FWE null (NiMARE's key). Voxels no experiment reaches have difference 0
+as the voxel-level FWE null (NiMARE's key); the voxel-level FWE maps
+``{p,z,logp}_desc-group1MinusGroup2_level-voxel_corr-FWE_method-montecarlo`` give each voxel the
+share of permutation maxima >= its ``|difference|``, z signed as the uncorrected z (NiMARE's
+``correct_fwe_montecarlo``). Cluster-level FWE for subtraction is not implemented yet. Voxels no experiment reaches have difference 0
 in every permutation: p = 1 - 1/n, z = 0.
 
 Ties. Wherever a permutation puts the same experiments (of those reaching a voxel) in group 1
@@ -40,9 +43,10 @@ import numpy as np
 from numba import njit
 from scipy import special
 
+from . import inference
 from . import space as _space
 from .estimators import ALE
-from .result import NULL_VOXEL, MetaResult
+from .result import FWE_SUFFIX, NULL_VOXEL, MetaResult
 
 #: Permutations per seeded chunk (fixed, so results do not depend on cores).
 CHUNK = 64
@@ -211,6 +215,12 @@ class Subtraction:
             f"z_desc-{DIFF}": z,
             f"logp_desc-{DIFF}": np.maximum(-np.log10(p), 0.0),
         }
+        # voxel-level FWE: |difference| against the permutation maxima of |difference| (NiMARE)
+        stat = maps[f"stat_desc-{DIFF}"]
+        p_fwe = inference.null_to_p(np.abs(stat), abs_max)
+        maps[f"p_desc-{DIFF}_level-voxel{FWE_SUFFIX}"] = p_fwe
+        maps[f"z_desc-{DIFF}_level-voxel{FWE_SUFFIX}"] = two_sided_z(p_fwe, np.sign(z))
+        maps[f"logp_desc-{DIFF}_level-voxel{FWE_SUFFIX}"] = np.maximum(-np.log10(p_fwe), 0.0)
         for k, res in ((1, res1), (2, res2)):
             maps.update({f"{m}_desc-group{k}": res.maps[m] for m in ("stat", "p", "z", "logp")})
         params = {
