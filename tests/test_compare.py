@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from neurochange.cli import cli
-from neurochange.compare import (Subtraction, _group_values, _permutation_tails, _permutation_tails_numpy,
+from neurochange.compare import (Subtraction, _group_values, _keep_difference, _permutation_tails,
+                                 _permutation_tails_numpy,
                                  _sparse_ma, conjunction, overlap)
 from neurochange.compare_run import DEFAULT_CONJUNCTION_MAP, run_conjunction
 from neurochange.errors import InputError
@@ -111,17 +112,17 @@ def test_numba_matches_numpy_reference(halves):
     support, indptr, cols, ma = _sparse_ma([r1, r2])
     n1, n = r1.n_experiments, r1.n_experiments + r2.n_experiments
     values = 1.0 - ma
-    g1, g2 = np.empty(len(support)), np.empty(len(support))
-    _group_values(indptr, cols, values, np.arange(n1), False, g1)
-    _group_values(indptr, cols, values, np.arange(n1, n), False, g2)
-    observed = g2 - g1
+    total = np.empty(len(support))
+    _group_values(indptr, cols, values, np.arange(n), False, total)
+    observed = np.empty(len(support))
+    _keep_difference(indptr, cols, values, np.arange(n), n1, total, np.empty(len(support)), observed)
     np.testing.assert_allclose(observed, (r1.maps["stat"] - r2.maps["stat"])[support], atol=1e-12)
     rng = np.random.default_rng(0)
     perms = np.stack([rng.permutation(n) for _ in range(20)]).astype(np.int64)
     upper, lower, abs_max = (np.zeros(len(support), dtype=np.int64), np.zeros(len(support), dtype=np.int64),
                              np.zeros(20))
-    _permutation_tails(indptr, cols, values, perms, n1, False, observed, upper, lower, abs_max)
-    ref = _permutation_tails_numpy(indptr, cols, values, perms, n1, observed)
+    _permutation_tails(indptr, cols, values, perms, n1, total, observed, upper, lower, abs_max)
+    ref = _permutation_tails_numpy(indptr, cols, values, perms, n1, total, observed)
     np.testing.assert_array_equal(upper, ref[0])
     np.testing.assert_array_equal(lower, ref[1])
     np.testing.assert_array_equal(abs_max, ref[2])

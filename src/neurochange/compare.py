@@ -73,49 +73,68 @@ def _group_values(indptr, cols, values, members, log_space, out):
 
 
 @njit(cache=True, nogil=True)
-def _permutation_tails(indptr, cols, values, perms, n_group1, log_space, observed, upper, lower, abs_max):
+def _keep_difference(indptr, cols, values, perm, n_group1, total, work, out):
+    """ALE difference (group 1 minus group 2) of one split, in product form, into ``out``.
+
+    Only the smaller group's rows are visited: its product ``g`` of (1 - MA) is built (members
+    sorted), the other group's is ``total / g`` (``total``: the product over all experiments).
+    Equal member sets give bit-equal differences, so ties with the observed split are exact.
+    """
+    n_total = perm.shape[0]
+    small_is_1 = n_group1 <= n_total - n_group1
+    members = perm[:n_group1] if small_is_1 else perm[n_group1:]
+    _group_values(indptr, cols, values, members, False, work)
+    if small_is_1:  # (1 - keep1) - (1 - keep2) = keep2 - keep1
+        for v in range(out.shape[0]):
+            out[v] = total[v] / work[v] - work[v]
+    else:
+        for v in range(out.shape[0]):
+            out[v] = work[v] - total[v] / work[v]
+
+
+@njit(cache=True, nogil=True)
+def _permutation_tails(indptr, cols, values, perms, n_group1, total, observed, upper, lower, abs_max):
     """For each permutation (row of ``perms``): ALE difference, tail counts and max |difference|.
 
     ``upper[v] += diff >= observed[v]``, ``lower[v] += diff <= observed[v]`` (int64, in place);
-    ``abs_max[i]`` = max |diff| of permutation ``i``. ``values``/``log_space`` as :func:`_group_values`.
+    ``abs_max[i]`` = max |diff| of permutation ``i``. ``values`` = 1 - MA; ``total`` as
+    :func:`_keep_difference`.
     """
     n_vox = observed.shape[0]
-    g1 = np.empty(n_vox)
-    g2 = np.empty(n_vox)
+    work = np.empty(n_vox)
+    d = np.empty(n_vox)
     for i in range(perms.shape[0]):
-        _group_values(indptr, cols, values, perms[i, :n_group1], log_space, g1)
-        _group_values(indptr, cols, values, perms[i, n_group1:], log_space, g2)
+        _keep_difference(indptr, cols, values, perms[i], n_group1, total, work, d)
         m = 0.0
         for v in range(n_vox):
-            if log_space:
-                d = (1.0 - np.exp(g1[v])) - (1.0 - np.exp(g2[v]))
-            else:
-                d = g2[v] - g1[v]  # (1 - keep1) - (1 - keep2)
-            if d >= observed[v]:
+            if d[v] >= observed[v]:
                 upper[v] += 1
-            if d <= observed[v]:
+            if d[v] <= observed[v]:
                 lower[v] += 1
-            if abs(d) > m:
-                m = abs(d)
+            if abs(d[v]) > m:
+                m = abs(d[v])
         abs_max[i] = m
 
 
-def _permutation_tails_numpy(indptr, cols, values, perms, n_group1, observed):
-    """NumPy reference of :func:`_permutation_tails` (product form): (upper, lower, abs_max)."""
-    n_vox = observed.shape[0]
-    upper = np.zeros(n_vox, dtype=np.int64)
-    lower = np.zeros(n_vox, dtype=np.int64)
+def _keep_difference_numpy(indptr, cols, values, perm, n_group1, total):
+    """NumPy reference of :func:`_keep_difference`."""
+    small_is_1 = n_group1 <= len(perm) - n_group1
+    members = perm[:n_group1] if small_is_1 else perm[n_group1:]
+    g = np.ones(len(total))
+    for e in np.sort(members):
+        sl = slice(indptr[e], indptr[e + 1])
+        g[cols[sl]] *= values[sl]
+    other = total / g
+    return other - g if small_is_1 else g - other
+
+
+def _permutation_tails_numpy(indptr, cols, values, perms, n_group1, total, observed):
+    """NumPy reference of :func:`_permutation_tails`: (upper, lower, abs_max)."""
+    upper = np.zeros(len(observed), dtype=np.int64)
+    lower = np.zeros(len(observed), dtype=np.int64)
     abs_max = np.zeros(len(perms))
-
-    def keep(members):
-        out = np.ones(n_vox)
-        for e in np.sort(members):
-            sl = slice(indptr[e], indptr[e + 1])
-            out[cols[sl]] *= values[sl]
-        return out
-
     for i, perm in enumerate(perms):
-        d = keep(perm[n_group1:]) - keep(perm[:n_group1])
+        d = _keep_difference_numpy(indptr, cols, values, perm, n_group1, total)
         upper += d >= observed
         lower += d <= observed
         abs_max[i] = np.abs(d).max()
@@ -194,16 +213,20 @@ class Subtraction:
         log_space = self.ties == "nimare"
         # NiMARE: log(1 - MA) in float32, summed in float64; the observed difference in float32
         values = np.log1p(-ma.astype(np.float32)).astype(np.float64) if log_space else 1.0 - ma
-        g1, g2 = np.empty(len(support)), np.empty(len(support))
-        _group_values(indptr, cols, values, identity[:n1], log_space, g1)
-        _group_values(indptr, cols, values, identity[n1:], log_space, g2)
+        total = np.empty(len(support))
+        _group_values(indptr, cols, values, identity, log_space, total)
         if log_space:
+            g1, g2 = np.empty(len(support)), np.empty(len(support))
+            _group_values(indptr, cols, values, identity[:n1], True, g1)
+            _group_values(indptr, cols, values, identity[n1:], True, g2)
             observed = ((1.0 - np.exp(g1)).astype(np.float32) - (1.0 - np.exp(g2)).astype(np.float32))
             observed = observed.astype(np.float64)
         else:
-            observed = g2 - g1
+            observed = np.empty(len(support))
+            _keep_difference(indptr, cols, values, identity, n1, total, np.empty(len(support)), observed)
 
-        upper, lower, abs_max = self._permute(indptr, cols, values, log_space, n_total, n1, observed, progress)
+        upper, lower, abs_max = self._permute(indptr, cols, values, log_space, total, n_total, n1, observed,
+                                              progress)
         p_support, sign = two_sided_p(upper, lower, self.n_iters)
         p = np.full(grid.n_voxels, 1.0 - 1.0 / self.n_iters)
         z = np.zeros(grid.n_voxels)
@@ -249,7 +272,7 @@ class Subtraction:
             fixed_fwhm=res1.fixed_fwhm,
         )
 
-    def _permute(self, indptr, cols, values, log_space, n_total, n1, observed, progress):
+    def _permute(self, indptr, cols, values, log_space, total, n_total, n1, observed, progress):
         """Tail counts and max |difference| over ``n_iters`` permutations, chunk by chunk."""
         n_chunks = -(-self.n_iters // CHUNK)
         children = np.random.SeedSequence(self.seed).spawn(n_chunks)
@@ -272,7 +295,7 @@ class Subtraction:
                     lower += d <= observed
                     abs_max[c * CHUNK + i] = np.abs(d).max()
                 return upper, lower
-            _permutation_tails(indptr, cols, values, perms, n1, log_space, observed, upper, lower,
+            _permutation_tails(indptr, cols, values, perms, n1, total, observed, upper, lower,
                                abs_max[c * CHUNK: c * CHUNK + size])
             return upper, lower
 
