@@ -121,7 +121,8 @@ def test_numba_matches_numpy_reference(halves):
     perms = np.stack([rng.permutation(n) for _ in range(20)]).astype(np.int64)
     upper, lower, abs_max = (np.zeros(len(support), dtype=np.int64), np.zeros(len(support), dtype=np.int64),
                              np.zeros(20))
-    _permutation_tails(indptr, cols, values, perms, n1, total, observed, upper, lower, abs_max)
+    _permutation_tails(indptr, cols, values, perms, n1, total, observed, upper, lower, abs_max,
+                       np.zeros((0, len(support)), dtype=np.float32))
     ref = _permutation_tails_numpy(indptr, cols, values, perms, n1, total, observed)
     np.testing.assert_array_equal(upper, ref[0])
     np.testing.assert_array_equal(lower, ref[1])
@@ -146,6 +147,7 @@ def test_contrast_command(nimare_test_data, tmp_path):
     for kind in ("stat", "p", "z", "logp"):
         assert f"{kind}_desc-{DIFF}.nii.gz" in names
         assert f"{kind}_desc-group1.nii.gz" in names and f"{kind}_desc-group2.nii.gz" in names
+    assert f"z_desc-{DIFF}Size_level-cluster_corr-FWE_method-montecarlo.nii.gz" in names
     record = json.loads((out / "provenance.json").read_text())
     assert record["settings"]["seed"] == 1 and record["params"]["subtraction"]["n_iters"] == 100
     again = CliRunner().invoke(cli, ["contrast", str(a), str(b), "--out", str(out), "--iters", "100"])
@@ -219,3 +221,71 @@ def test_voxel_fwe_maps_as_nimare_computes_them(ours_exact):
     np.testing.assert_allclose(ours_exact.maps[f"p_{name}"], p_ref, rtol=1e-12)
     z_ref = p_to_z(p_ref, tail="two") * np.sign(ours_exact.maps[f"z_desc-{DIFF}"])
     np.testing.assert_allclose(ours_exact.maps[f"z_{name}"], z_ref, rtol=1e-6, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------- cluster-level FWE
+def test_top_quantile_is_numpy_quantile():
+    from neurochange.pairwise_clusters import top_quantile
+
+    rng = np.random.default_rng(0)
+    values = np.abs(rng.standard_normal(100_003))
+    values[rng.random(len(values)) < 0.3] = 0.0
+    parts = np.array_split(values, 7)
+    for q in (0.999, 0.99, 0.95):
+        k = int(np.ceil((1 - q) * (len(values) - 1))) + 2
+        tops = [np.sort(p)[-k:] for p in parts]
+        assert top_quantile(tops, len(values), q) == pytest.approx(np.quantile(values, q), rel=1e-12)
+    # values left out of the tops are zeros (voxels no experiment reaches)
+    assert top_quantile([np.array([3.0, 2.0])], 10, 0.5) == 0.0
+
+
+def test_cluster_nulls_equal_nimare_cluster_measures(halves):
+    """Our sparse union-find gives NiMARE's largest cluster size and mass (two-tailed, face
+    connectivity) on the same permutation difference maps."""
+    from nimare.meta.utils import _calculate_cluster_measures
+    from scipy import ndimage
+
+    from neurochange.compare import _cluster_nulls
+    from neurochange.pairwise_clusters import cluster_labels, neighbour_table
+
+    _, _, a, b = halves
+    r1, r2 = ALE().fit(a), ALE().fit(b)
+    support, indptr, cols, ma = _sparse_ma([r1, r2])
+    n1, n = r1.n_experiments, r1.n_experiments + r2.n_experiments
+    values = 1.0 - ma
+    total = np.empty(len(support))
+    _group_values(indptr, cols, values, np.arange(n), False, total)
+    grid = mni_2mm()
+    neighbours = neighbour_table(support, grid.mask)
+    rng = np.random.default_rng(1)
+    perms = np.stack([rng.permutation(n) for _ in range(5)]).astype(np.int64)
+    threshold = 0.0119
+    sizes, masses = np.zeros(5, dtype=np.int64), np.zeros(5)
+    _cluster_nulls(indptr, cols, values, perms, n1, total, threshold, neighbours, sizes, masses)
+    conn = ndimage.generate_binary_structure(3, 1)
+    for i, perm in enumerate(perms):
+        d = np.empty(len(support))
+        _keep_difference(indptr, cols, values, perm, n1, total, np.empty(len(support)), d)
+        vol = np.zeros(grid.shape)
+        vol[np.nonzero(grid.mask)[0][support], np.nonzero(grid.mask)[1][support], np.nonzero(grid.mask)[2][support]] = d
+        ref_size, ref_mass = _calculate_cluster_measures(vol.copy(), threshold, conn, tail="two")
+        assert sizes[i] == ref_size > 0
+        assert masses[i] == pytest.approx(ref_mass, rel=1e-9)
+        # and the labels of one map are scipy's (positive and negative apart)
+        labels = cluster_labels(d, threshold, neighbours)
+        n_ref = ndimage.label(vol > threshold, conn)[1] + ndimage.label(vol < -threshold, conn)[1]
+        assert labels.max() == n_ref
+
+
+def test_cluster_level_maps(halves):
+    _, _, a, b = halves
+    res = Subtraction(n_iters=200, seed=3, n_cores=2, vfwe_only=False).fit(a, b)
+    for desc in ("Size", "Mass"):
+        for kind in ("p", "z", "logp"):
+            assert f"{kind}_desc-{DIFF}{desc}_level-cluster_corr-FWE_method-montecarlo" in res.maps
+    assert res.nulls["values_desc-size_level-cluster_corr-fwe_method-montecarlo"].shape == (200,)
+    p = res.maps[f"p_desc-{DIFF}Size_level-cluster_corr-FWE_method-montecarlo"]
+    assert p.min() >= 1 / 200 and p.max() <= 1 - 1 / 200
+    # within a cluster every voxel shares its p; the threshold sits at the top 0.1% of |difference|
+    thr = float(res.nulls["summary_stat_thresh_level-voxel_corr-fwe_method-montecarlo"])
+    assert 0 < thr < np.abs(res.maps[f"stat_desc-{DIFF}"]).max()

@@ -10,7 +10,8 @@ clipped to ``[1/n, 1 - 1/n]``; ``z = Phi^-1(1 - p / 2)`` signed by ``lower - upp
 as the voxel-level FWE null (NiMARE's key); the voxel-level FWE maps
 ``{p,z,logp}_desc-group1MinusGroup2_level-voxel_corr-FWE_method-montecarlo`` give each voxel the
 share of permutation maxima >= its ``|difference|``, z signed as the uncorrected z (NiMARE's
-``correct_fwe_montecarlo``). Cluster-level FWE for subtraction is not implemented yet. Voxels no experiment reaches have difference 0
+``correct_fwe_montecarlo``). With ``vfwe_only=False``, cluster-level FWE as NiMARE's
+(:mod:`neurochange.pairwise_clusters`): ``{p,z,logp}_desc-group1MinusGroup2{Size,Mass}_level-cluster_corr-FWE_method-montecarlo``. Voxels no experiment reaches have difference 0
 in every permutation: p = 1 - 1/n, z = 0.
 
 Ties. Wherever a permutation puts the same experiments (of those reaching a voxel) in group 1
@@ -46,7 +47,8 @@ from scipy import special
 from . import inference
 from . import space as _space
 from .estimators import ALE
-from .result import FWE_SUFFIX, NULL_VOXEL, MetaResult
+from .pairwise_clusters import max_clusters, neighbour_table, observed_cluster_p, top_quantile
+from .result import FWE_SUFFIX, NULL_MASS, NULL_SIZE, NULL_VOXEL, MetaResult
 
 #: Permutations per seeded chunk (fixed, so results do not depend on cores).
 CHUNK = 64
@@ -93,18 +95,22 @@ def _keep_difference(indptr, cols, values, perm, n_group1, total, work, out):
 
 
 @njit(cache=True, nogil=True)
-def _permutation_tails(indptr, cols, values, perms, n_group1, total, observed, upper, lower, abs_max):
+def _permutation_tails(indptr, cols, values, perms, n_group1, total, observed, upper, lower, abs_max, keep_diffs):
     """For each permutation (row of ``perms``): ALE difference, tail counts and max |difference|.
 
     ``upper[v] += diff >= observed[v]``, ``lower[v] += diff <= observed[v]`` (int64, in place);
     ``abs_max[i]`` = max |diff| of permutation ``i``. ``values`` = 1 - MA; ``total`` as
-    :func:`_keep_difference`.
+    :func:`_keep_difference`. ``keep_diffs`` (float32 (n_perms, n_vox), or zero rows) receives the
+    differences when it has rows.
     """
     n_vox = observed.shape[0]
     work = np.empty(n_vox)
     d = np.empty(n_vox)
     for i in range(perms.shape[0]):
         _keep_difference(indptr, cols, values, perms[i], n_group1, total, work, d)
+        if keep_diffs.shape[0] > 0:
+            for v in range(n_vox):
+                keep_diffs[i, v] = d[v]
         m = 0.0
         for v in range(n_vox):
             if d[v] >= observed[v]:
@@ -139,6 +145,20 @@ def _permutation_tails_numpy(indptr, cols, values, perms, n_group1, total, obser
         lower += d <= observed
         abs_max[i] = np.abs(d).max()
     return upper, lower, abs_max
+
+
+@njit(cache=True, nogil=True)
+def _cluster_nulls(indptr, cols, values, perms, n_group1, total, threshold, neighbours, max_size, max_mass):
+    """Largest cluster size and mass of each permutation's difference map (in place)."""
+    n_vox = total.shape[0]
+    work = np.empty(n_vox)
+    d = np.empty(n_vox)
+    parent = np.empty(n_vox, dtype=np.int64)
+    size = np.empty(n_vox, dtype=np.int64)
+    mass = np.empty(n_vox)
+    for i in range(perms.shape[0]):
+        _keep_difference(indptr, cols, values, perms[i], n_group1, total, work, d)
+        max_size[i], max_mass[i] = max_clusters(d, threshold, neighbours, parent, size, mass)
 
 
 def _sparse_ma(results: list[MetaResult]):
@@ -183,10 +203,17 @@ class Subtraction:
         Worker threads (default: all cores). Results do not depend on it.
     ties : {"exact", "nimare"}
         How permutations equal to the observed difference count (see the module docstring).
+    vfwe_only : bool
+        Voxel-level FWE only (NiMARE's default); else also cluster-level FWE
+        (:mod:`neurochange.pairwise_clusters`), which replays the permutations once more.
+    cluster_forming_p : float
+        Share of permutation ``|difference|`` values above the cluster-forming threshold.
     """
 
     def __init__(self, estimator=None, n_iters: int = 10000, seed: int = 0, n_cores: int | None = None,
-                 ties: str = "exact"):
+                 ties: str = "exact", vfwe_only: bool = True, cluster_forming_p: float = 0.001):
+        self.vfwe_only = bool(vfwe_only)
+        self.cluster_forming_p = float(cluster_forming_p)
         if ties not in ("exact", "nimare"):
             raise ValueError(f"ties must be 'exact' or 'nimare', got {ties!r}")
         self.ties = ties
@@ -225,8 +252,9 @@ class Subtraction:
             observed = np.empty(len(support))
             _keep_difference(indptr, cols, values, identity, n1, total, np.empty(len(support)), observed)
 
-        upper, lower, abs_max = self._permute(indptr, cols, values, log_space, total, n_total, n1, observed,
-                                              progress)
+        n_top = 0 if self.vfwe_only else int(np.ceil(self.cluster_forming_p * (self.n_iters * grid.n_voxels - 1))) + 2
+        upper, lower, abs_max, tops = self._permute(indptr, cols, values, log_space, total, n_total, n1, observed,
+                                                    progress, n_top)
         p_support, sign = two_sided_p(upper, lower, self.n_iters)
         p = np.full(grid.n_voxels, 1.0 - 1.0 / self.n_iters)
         z = np.zeros(grid.n_voxels)
@@ -244,6 +272,26 @@ class Subtraction:
         maps[f"p_desc-{DIFF}_level-voxel{FWE_SUFFIX}"] = p_fwe
         maps[f"z_desc-{DIFF}_level-voxel{FWE_SUFFIX}"] = two_sided_z(p_fwe, np.sign(z))
         maps[f"logp_desc-{DIFF}_level-voxel{FWE_SUFFIX}"] = np.maximum(-np.log10(p_fwe), 0.0)
+        nulls = {NULL_VOXEL: abs_max}
+        if not self.vfwe_only:
+            threshold = top_quantile(tops, self.n_iters * grid.n_voxels, 1.0 - self.cluster_forming_p)
+            if log_space:  # cluster nulls in product form: equal to the last bits
+                values, total = 1.0 - ma, np.empty(len(support))
+                _group_values(indptr, cols, values, identity, False, total)
+                _keep_difference(indptr, cols, values, identity, n1, total, np.empty(len(support)), observed)
+            neighbours = neighbour_table(support, grid.mask)
+            null_size, null_mass = self._cluster_nulls(indptr, cols, values, total, n_total, n1, threshold,
+                                                       neighbours)
+            p_size, p_mass, _ = observed_cluster_p(observed, threshold, neighbours, null_size, null_mass)
+            for desc, p_support in (("Size", p_size), ("Mass", p_mass)):
+                p_c = np.full(grid.n_voxels, 1.0 - 1.0 / self.n_iters)
+                p_c[support] = p_support
+                name = f"desc-{DIFF}{desc}_level-cluster{FWE_SUFFIX}"
+                maps[f"p_{name}"] = p_c
+                maps[f"z_{name}"] = two_sided_z(p_c, np.sign(z))
+                maps[f"logp_{name}"] = np.maximum(-np.log10(p_c), 0.0)
+            nulls.update({NULL_SIZE: null_size, NULL_MASS: null_mass,
+                          "summary_stat_thresh_level-voxel_corr-fwe_method-montecarlo": np.array(threshold)})
         for k, res in ((1, res1), (2, res2)):
             maps.update({f"{m}_desc-group{k}": res.maps[m] for m in ("stat", "p", "z", "logp")})
         params = {
@@ -253,6 +301,8 @@ class Subtraction:
                 "n_iters": self.n_iters,
                 "seed": self.seed,
                 "ties": self.ties,
+                "vfwe_only": self.vfwe_only,
+                "cluster_forming_p": None if self.vfwe_only else self.cluster_forming_p,
                 "chunk": CHUNK,
                 "voxels_reached": int(len(support)),
             },
@@ -261,7 +311,7 @@ class Subtraction:
         return MetaResult(
             grid=grid,
             maps=maps,
-            nulls={NULL_VOXEL: abs_max},
+            nulls=nulls,
             params=params,
             experiment_ids=res1.experiment_ids + res2.experiment_ids,
             foci_ijk=np.concatenate([res1.foci_ijk, res2.foci_ijk]),
@@ -272,17 +322,43 @@ class Subtraction:
             fixed_fwhm=res1.fixed_fwhm,
         )
 
-    def _permute(self, indptr, cols, values, log_space, total, n_total, n1, observed, progress):
-        """Tail counts and max |difference| over ``n_iters`` permutations, chunk by chunk."""
+    def _chunk_perms(self, children, c, n_total):
+        """The permutations (int64 (size, n_total)) of chunk ``c``."""
+        size = min(CHUNK, self.n_iters - c * CHUNK)
+        rng = np.random.default_rng(children[c])
+        return np.stack([rng.permutation(n_total) for _ in range(size)]).astype(np.int64)
+
+    def _cluster_nulls(self, indptr, cols, values, total, n_total, n1, threshold, neighbours):
+        """Largest cluster size and mass of every permutation (the same permutations, replayed)."""
+        n_chunks = -(-self.n_iters // CHUNK)
+        children = np.random.SeedSequence(self.seed).spawn(n_chunks)
+        null_size = np.zeros(self.n_iters, dtype=np.int64)
+        null_mass = np.zeros(self.n_iters)
+
+        def run(c):
+            perms = self._chunk_perms(children, c, n_total)
+            sl = slice(c * CHUNK, c * CHUNK + len(perms))
+            _cluster_nulls(indptr, cols, values, perms, n1, total, threshold, neighbours, null_size[sl], null_mass[sl])
+
+        with ThreadPoolExecutor(max_workers=self.n_cores or os.cpu_count() or 1) as pool:
+            list(pool.map(run, range(n_chunks)))
+        return null_size.astype(np.float64), null_mass
+
+    def _permute(self, indptr, cols, values, log_space, total, n_total, n1, observed, progress, n_top=0):
+        """Tail counts, max |difference| and (``n_top`` > 0) each chunk's largest |difference| values."""
         n_chunks = -(-self.n_iters // CHUNK)
         children = np.random.SeedSequence(self.seed).spawn(n_chunks)
         n_vox = len(observed)
         abs_max = np.zeros(self.n_iters)
 
+        def top(diffs):
+            flat = np.abs(diffs).ravel()
+            return flat if len(flat) <= n_top else np.partition(flat, len(flat) - n_top)[-n_top:]
+
         def run(c):
-            size = min(CHUNK, self.n_iters - c * CHUNK)
-            rng = np.random.default_rng(children[c])
-            perms = np.stack([rng.permutation(n_total) for _ in range(size)]).astype(np.int64)
+            perms = self._chunk_perms(children, c, n_total)
+            size = len(perms)
+            diffs = np.zeros((size if n_top else 0, n_vox), dtype=np.float32)
             upper = np.zeros(n_vox, dtype=np.int64)
             lower = np.zeros(n_vox, dtype=np.int64)
             if log_space:  # NiMARE's arithmetic: numpy's exp, whose last bits numba's need not match
@@ -291,24 +367,29 @@ class Subtraction:
                     _group_values(indptr, cols, values, perm[:n1], True, g1)
                     _group_values(indptr, cols, values, perm[n1:], True, g2)
                     d = (1.0 - np.exp(g1)) - (1.0 - np.exp(g2))
+                    if n_top:
+                        diffs[i] = d
                     upper += d >= observed
                     lower += d <= observed
                     abs_max[c * CHUNK + i] = np.abs(d).max()
-                return upper, lower
+                return upper, lower, top(diffs) if n_top else None
             _permutation_tails(indptr, cols, values, perms, n1, total, observed, upper, lower,
-                               abs_max[c * CHUNK: c * CHUNK + size])
-            return upper, lower
+                               abs_max[c * CHUNK: c * CHUNK + size], diffs)
+            return upper, lower, top(diffs) if n_top else None
 
         upper = np.zeros(n_vox, dtype=np.int64)
         lower = np.zeros(n_vox, dtype=np.int64)
+        tops = []
         workers = self.n_cores or os.cpu_count() or 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for done, (u, lo) in enumerate(pool.map(run, range(n_chunks)), start=1):
+            for done, (u, lo, t) in enumerate(pool.map(run, range(n_chunks)), start=1):
                 upper += u
                 lower += lo
+                if t is not None:
+                    tops.append(t)
                 if progress is not None:
                     progress(min(done * CHUNK, self.n_iters), self.n_iters)
-        return upper, lower, abs_max
+        return upper, lower, abs_max, tops
 
 
 # ---------------------------------------------------------------------------- conjunction, overlap

@@ -46,6 +46,8 @@ def run_contrast(
     fwhm: float | None = None,
     mask: str | Path | None = None,
     keep_contrasts: bool = False,
+    vfwe_only: bool = False,
+    cluster_forming_p: float = 0.001,
     overwrite: bool = False,
     progress=None,
 ) -> dict:
@@ -67,7 +69,8 @@ def run_contrast(
     timings["read"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    result = Subtraction(ALE(fwhm=fwhm), n_iters=n_iters, seed=seed, n_cores=n_cores).fit(
+    result = Subtraction(ALE(fwhm=fwhm), n_iters=n_iters, seed=seed, n_cores=n_cores, vfwe_only=vfwe_only,
+                         cluster_forming_p=cluster_forming_p).fit(
         sets[0], sets[1], grid, progress=progress)
     timings["subtraction"] = time.perf_counter() - start
 
@@ -76,6 +79,7 @@ def run_contrast(
         "command": "contrast",
         "input": {"group1": Path(input_a).name, "group2": Path(input_b).name},
         "settings": {"n_iters": n_iters, "seed": seed, "fwhm": fwhm, "keep_contrasts": keep_contrasts,
+                     "vfwe_only": vfwe_only, "cluster_forming_p": cluster_forming_p,
                      "mask": "MNI152 2 mm brain mask (NiMARE ALE default)" if mask is None else Path(mask).name},
         "params": result.params,
         "pooled": pooled if not keep_contrasts else "contrasts kept apart (--keep-contrasts)",
