@@ -118,3 +118,103 @@ def test_density_counts_experiments_not_foci():
     in_mask = len(sphere_ma_numpy(grid.mm_to_vox([[0.0, -20.0, 10.0]]), grid)[0])
     assert 400 < in_mask <= 515
     assert (MKDADensity().fit(ss).maps["stat"] > 0).sum() == in_mask
+
+
+# ---------------------------------------------------------------------------- Monte Carlo FWE
+N_MC = 200
+
+
+@pytest.fixture(scope="module")
+def mc_pair(pain):
+    """Our and NiMARE's Monte Carlo nulls for MKDADensity on the pain set, N_MC iterations each."""
+    from nimare.correct import FWECorrector
+
+    from neurochange import mkda_montecarlo as mm
+
+    studyset, dset = pain
+    ours = mm.correct_fwe(MKDADensity().fit(studyset), n_iters=N_MC, seed=4)
+    est, theirs = nimare_fit("MKDADensity", dset, random_state=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        corrected = FWECorrector(method="montecarlo", n_iters=N_MC, n_cores=1).transform(theirs)
+    return ours, corrected.estimator.null_distributions_
+
+
+@pytest.mark.parametrize("key", ["values_desc-size_level-cluster_corr-fwe_method-montecarlo",
+                                 "values_desc-mass_level-cluster_corr-fwe_method-montecarlo"])
+def test_montecarlo_cluster_null_matches_nimare(mc_pair, key):
+    """Same null distribution: ours exceeds NiMARE's median / 90th percentile as often as it should.
+
+    Both are samples of N_MC; the share of ours above NiMARE's q-quantile has standard error
+    about sqrt(2 q (1 - q) / N_MC); we allow 4 of them. A two-sample KS test must not reject at 0.001.
+    """
+    from scipy.stats import ks_2samp
+
+    ours, theirs = mc_pair
+    a, b = np.asarray(ours.nulls[key]), np.asarray(theirs[key], dtype=float)
+    assert len(a) == len(b) == N_MC
+    for q in (0.5, 0.9):
+        share = np.mean(a > np.quantile(b, q))
+        assert abs(share - (1 - q)) <= 4 * np.sqrt(2 * q * (1 - q) / N_MC) + 1 / N_MC, (q, share)
+    assert ks_2samp(a, b).pvalue > 1e-3
+
+
+def test_montecarlo_voxel_null_matches_nimare(mc_pair):
+    ours, theirs = mc_pair
+    key = "values_level-voxel_corr-fwe_method-montecarlo"
+    a, b = np.asarray(ours.nulls[key]), np.asarray(theirs[key], dtype=float)
+    # integer maxima: compare the share reaching each observed level
+    for level in np.unique(np.concatenate([a, b])):
+        pa, pb = np.mean(a >= level), np.mean(b >= level)
+        se = np.sqrt(max(pa * (1 - pa) + pb * (1 - pb), 1 / N_MC) / N_MC)
+        assert abs(pa - pb) <= 4 * se + 1 / N_MC, (level, pa, pb)
+
+
+def test_montecarlo_maps_and_cores(pain):
+    from neurochange import mkda_montecarlo as mm
+    from neurochange.result import FWE_MAPS
+
+    studyset, _ = pain
+    result = KDA().fit(studyset)
+    one = mm.montecarlo_null(result, n_iters=mm.CHUNK_ITERS + 3, seed=9, cores=1)
+    two = mm.montecarlo_null(result, n_iters=mm.CHUNK_ITERS + 3, seed=9, cores=2)
+    np.testing.assert_array_equal(one, two)
+    maps = mm.fwe_maps(result, one)
+    assert set(maps) == set(FWE_MAPS)
+    logp = maps["logp_level-voxel_corr-FWE_method-montecarlo"]
+    n = len(one)
+    assert logp.max() <= -np.log10(1 / n) + 1e-12 and logp.min() >= -np.log10(1 - 1 / n) - 1e-12
+    # voxel-level p = share of null maxima >= the voxel's statistic
+    best = np.argmax(result.maps["stat"])
+    expected = max(np.mean(one[:, 0] >= result.maps["stat"][best]), 1 / n)
+    assert logp[best] == pytest.approx(-np.log10(expected))
+
+
+def test_cli_mkda_kda_chi2(pain, tmp_path, nimare_test_data):
+    from click.testing import CliRunner
+
+    from neurochange.cli import cli
+    from neurochange.io import write_studyset
+
+    path = nimare_test_data / "test_pain_dataset.json"
+    runner = CliRunner()
+    for kind in ("mkda", "kda"):
+        out = tmp_path / kind
+        res = runner.invoke(cli, [kind, str(path), "--out", str(out), "--iters", "20", "--seed", "2"])
+        assert res.exit_code == 0, res.output
+        assert (out / "z_desc-size_level-cluster_corr-FWE_method-montecarlo.nii.gz").exists()
+        assert (out / "clusters.tsv").exists() and (out / "provenance.json").exists()
+    studyset, _ = pain
+    ids = sorted(studyset.studies["study_id"])
+    write_studyset(studyset.filter_studies(ids[:8]), tmp_path / "sel.json")
+    write_studyset(studyset.filter_studies(ids[8:]), tmp_path / "rest.json")
+    out = tmp_path / "chi2"
+    res = runner.invoke(cli, ["chi2", str(tmp_path / "sel.json"), "--against", str(tmp_path / "rest.json"),
+                              "--out", str(out), "--iters", "10", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    for name in ("z_desc-association", "z_desc-uniformity_level-voxel_corr-FDR_method-indep",
+                 "z_desc-associationSize_level-cluster_corr-FWE_method-montecarlo"):
+        assert (out / f"{name}.nii.gz").exists()
+    res = runner.invoke(cli, ["chi2", str(tmp_path / "sel.json"), "--against", str(tmp_path / "missing.json"),
+                              "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2
