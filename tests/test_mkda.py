@@ -188,33 +188,3 @@ def test_montecarlo_maps_and_cores(pain):
     best = np.argmax(result.maps["stat"])
     expected = max(np.mean(one[:, 0] >= result.maps["stat"][best]), 1 / n)
     assert logp[best] == pytest.approx(-np.log10(expected))
-
-
-def test_cli_mkda_kda_chi2(pain, tmp_path, nimare_test_data):
-    from click.testing import CliRunner
-
-    from neurochange.cli import cli
-    from neurochange.io import write_studyset
-
-    path = nimare_test_data / "test_pain_dataset.json"
-    runner = CliRunner()
-    for kind in ("mkda", "kda"):
-        out = tmp_path / kind
-        res = runner.invoke(cli, [kind, str(path), "--out", str(out), "--iters", "20", "--seed", "2"])
-        assert res.exit_code == 0, res.output
-        assert (out / "z_desc-size_level-cluster_corr-FWE_method-montecarlo.nii.gz").exists()
-        assert (out / "clusters.tsv").exists() and (out / "provenance.json").exists()
-    studyset, _ = pain
-    ids = sorted(studyset.studies["study_id"])
-    write_studyset(studyset.filter_studies(ids[:8]), tmp_path / "sel.json")
-    write_studyset(studyset.filter_studies(ids[8:]), tmp_path / "rest.json")
-    out = tmp_path / "chi2"
-    res = runner.invoke(cli, ["chi2", str(tmp_path / "sel.json"), "--against", str(tmp_path / "rest.json"),
-                              "--out", str(out), "--iters", "10", "--seed", "1"])
-    assert res.exit_code == 0, res.output
-    for name in ("z_desc-association", "z_desc-uniformity_level-voxel_corr-FDR_method-indep",
-                 "z_desc-associationSize_level-cluster_corr-FWE_method-montecarlo"):
-        assert (out / f"{name}.nii.gz").exists()
-    res = runner.invoke(cli, ["chi2", str(tmp_path / "sel.json"), "--against", str(tmp_path / "missing.json"),
-                              "--out", str(tmp_path / "x")])
-    assert res.exit_code == 2
