@@ -41,7 +41,8 @@ def nimare_subtraction(halves):
     dset = load_nimare_dataset(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = ALESubtraction(n_iters=N_ITERS, n_cores=1, mask=mask_img()).fit(dset.slice(ids[:11]), dset.slice(ids[11:]))
+        est = ALESubtraction(n_iters=N_ITERS, n_cores=1, mask=mask_img())
+        res = est.fit(dset.slice(ids[:11]), dset.slice(ids[11:]))
     return res
 
 

@@ -6,21 +6,23 @@ at every mask voxel; a null made by shuffling experiments between the groups (gr
 kept) and recomputing the difference; per voxel, the share of permutations whose difference
 is >= (upper) and <= (lower) the observed one; two-sided ``p = 2 min(upper, lower) / n``
 clipped to ``[1/n, 1 - 1/n]``; ``z = Phi^-1(1 - p / 2)`` signed by ``lower - upper``
-(positive where group 1 > group 2). The maximum ``|difference|`` of each permutation is kept
-as the voxel-level FWE null (NiMARE's key); the voxel-level FWE maps
+(positive where group 1 > group 2). Voxels no experiment reaches have difference 0 in every
+permutation: p = 1 - 1/n, z = 0.
+
+FWE. The maximum ``|difference|`` of each permutation is the voxel-level null (NiMARE's key);
 ``{p,z,logp}_desc-group1MinusGroup2_level-voxel_corr-FWE_method-montecarlo`` give each voxel the
-share of permutation maxima >= its ``|difference|``, z signed as the uncorrected z (NiMARE's
-``correct_fwe_montecarlo``). With ``vfwe_only=False``, cluster-level FWE as NiMARE's
-(:mod:`neurochange.pairwise_clusters`): ``{p,z,logp}_desc-group1MinusGroup2{Size,Mass}_level-cluster_corr-FWE_method-montecarlo``. Voxels no experiment reaches have difference 0
-in every permutation: p = 1 - 1/n, z = 0.
+share of those maxima >= its ``|difference|``, z signed as the uncorrected z (NiMARE's
+``correct_fwe_montecarlo``). With ``vfwe_only=False`` also cluster-level FWE, size and mass, as
+NiMARE (:mod:`neurochange.pairwise_clusters`):
+``{p,z,logp}_desc-group1MinusGroup2{Size,Mass}_level-cluster_corr-FWE_method-montecarlo``.
 
 Ties. Wherever a permutation puts the same experiments (of those reaching a voxel) in group 1
 as the observed split, its difference equals the observed one exactly; with few experiments per
 voxel this happens in a large share of permutations. neurochange counts such ties in both tails
-(``ties="exact"``, the usual permutation p). NiMARE 0.22.1 compares float64 permutation
-differences against a float32-rounded observed difference, so each tie falls into one tail or
-the other at random, by the rounding direction (a voxel reached by one experiment can get
-p = 1/n). ``ties="nimare"`` reproduces that, for equivalence checks only.
+(``ties="exact"``, the usual permutation p). NiMARE 0.22.1 compares permutation differences
+built from float32 ``log(1 - MA)`` against a float32-rounded observed difference, so each tie
+falls into one tail or the other by rounding (a voxel reached by one experiment can get
+p = 1/n). ``ties="nimare"`` reproduces that arithmetic, for equivalence checks only.
 
 The estimator is pluggable: anything with ``fit(studyset, grid) -> MetaResult`` whose result
 yields sparse per-experiment maps (``ma_maps()``) and whose ``params["estimator"]["name"]``
