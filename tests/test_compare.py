@@ -151,8 +151,11 @@ def test_contrast_command(nimare_test_data, tmp_path):
     assert f"z_desc-{DIFF}Size_level-cluster_corr-FWE_method-montecarlo.nii.gz" in names
     record = json.loads((out / "provenance.json").read_text())
     assert record["settings"]["seed"] == 1 and record["params"]["subtraction"]["n_iters"] == 100
+    assert "only 10 distinct splits" in res.output  # 3 + 2 experiments: C(5, 3) = 10
     again = CliRunner().invoke(cli, ["contrast", str(a), str(b), "--out", str(out), "--iters", "100"])
     assert again.exit_code == 2 and "Traceback" not in again.output
+    same = CliRunner().invoke(cli, ["contrast", str(a), str(a), "--out", str(tmp_path / "same"), "--iters", "10"])
+    assert same.exit_code == 2 and "is in both groups" in same.output
 
 
 # ---------------------------------------------------------------------------- conjunction, overlap

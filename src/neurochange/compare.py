@@ -39,6 +39,7 @@ voxels > 0 in each map.
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -307,6 +308,9 @@ class Subtraction:
                 "cluster_forming_p": None if self.vfwe_only else self.cluster_forming_p,
                 "chunk": CHUNK,
                 "voxels_reached": int(len(support)),
+                # how many different splits exist: fewer than n_iters means repeats, and p cannot
+                # fall below about 1 / distinct_splits
+                "distinct_splits": math.comb(n_total, n1),
             },
             "counts": {"group1": res1.params["counts"], "group2": res2.params["counts"]},
         }

@@ -65,6 +65,10 @@ def run_contrast(
         if not keep_contrasts:
             studyset, pooled[label] = pool_experiments(studyset)
         sets.append(studyset)
+    shared = sorted(set(sets[0].experiments["experiment_id"]) & set(sets[1].experiments["experiment_id"]))
+    if shared:
+        raise InputError(f"experiment {shared[0]} is in both groups" + (f" (and {len(shared) - 1} more)" if len(
+            shared) > 1 else "") + "; a contrast needs two disjoint groups", file=str(input_b), field="experiment")
     grid = load_grid(mask)
     timings["read"] = time.perf_counter() - start
 
@@ -107,6 +111,7 @@ def run_contrast(
         "pooled": pooled,
         "voxels_p05": int((p < 0.05).sum()),
         "voxels_p001": int((p < 0.001).sum()),
+        "distinct_splits": result.params["subtraction"]["distinct_splits"],
         "timings": timings,
     }
 
