@@ -176,9 +176,10 @@ def corpus_group():
 @click.option("--tal-transform", type=click.Choice(["icbm_other", "icbm_spm"]), default="icbm_other",
               show_default=True, help="Talairach -> MNI transform (Lancaster 2007) for Neurosynth's TAL studies.")
 def corpus_build(db, source, tal_transform):
-    """Fetch the databases (verified) and ingest them; a second build changes nothing."""
+    """Fetch the databases (verified), ingest them and tag every study; a second build changes nothing."""
     from rich.console import Console
 
+    from .classify import tag_corpus
     from .corpus import Corpus, build
 
     with Console(stderr=True).status("corpus build") as status, Corpus(db) as corpus:
@@ -187,9 +188,11 @@ def corpus_build(db, source, tal_transform):
 
         reports = build(corpus, source, tal_method=tal_transform, progress=status.update,
                         download_progress=fetching)
+        tagging = tag_corpus(corpus, progress=status.update)
         info = corpus.info()
     for report in reports:
         click.echo(_source_line(report))
+    click.echo(_tag_line(tagging))
     click.echo(f"corpus {info['db']}: {info['studies']:,} studies ({info['studies_in_both_databases']:,} in both "
                f"databases), {info['experiments']:,} experiments, {info['foci']:,} foci")
 
@@ -202,11 +205,14 @@ def corpus_import(file, db):
 
     The same file imported again changes nothing; a changed file of the same name replaces it.
     """
+    from .classify import tag_corpus
     from .corpus import Corpus
 
     with Corpus(db) as corpus:
         report = corpus.ingest_file(file)
+        tagging = tag_corpus(corpus)
     click.echo(_source_line(report))
+    click.echo(_tag_line(tagging))
 
 
 @corpus_group.command("query")
@@ -272,6 +278,76 @@ def corpus_info(db):
     click.echo(f"total        {info['studies']:,} studies ({info['studies_in_both_databases']:,} in both databases, "
                f"{info['studies_in_several_sources']:,} in several sources), {info['experiments']:,} experiments, "
                f"{info['foci']:,} foci; {info['terms']:,} terms, {info['term_counts']:,} term counts")
+    tagging = info.get("tagging") or {}
+    click.echo(f"tags         {tagging['studies']:,} studies tagged by rules {tagging['rules_version']} "
+               f"({tagging['rules_file']}, sha256 {tagging['rules_sha256'][:12]})" if tagging else
+               "tags         none yet: run `neurochange corpus tag`")
+
+
+# --- tagging and selection (classify.py, tagrules.py, curation.py, select.py) ---
+
+
+def _tag_line(report: dict) -> str:
+    counts = ", ".join(f"{n:,} {m}" for m, n in sorted(report["modality"].items(), key=lambda kv: -kv[1]))
+    return f"tags         {report['status']:<10} {report['studies']:>7,} studies, rules {report['version']} ({counts})"
+
+
+@corpus_group.command("tag")
+@_db_option
+@click.option("--rules", type=click.Path(dir_okay=False), default=None,
+              help="Tagging rules file [default: the packaged resources/tagging_rules.toml].")
+def corpus_tag(db, rules):
+    """Tag every study (treatment, disorder, design, imaging) with the rules, keeping the evidence.
+
+    `corpus build` and `corpus import` tag already; run this after changing the rules.
+    Nothing changes when the rules and the studies are the same as last time.
+    """
+    from .classify import tag_corpus
+    from .corpus import Corpus
+    from .tagrules import load_rules
+
+    loaded = load_rules(rules)
+    with Corpus(db) as corpus:
+        report = tag_corpus(corpus, loaded)
+    click.echo(_tag_line(report))
+
+
+@cli.command("select")
+@click.argument("text", default="")
+@out_options
+@_db_option
+@click.option("--curation", type=click.Path(dir_okay=False), default=None,
+              help="Curation table (.tsv, .csv, .xlsx): corrected tags, direction, n by study or experiment id.")
+@click.option("--source", type=click.Choice(["neurosynth", "neuroquery"]), default="neurosynth",
+              show_default=True, help="Database whose record a study in both keeps.")
+@click.option("--drop-duplicates", is_flag=True, help="Leave out foci that repeat a focus of the same table.")
+def select_command(text, out, overwrite, db, curation, source, drop_duplicates):
+    """Select experiments with a query TEXT and write them with their flow record into --out.
+
+    \b
+    Example:
+      neurochange select "modality=psychotherapy disorder=mdd design=pre_post" --out cbt_mdd
+    \b
+    The query grammar is `corpus query`'s (see its --help). Writes studies.tsv (one row per
+    included experiment, with its tags and why it was included), studyset.json (NiMARE JSON),
+    flow.json (identified, duplicates removed, screened, excluded per criterion, included)
+    and provenance.json.
+    """
+    from .corpus import Corpus
+    from .outdir import check_out
+    from .select import select, write_selection
+
+    check_out(out, overwrite)
+    with Corpus(db, read_only=True) as corpus:
+        selection = select(corpus, text, source=source, curation=curation, drop_duplicates=drop_duplicates)
+    flow = selection.flow
+    click.echo(f"identified {flow['identified']['experiments']:,} records of {flow['identified']['studies']:,} "
+               f"studies; screened {flow['screened']['studies']:,} studies")
+    for step in flow["excluded"]:
+        click.echo(f"  excluded {step['studies']:>7,} studies: {step['criterion']}")
+    summary = write_selection(selection, out, overwrite)
+    click.echo(f"included {flow['included']['studies']:,} studies, {flow['included']['experiments']:,} experiments, "
+               f"{summary['foci']:,} foci; wrote {out}")
 
 
 # --- ale (analysis.py): ALE with Monte Carlo FWE, NiMARE's and GingerALE's habits ---
@@ -296,8 +372,12 @@ def corpus_info(db):
               help="Stop once the FWE thresholds are known to --precision (at most --iters iterations).")
 @click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=0.02, show_default=True,
               help="With --early-stop: relative half-width of the 99%% interval of each 95th-percentile threshold.")
+@click.option("--keep-contrasts", is_flag=True,
+              help="Keep several contrasts of one study apart (NiMARE) [default: pool them, Turkeltaub 2012].")
+@click.option("--signed", is_flag=True,
+              help="Analyse increases and decreases separately and combine them (signed and conflict maps).")
 def ale(input_file, out, overwrite, seed, cores, iters, fwhm, cluster_forming_p, cluster_p, mask, null_mask,
-        vfwe_only, early_stop, precision):
+        vfwe_only, early_stop, precision, keep_contrasts, signed):
     """ALE meta-analysis of INPUT (Sleuth .txt, NiMARE .json, or a .tsv/.csv/.xlsx table) with Monte Carlo FWE.
 
     Writes NiMARE 0.22.1's maps (stat, p, z, logp and the *_corr-FWE_method-montecarlo maps),
@@ -312,12 +392,21 @@ def ale(input_file, out, overwrite, seed, cores, iters, fwhm, cluster_forming_p,
     with Progress(TextColumn("Monte Carlo FWE"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("mc", total=iters)
-        summary = run_ale(
+        run = run_ale
+        if signed:
+            from .signed import run_signed_ale as run
+        summary = run(
             input_file, out, n_iters=iters, seed=seed, n_cores=cores, fwhm=fwhm,
             cluster_forming_p=cluster_forming_p, cluster_p=cluster_p, mask=mask, null_mask=null_mask,
-            vfwe_only=vfwe_only, early_stop=precision if early_stop else None, overwrite=overwrite,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            vfwe_only=vfwe_only, early_stop=precision if early_stop else None, keep_contrasts=keep_contrasts,
+            overwrite=overwrite, progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
+    if signed:
+        _echo_signed(summary, seed, cluster_p, out)
+        return
+    if summary["pooled"]:
+        click.echo(f"pooled the contrasts of {len(summary['pooled'])} studies into one experiment each "
+                   "(--keep-contrasts to keep them apart)")
     counts = summary["counts"]
     subjects = counts.get("subjects")
     click.echo(f"{counts['experiments']} experiments, {counts['foci']} foci, "
@@ -327,6 +416,159 @@ def ale(input_file, out, overwrite, seed, cores, iters, fwhm, cluster_forming_p,
     clusters = summary["clusters"]
     n_clusters = int(clusters["cluster_id"].nunique()) if len(clusters) else 0
     click.echo(f"{n_clusters} clusters at FWE p < {cluster_p}; wrote {out}")
+
+
+# --- comparisons (compare.py, compare_run.py): contrast and conjunction between two groups ---
+
+
+@cli.command("contrast")
+@click.argument("input_a", metavar="A", type=click.Path(dir_okay=False))
+@click.argument("input_b", metavar="B", type=click.Path(dir_okay=False))
+@out_options
+@compute_options
+@click.option("--fwhm", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="One kernel FWHM in mm for every experiment [default: from each sample size].")
+@click.option("--mask", type=click.Path(dir_okay=False), default=None,
+              help="Analysis mask NIfTI [default: NiMARE's MNI152 2 mm ALE brain mask].")
+@click.option("--keep-contrasts", is_flag=True,
+              help="Keep several contrasts of one study apart [default: pool them, Turkeltaub 2012].")
+@click.option("--vfwe-only", is_flag=True, help="Voxel-level FWE only (no cluster-level inference).")
+@click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
+              show_default=True, help="Share of permutation |differences| above the cluster-forming threshold.")
+def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, keep_contrasts, vfwe_only,
+             cluster_forming_p):
+    """ALE subtraction A minus B by label permutation (NiMARE's ALESubtraction, two-sided).
+
+    A and B are input files (Sleuth .txt, NiMARE .json, or a table). Writes
+    {stat,p,z,logp}_desc-group1MinusGroup2, its voxel- and cluster-level FWE maps
+    (*_corr-FWE_method-montecarlo) and each group's {stat,p,z,logp}_desc-group<k> into --out.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .compare_run import run_contrast
+    from .provenance import resolve_seed
+
+    seed = resolve_seed(seed)
+    with Progress(TextColumn("permutations"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("perm", total=iters)
+        summary = run_contrast(
+            input_a, input_b, out, n_iters=iters, seed=seed, n_cores=cores, fwhm=fwhm, mask=mask,
+            keep_contrasts=keep_contrasts, vfwe_only=vfwe_only, cluster_forming_p=cluster_forming_p,
+            overwrite=overwrite, progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    for label, path in (("group1", input_a), ("group2", input_b)):
+        counts = summary["counts"][label]
+        pooled = summary["pooled"].get(label, [])
+        click.echo(f"{label} ({path}): {counts['experiments']} experiments, {counts['foci']} foci"
+                   + (f"; {len(pooled)} studies' contrasts pooled" if pooled else ""))
+    if summary["distinct_splits"] < iters:
+        click.echo(f"note: only {summary['distinct_splits']:,} distinct splits of these experiments exist, fewer than "
+                   f"{iters} permutations: p values cannot go below about 1/{summary['distinct_splits']:,}")
+    click.echo(f"{iters} permutations, seed {seed}; {summary['voxels_p001']} voxels at uncorrected p < .001; "
+               f"wrote {out}")
+
+
+@cli.command("conjunction")
+@click.argument("dir_a", type=click.Path(file_okay=False))
+@click.argument("dir_b", type=click.Path(file_okay=False))
+@out_options
+@click.option("--map", "map_name", default=None,
+              help="Map to read from each folder [default: the cluster-FWE .05 thresholded z map].")
+def conjunction_command(dir_a, dir_b, out, overwrite, map_name):
+    """Minimum-statistic conjunction (Nichols 2005) and overlap of two results folders."""
+    from .compare_run import DEFAULT_CONJUNCTION_MAP, run_conjunction
+
+    rec = run_conjunction(dir_a, dir_b, out, map_name=map_name or DEFAULT_CONJUNCTION_MAP, overwrite=overwrite)
+    dice = "n/a" if rec["dice"] is None else f"{rec['dice']:.3f}"
+    click.echo(f"{rec['voxels_a']} and {rec['voxels_b']} significant voxels, {rec['voxels_both']} in both "
+               f"(Dice {dice}); {rec['clusters']} conjunction clusters; wrote {out}")
+
+
+def _echo_signed(summary: dict, seed: int, cluster_p: float, out) -> None:
+    """What a signed ALE found, and which experiments it left out and why."""
+    for d, counts in summary["directions"].items():
+        n_clusters = int(summary["clusters"][d]["cluster_id"].nunique()) if d in summary["clusters"] and len(
+            summary["clusters"][d]) else 0
+        click.echo(f"{d}: {counts['experiments']} experiments" + (
+            f", {counts['foci']} foci; {n_clusters} clusters at FWE p < {cluster_p}" if counts["experiments"] else ""))
+    for reason, left in summary["left_out"].items():
+        click.echo(f"left out {left['experiments']} {reason} experiments ({left['why']})")
+    both = summary["overlap"]["voxels_both"]
+    click.echo(f"conflict (both directions converge): {both} voxels; seed {seed}; wrote {out}")
+
+
+# --- mkda, kda, chi2 (mkda.py, mkda_montecarlo.py, chi2.py, mkda_run.py): sphere-kernel estimators ---
+
+
+def _density_command(kind: str, title: str):
+    @click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
+    @out_options
+    @compute_options
+    @click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+                  help="Sphere radius in mm.")
+    @click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
+                  show_default=True, help="Uncorrected p that defines clusters.")
+    @click.option("--cluster-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+                  show_default=True, help="FWE p a cluster must pass to be reported.")
+    @click.option("--mask", type=click.Path(dir_okay=False), default=None,
+                  help="Analysis mask NIfTI [default: MNI152 2 mm brain mask].")
+    @click.option("--keep-contrasts", is_flag=True,
+                  help="Keep several contrasts of one study apart (NiMARE) [default: pool them].")
+    def command(input_file, out, overwrite, seed, cores, iters, radius, cluster_forming_p, cluster_p, mask,
+                keep_contrasts):
+        from .mkda_run import run_density
+
+        summary = run_density(kind, input_file, out, n_iters=iters, seed=seed, n_cores=cores, radius=radius,
+                              cluster_forming_p=cluster_forming_p, cluster_p=cluster_p, mask=mask,
+                              keep_contrasts=keep_contrasts, overwrite=overwrite)
+        counts = summary["counts"]
+        n_clusters = int(summary["clusters"]["cluster_id"].nunique()) if len(summary["clusters"]) else 0
+        click.echo(f"{counts['experiments']} experiments, {counts['foci']} foci analysed; "
+                   f"{counts['experiments_without_foci']} experiments without foci left out; "
+                   f"{summary['n_iters']} Monte Carlo iterations, seed {summary['seed']}; "
+                   f"{n_clusters} clusters at FWE p < {cluster_p}; wrote {out}")
+
+    command.__doc__ = title
+    return cli.command(kind)(command)
+
+
+mkda_command = _density_command(
+    "mkda", "MKDA density of INPUT (NiMARE MKDADensity: 10 mm spheres, approximate null) with Monte Carlo FWE.")
+kda_command = _density_command(
+    "kda", "KDA of INPUT (NiMARE KDA: summed 10 mm spheres, approximate null) with Monte Carlo FWE.")
+
+
+@cli.command("chi2")
+@click.argument("selection", type=click.Path(dir_okay=False))
+@click.option("--against", "rest", required=True, type=click.Path(dir_okay=False),
+              help="The rest of the corpus to compare SELECTION against (a coordinate file).")
+@out_options
+@compute_options
+@click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Sphere radius in mm.")
+@click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
+              show_default=True, help="Uncorrected p that defines clusters for cluster-level FWE.")
+@click.option("--fdr-only", is_flag=True, help="Skip FWE by label permutation (uncorrected and FDR maps only).")
+@click.option("--mask", type=click.Path(dir_okay=False), default=None,
+              help="Analysis mask NIfTI [default: MNI152 2 mm brain mask].")
+@click.option("--keep-contrasts", is_flag=True,
+              help="Keep several contrasts of one study apart (NiMARE) [default: pool them].")
+def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cluster_forming_p, fdr_only, mask,
+                 keep_contrasts):
+    """MKDA chi-square of SELECTION against REST (NiMARE MKDAChi2): uniformity and association maps, FDR, FWE."""
+    from .mkda_run import run_chi2
+
+    summary = run_chi2(selection, rest, out, n_iters=0 if fdr_only else iters, seed=seed, n_cores=cores,
+                       radius=radius, cluster_forming_p=cluster_forming_p, mask=mask,
+                       keep_contrasts=keep_contrasts, overwrite=overwrite)
+    sel, oth = summary["counts"]["selection"], summary["counts"]["rest"]
+    sig = summary["n_significant_fdr"]
+    click.echo(f"selection {sel['experiments']} experiments ({sel['foci']} foci) vs rest {oth['experiments']} "
+               f"({oth['foci']} foci); FDR q < .05: {sig['uniformity']} uniformity voxels, "
+               f"{sig['association']} association voxels; "
+               + (f"{summary['n_iters']} label permutations, seed {summary['seed']}; " if summary["n_iters"] else "")
+               + f"wrote {out}")
 
 
 def main(argv=None) -> None:
