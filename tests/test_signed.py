@@ -106,3 +106,28 @@ def test_split_by_direction_never_guesses():
     parts, left = split_by_direction(ss)
     assert len(parts["increase"].experiments) == 2 and parts["decrease"] is None
     assert left["unsigned"]["experiments"] == 3 and left["unknown"]["experiments"] == 1
+
+
+def test_contrasts_pooled_within_each_direction(tmp_path):
+    """A study with two increase contrasts and one decrease contrast gives one pooled increase
+    experiment and one decrease experiment."""
+    ss = simulate_studyset([{"n": 3, "direction": "increase"}, {"n": 2, "direction": "decrease"}], seed=3)
+    ex = ss.experiments.copy()
+    ex.loc[[0, 1, 3], "study_id"] = "shared"
+    ex.loc[[0, 1, 3], "experiment_id"] = ["shared-a", "shared-b", "shared-c"]
+    ex.loc[[0, 1, 3], "contrast_id"] = ["a", "b", "c"]
+    foci = ss.foci.copy()
+    foci["experiment_id"] = foci["experiment_id"].replace(
+        {"sim0_000-1": "shared-a", "sim0_001-1": "shared-b", "sim1_000-1": "shared-c"})
+    studies = ex[["study_id"]].drop_duplicates()
+    from neurochange.studyset import StudySet
+
+    write_studyset(StudySet(studies, ex, foci), tmp_path / "sim.tsv")
+    res = CliRunner().invoke(cli, ["ale", str(tmp_path / "sim.tsv"), "--signed", "--out", str(tmp_path / "o"),
+                                   "--iters", "20", "--seed", "1", "--vfwe-only"])
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "o" / "provenance.json").read_text())
+    assert record["pooled"]["increase"][0]["pooled"] == ["shared-a", "shared-b"]
+    assert record["pooled"]["decrease"] == []
+    assert record["directions"]["increase"]["experiments"] == 2  # shared-pooled + sim0_002-1
+    assert record["directions"]["decrease"]["experiments"] == 2
