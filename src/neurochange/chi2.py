@@ -205,14 +205,11 @@ def correct_fdr(result: MetaResult) -> MetaResult:
 def experiment_ma_csr(result: MetaResult, radius: float) -> sparse.csr_matrix:
     """Binary MKDA maps of the result's experiments, (n_experiments, n_mask) CSR of float32 ones."""
     grid = result.grid
-    rows, cols = [], []
-    for i in range(result.n_experiments):
-        c, _ = mkda.sphere_ma_numpy(result.experiment_foci(i), grid, radius)
-        rows.append(np.full(len(c), i))
-        cols.append(c)
-    rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    cols = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    return sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+    cols = [mkda.sphere_ma_numpy(result.experiment_foci(i), grid, radius)[0].astype(np.int32)
+            for i in range(result.n_experiments)]
+    indptr = np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(np.int64)
+    indices = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int32)
+    return sparse.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
                              shape=(result.n_experiments, grid.n_voxels))
 
 
@@ -231,7 +228,7 @@ def _max_cluster(volume: np.ndarray, grid_mask: np.ndarray, values: np.ndarray, 
 def permutation_stats(pooled_t, total, group1: np.ndarray, n_total: int, grid_mask, thresh) -> np.ndarray:
     """(3 tests [uniformity, group2, association], 3 [max chi2, max cluster size, max mass]) of one relabelling.
 
-    ``pooled_t`` (n_mask, n_experiments) CSR of binary MKDA maps, ``total`` its row sums,
+    ``pooled_t`` (n_mask, n_experiments) sparse binary MKDA maps, ``total`` its row sums,
     ``group1`` the experiment indices labelled as the selection.
     """
     n_sel = len(group1)
@@ -266,7 +263,7 @@ def fwe_null(result: MetaResult, n_iters: int = 1000, seed: int = 0, voxel_thres
     ``SeedSequence(seed)``, so the null does not depend on ``cores``.
     """
     n_sel = len(result.params["groups"]["selection"])
-    pooled_t = experiment_ma_csr(result, radius).T.tocsr()
+    pooled_t = experiment_ma_csr(result, radius).T  # (n_mask, n_experiments) CSC view, no copy
     thresh = float(chi2_dist.isf(voxel_thresh, 1))
     sizes = [min(CHUNK_ITERS, n_iters - s) for s in range(0, n_iters, CHUNK_ITERS)]
     seeds = np.random.SeedSequence(seed).spawn(len(sizes))
