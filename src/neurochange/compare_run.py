@@ -118,6 +118,7 @@ def run_contrast(
 
 def read_map(folder: str | Path, name: str = DEFAULT_CONJUNCTION_MAP) -> nib.Nifti1Image:
     """The map ``<name>.nii.gz`` of a results folder (InputError naming the file when absent)."""
+    name = name.removesuffix(".gz").removesuffix(".nii")
     path = Path(folder) / f"{name}.nii.gz"
     if not Path(folder).is_dir():
         raise InputError(f"{folder} is not a results folder", file=str(folder))
