@@ -121,7 +121,7 @@ def read_map(folder: str | Path, name: str = DEFAULT_CONJUNCTION_MAP) -> nib.Nif
     name = name.removesuffix(".gz").removesuffix(".nii")
     path = Path(folder) / f"{name}.nii.gz"
     if not Path(folder).is_dir():
-        raise InputError(f"{folder} is not a results folder", file=str(folder))
+        raise InputError("not a results folder: give a folder written by `neurochange ale`", file=str(folder))
     if not path.is_file():
         raise InputError(f"no map {path.name} in this results folder; choose one with --map", file=str(folder))
     return nib.load(path)
