@@ -62,12 +62,15 @@ def test_permutation_step_equals_nimare(fitted):
     pooled = c2.experiment_ma_csr(ours, 10.0)
     thresh = float(chi2_dist.isf(0.001, 1))
     conn = ndimage.generate_binary_structure(3, 1)
-    pooled_t = pooled.T.tocsr()
-    total = np.asarray(pooled_t.sum(axis=1)).ravel().astype(np.float64)
+    total = np.asarray(pooled.sum(axis=0)).ravel().astype(np.float64)
     for i in range(2):
         theirs = est._run_label_perm_fwe_permutation(i, sparse.csr_matrix(pooled), n_sel, n_total - n_sel, conn, thresh)
         group1, _ = est._permute_pairwise_group_indices(n_total, n_sel, i)
-        mine = c2.permutation_stats(pooled_t, total, group1, n_total, ours.grid.mask, thresh)
+        mine = c2.permutation_stats(pooled, total, group1, ours.grid.mask, thresh)
+        # swapping the labels (summed through the other branch) swaps the one-way tests only
+        complement = np.setdiff1d(np.arange(n_total), group1)
+        other = c2.permutation_stats(pooled, total, complement, ours.grid.mask, thresh)
+        np.testing.assert_allclose(other[[1, 0, 2]], mine, rtol=1e-12)
         np.testing.assert_allclose(mine.ravel(), np.asarray(theirs, dtype=float), rtol=1e-5)
 
 
@@ -91,6 +94,16 @@ def test_fwe_null_independent_of_cores(fitted):
     b = c2.fwe_null(ours, n_iters=c2.CHUNK_ITERS + 7, seed=3, cores=2)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (c2.CHUNK_ITERS + 7, 3, 3)
+
+
+def test_pooled_maps_equal_numpy_reference(fitted):
+    from neurochange.mkda import sphere_ma_numpy
+
+    ours, _, _ = fitted
+    pooled = c2.experiment_ma_csr(ours, 10.0)
+    for i in (0, 17, ours.n_experiments - 1):
+        cols, _ = sphere_ma_numpy(ours.experiment_foci(i), ours.grid, 10.0)
+        np.testing.assert_array_equal(pooled.indices[pooled.indptr[i]:pooled.indptr[i + 1]], cols)
 
 
 def test_statistics_closed_form():

@@ -22,6 +22,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numba import njit
 from scipy import ndimage, sparse, special
 from scipy.stats import chi2 as chi2_dist
 
@@ -204,13 +205,19 @@ def correct_fdr(result: MetaResult) -> MetaResult:
 # ---------------------------------------------------------------------------- FWE by label permutation
 def experiment_ma_csr(result: MetaResult, radius: float) -> sparse.csr_matrix:
     """Binary MKDA maps of the result's experiments, (n_experiments, n_mask) CSR of float32 ones."""
-    grid = result.grid
-    cols = [mkda.sphere_ma_numpy(result.experiment_foci(i), grid, radius)[0].astype(np.int32)
-            for i in range(result.n_experiments)]
-    indptr = np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(np.int64)
-    indices = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int32)
+    indptr, indices = mkda.mkda_ma_csr(result.foci_ijk, result.focus_experiment, result.n_experiments,
+                                       result.grid, radius)
     return sparse.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
-                             shape=(result.n_experiments, grid.n_voxels))
+                             shape=(result.n_experiments, result.grid.n_voxels))
+
+
+@njit(cache=True)
+def _group_counts(indptr, indices, members, n_mask):
+    counts = np.zeros(n_mask, dtype=np.float64)
+    for e in members:
+        for t in range(indptr[e], indptr[e + 1]):
+            counts[indices[t]] += 1.0
+    return counts
 
 
 def _max_cluster(volume: np.ndarray, grid_mask: np.ndarray, values: np.ndarray, thresh: float) -> tuple[float, float]:
@@ -225,17 +232,22 @@ def _max_cluster(volume: np.ndarray, grid_mask: np.ndarray, values: np.ndarray, 
     return float(sizes.max()), float(masses.max())
 
 
-def permutation_stats(pooled_t, total, group1: np.ndarray, n_total: int, grid_mask, thresh) -> np.ndarray:
+def permutation_stats(pooled: sparse.csr_matrix, total, group1: np.ndarray, grid_mask, thresh) -> np.ndarray:
     """(3 tests [uniformity, group2, association], 3 [max chi2, max cluster size, max mass]) of one relabelling.
 
-    ``pooled_t`` (n_mask, n_experiments) sparse binary MKDA maps, ``total`` its row sums,
-    ``group1`` the experiment indices labelled as the selection.
+    ``pooled`` (n_experiments, n_mask) CSR of binary MKDA maps, ``total`` its column sums
+    (float64), ``group1`` the experiment indices labelled as the selection. Coverage counts
+    are summed over the smaller group, the other is ``total`` minus it.
     """
+    n_total = pooled.shape[0]
     n_sel = len(group1)
-    pick = np.zeros(n_total, dtype=np.float32)
-    pick[group1] = 1.0
-    sel = np.asarray(pooled_t @ pick).ravel().astype(np.float64)
-    rest = total - sel
+    if n_sel <= n_total - n_sel:
+        sel = _group_counts(pooled.indptr, pooled.indices, np.asarray(group1, dtype=np.int64), pooled.shape[1])
+        rest = total - sel
+    else:
+        others = np.setdiff1d(np.arange(n_total), group1)
+        rest = _group_counts(pooled.indptr, pooled.indices, others.astype(np.int64), pooled.shape[1])
+        sel = total - rest
     volume = np.zeros(grid_mask.shape)
     out = np.zeros((3, 3))
     for row, chi in enumerate((one_way(sel, n_sel), one_way(rest, n_total - n_sel),
@@ -245,13 +257,13 @@ def permutation_stats(pooled_t, total, group1: np.ndarray, n_total: int, grid_ma
     return out
 
 
-def _chunk(pooled_t, n_sel, n_total, n_iters, seed, grid_mask, thresh):
+def _chunk(pooled, n_sel, n_iters, seed, grid_mask, thresh):
     rng = np.random.default_rng(seed)
-    total = np.asarray(pooled_t.sum(axis=1)).ravel().astype(np.float64)
+    total = np.asarray(pooled.sum(axis=0)).ravel().astype(np.float64)
     out = np.zeros((n_iters, 3, 3))
     for it in range(n_iters):
-        group1 = rng.permutation(n_total)[:n_sel]
-        out[it] = permutation_stats(pooled_t, total, group1, n_total, grid_mask, thresh)
+        group1 = rng.permutation(pooled.shape[0])[:n_sel]
+        out[it] = permutation_stats(pooled, total, group1, grid_mask, thresh)
     return out
 
 
@@ -263,11 +275,11 @@ def fwe_null(result: MetaResult, n_iters: int = 1000, seed: int = 0, voxel_thres
     ``SeedSequence(seed)``, so the null does not depend on ``cores``.
     """
     n_sel = len(result.params["groups"]["selection"])
-    pooled_t = experiment_ma_csr(result, radius).T  # (n_mask, n_experiments) CSC view, no copy
+    pooled = experiment_ma_csr(result, radius)
     thresh = float(chi2_dist.isf(voxel_thresh, 1))
     sizes = [min(CHUNK_ITERS, n_iters - s) for s in range(0, n_iters, CHUNK_ITERS)]
     seeds = np.random.SeedSequence(seed).spawn(len(sizes))
-    args = [(pooled_t, n_sel, result.n_experiments, k, s, result.grid.mask, thresh) for k, s in zip(sizes, seeds)]
+    args = [(pooled, n_sel, k, s, result.grid.mask, thresh) for k, s in zip(sizes, seeds)]
     with ThreadPoolExecutor(max_workers=max(1, cores)) as pool:
         parts = list(pool.map(lambda a: _chunk(*a), args))
     return np.concatenate(parts) if parts else np.zeros((0, 3, 3))

@@ -112,6 +112,45 @@ def sphere_counts(
     )
 
 
+@njit(cache=True)
+def _sphere_union_csr(offsets, ijk, indptr, shape, to_masked, n_mask, out_indptr):
+    n_exp = len(indptr) - 1
+    indices = np.empty(out_indptr[-1], dtype=np.int32)
+    seen = np.full(n_mask, -1, dtype=np.int64)
+    for e in range(n_exp):
+        pos = out_indptr[e]
+        for f in range(indptr[e], indptr[e + 1]):
+            for o in range(offsets.shape[0]):
+                i = ijk[f, 0] + offsets[o, 0]
+                j = ijk[f, 1] + offsets[o, 1]
+                k = ijk[f, 2] + offsets[o, 2]
+                if i < 0 or j < 0 or k < 0 or i >= shape[0] or j >= shape[1] or k >= shape[2]:
+                    continue
+                m = to_masked[(i * shape[1] + j) * shape[2] + k]
+                if m < 0 or seen[m] == e:
+                    continue
+                seen[m] = e
+                indices[pos] = m
+                pos += 1
+        indices[out_indptr[e]:pos].sort()
+    return indices
+
+
+def mkda_ma_csr(foci_ijk: np.ndarray, focus_experiment: np.ndarray, n_experiments: int, grid: _space.Grid,
+                radius: float = DEFAULT_RADIUS_MM) -> tuple[np.ndarray, np.ndarray]:
+    """Binary MKDA maps of all experiments as CSR parts: ``indptr`` (n_experiments + 1,) int64 and
+    ``indices`` (masked voxel indices, ascending within each experiment) int32."""
+    _, hist = sphere_counts(foci_ijk, focus_experiment, n_experiments, grid, radius)
+    out_indptr = np.concatenate([[0], np.cumsum(hist[:, 1])]).astype(np.int64)
+    per_exp = np.bincount(np.asarray(focus_experiment, dtype=np.int64), minlength=n_experiments)
+    indptr = np.concatenate([[0], np.cumsum(per_exp)]).astype(np.int64)
+    indices = _sphere_union_csr(
+        sphere_offsets(radius, grid.voxel_size), np.ascontiguousarray(foci_ijk, dtype=np.int64), indptr,
+        np.array(grid.shape, dtype=np.int64), masked_index(grid.mask), grid.n_voxels, out_indptr,
+    )
+    return out_indptr, indices
+
+
 def sphere_ma_numpy(foci_ijk: np.ndarray, grid: _space.Grid, radius: float = DEFAULT_RADIUS_MM,
                     sum_overlap: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Reference: one experiment's MA map as (masked voxel indices ascending, values) int64."""
