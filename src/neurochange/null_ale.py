@@ -67,7 +67,7 @@ Work = namedtuple(
     "prod scratch row_flag rows labels supra_idx supra_row supra_val parent size_acc mass_acc "
     "block_keep block_flag cand_blocks cand_rows cand_klo cand_khi plane_jlo plane_jhi plane_klo plane_khi list_head "
     "list_tail "
-    "entry_focus entry_next row_prod row_max foci_i foci_j",
+    "entry_focus entry_next row_prod row_max foci_i foci_j exp_stamp exp_rows exp_klo exp_khi",
 )
 
 
@@ -276,6 +276,10 @@ def make_work(plan: NullPlan, n_workers: int, n_entries: int | None = None) -> W
         row_max=np.zeros((n_workers, nz), dtype=np.float32),
         foci_i=np.zeros((n_workers, plan.n_foci), dtype=np.int64),
         foci_j=np.zeros((n_workers, plan.n_foci), dtype=np.int64),
+        exp_stamp=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+        exp_rows=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+        exp_klo=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+        exp_khi=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
     )
 
 
@@ -283,12 +287,15 @@ def make_work(plan: NullPlan, n_workers: int, n_entries: int | None = None) -> W
 # Hot loops take plain arrays (namedtuples are unpacked once per iteration).
 @njit(cache=True)
 def _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradius, krow_start, row_klo, row_khi,
-                plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, prod, scratch, row_flag, rows):
+                plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, prod, scratch, row_flag, rows,
+                exp_stamp, exp_rows, exp_klo, exp_khi):
     """prod *= 1 - MA_e for every experiment e, over its kernel rows clipped to the mask spans.
 
     An experiment with one focus is folded in directly; otherwise its MA (max over its
-    foci) is built in ``scratch`` (pass 1), then folded into ``prod`` and cleared (pass 2).
-    Every row written is flagged 1 and listed in ``rows``; returns the number listed.
+    foci) is built in ``scratch``, then folded into ``prod`` and cleared row by row over
+    the span its foci cover in each row (``exp_stamp`` marks the experiment's rows,
+    listed in ``exp_rows`` with spans ``exp_klo``/``exp_khi``). Every row written is
+    flagged 1 and listed in ``rows``; returns the number listed.
     """
     n_rows = 0
     for e in range(exp_offsets.shape[0] - 1):
@@ -301,6 +308,7 @@ def _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradi
         f0 = exp_offsets[e]
         f1 = exp_offsets[e + 1]
         single = f1 - f0 == 1
+        n_exp_rows = 0
         for f in range(f0, f1):
             first_row = foci_row[f] - r * ny - r
             kfirst = foci_k[f] - r
@@ -328,26 +336,26 @@ def _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradi
                         sc = scratch[start: start + n]
                         for t in range(n):
                             sc[t] = max(sc[t], kv[t])
-        if single:
-            continue
-        for f in range(f0, f1):
-            first_row = foci_row[f] - r * ny - r
-            kfirst = foci_k[f] - r
-            for a in range(side):
-                for b in range(plane_blo[a0 + a], plane_bhi[a0 + a]):
-                    row = first_row + a * ny + b
-                    q = q0 + a * side + b
-                    lo = max(kfirst + row_klo[q], row_lo[row])
-                    hi = min(kfirst + row_khi[q], row_hi[row])
-                    if lo >= hi:
-                        continue
-                    n = hi - lo
-                    start = row_off[row] + lo - row_lo[row]
-                    p = prod[start: start + n]
-                    sc = scratch[start: start + n]
-                    for t in range(n):
-                        p[t] *= 1.0 - sc[t]
-                        sc[t] = 0.0
+                        if exp_stamp[row] != e + 1:
+                            exp_stamp[row] = e + 1
+                            exp_rows[n_exp_rows] = row
+                            n_exp_rows += 1
+                            exp_klo[row] = lo
+                            exp_khi[row] = hi
+                        else:
+                            exp_klo[row] = min(exp_klo[row], lo)
+                            exp_khi[row] = max(exp_khi[row], hi)
+        for q in range(n_exp_rows):  # fold the experiment's MA in, clear it
+            row = exp_rows[q]
+            start = row_off[row] + exp_klo[row] - row_lo[row]
+            n = exp_khi[row] - exp_klo[row]
+            p = prod[start: start + n]
+            sc = scratch[start: start + n]
+            for t in range(n):
+                p[t] *= 1.0 - sc[t]
+                sc[t] = 0.0
+    for q in range(n_rows):
+        exp_stamp[rows[q]] = 0
     return n_rows
 
 
@@ -682,7 +690,8 @@ def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, ex
         rows = work.rows[w]
         n_rows = _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradius, krow_start, row_klo,
                              row_khi, plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, prod,
-                             work.scratch[w], row_flag, rows)
+                             work.scratch[w], row_flag, rows, work.exp_stamp[w], work.exp_rows[w], work.exp_klo[w],
+                             work.exp_khi[w])
         max_ale, n_supra = _collect(rows, n_rows, row_lo, row_hi, row_off, outside, threshold, prod, row_flag,
                                     supra_idx, supra_row, supra_val)
     max_size, max_mass = largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row_lo, row_hi,
