@@ -11,11 +11,12 @@ densely with NumPy and SciPy, only faster.
   index), and kernel cubes are clipped to these spans.
 - Exact ALE of the whole map (large data sets, and the fallback below): a running
   product of ``1 - MA`` (float64) over the rows the kernels touch; an experiment's MA is
-  the running maximum over its foci (float32 scratch, folded into the product and
-  cleared in a second pass). Touched rows are listed, so reading the result and
-  restoring the product to 1 costs what the kernels touched.
-- Two stages when kernel cores are much smaller than the cubes (small and medium data
-  sets). Stage 1 bounds the ALE from above on 2 x 2 x 2 voxel blocks: each focus
+  the running maximum over its foci (float32 scratch), folded into the product and
+  cleared once per row over the span its foci cover. Touched rows are listed, so reading
+  the result and restoring the product to 1 costs what the kernels touched.
+- Two stages, for plans whose kernel cores are much smaller than the cubes (small and
+  medium data sets; :mod:`neurochange.montecarlo` times both engines and keeps the
+  faster). Stage 1 bounds the ALE from above on 2 x 2 x 2 voxel blocks: each focus
   multiplies every block its kernel core (values >= tau) reaches by ``1 - (largest core
   value in the block)``, every focus as if it were its own experiment
   (``prod_f (1 - x_f) <= 1 - max_f x_f``); the values left out of the cores add at most
@@ -23,7 +24,8 @@ densely with NumPy and SciPy, only faster.
   rows whose blocks may pass the threshold, row by row in a small buffer, from the foci
   listed for each row (in focus order). If no voxel passes, the maximum may lie
   anywhere and the whole map is computed exactly. Either way the result is exact, with
-  the same arithmetic (products over experiments in the same order).
+  the same arithmetic (products over experiments in the same order, cluster masses
+  summed in voxel order), so both engines give bit-identical nulls.
 - Clusters: union-find over the supra-threshold voxel list (each voxel joined to its
   earlier face neighbours), with a compact label array cleared voxel by voxel.
 - Parallel: one thread per worker, each running a compiled loop that releases the GIL on
@@ -142,7 +144,9 @@ def _kernel_table(kernel_list: list[kernels.KernelCube]) -> KernelTable:
     )
 
 
-def _bound_table(kernel_list: list[kernels.KernelCube], tau: float, padded_shape: tuple) -> tuple[BoundTable, np.ndarray]:
+def _bound_table(
+    kernel_list: list[kernels.KernelCube], tau: float, padded_shape: tuple
+) -> tuple[BoundTable, np.ndarray]:
     """Stage-1 block factors of the kernel cores (values >= tau); also each kernel's
     largest value left out of its core."""
     shape = tuple(-(-s // 2) for s in padded_shape)
@@ -174,7 +178,9 @@ def _bound_table(kernel_list: list[kernels.KernelCube], tau: float, padded_shape
     return table, np.array(dropped)
 
 
-def build_plan(result: MetaResult, null_voxels: np.ndarray, threshold: float, two_stage: bool | None = None) -> NullPlan:
+def build_plan(
+    result: MetaResult, null_voxels: np.ndarray, threshold: float, two_stage: bool | None = None
+) -> NullPlan:
     """The plan for ``result``'s experiments drawing foci from ``null_voxels`` (3-D bool).
 
     ``two_stage``: None chooses (two stages when kernel cores hold at most
@@ -599,6 +605,11 @@ def largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row
     """
     if n_supra == 0:
         return 0, 0.0
+    # voxel order (compact index) fixes the order of the mass sums, whichever engine listed them
+    order = np.argsort(supra_idx[:n_supra])
+    supra_idx[:n_supra] = supra_idx[:n_supra][order]
+    supra_row[:n_supra] = supra_row[:n_supra][order]
+    supra_val[:n_supra] = supra_val[:n_supra][order]
     for s in range(n_supra):
         labels[supra_idx[s]] = s + 1
         parent[s] = s

@@ -110,7 +110,9 @@ class MetaResult:
         vol[self.grid.mask] = self.maps[name]
         return vol
 
-    def with_maps(self, maps: dict | None = None, nulls: dict | None = None, params: dict | None = None) -> "MetaResult":
+    def with_maps(
+        self, maps: dict | None = None, nulls: dict | None = None, params: dict | None = None
+    ) -> "MetaResult":
         """A new result with maps, nulls and params added (the original is unchanged)."""
         return replace(
             self,
