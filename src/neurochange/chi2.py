@@ -211,7 +211,7 @@ def experiment_ma_csr(result: MetaResult, radius: float) -> sparse.csr_matrix:
                              shape=(result.n_experiments, result.grid.n_voxels))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _group_counts(indptr, indices, members, n_mask):
     counts = np.zeros(n_mask, dtype=np.float64)
     for e in members:

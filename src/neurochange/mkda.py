@@ -54,7 +54,7 @@ def masked_index(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sphere_counts(offsets, ijk, indptr, shape, to_masked, n_mask, sum_overlap, width):
     n_exp = len(indptr) - 1
     stat = np.zeros(n_mask, dtype=np.int64)
@@ -112,7 +112,7 @@ def sphere_counts(
     )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sphere_union_csr(offsets, ijk, indptr, shape, to_masked, n_mask, out_indptr):
     n_exp = len(indptr) - 1
     indices = np.empty(out_indptr[-1], dtype=np.int32)
