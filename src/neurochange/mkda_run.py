@@ -8,6 +8,7 @@ Each run reads its input(s), pools dependent contrasts (Turkeltaub 2012) unless
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def run_density(
     timings["fit"] = time.perf_counter() - start
     start = time.perf_counter()
     result = mkda_montecarlo.correct_fwe(result, n_iters=n_iters, seed=seed, voxel_thresh=cluster_forming_p,
-                                         cores=n_cores or 1)
+                                         cores=n_cores or os.cpu_count() or 1)
     timings["montecarlo"] = time.perf_counter() - start
     record = {
         "command": kind,
@@ -103,7 +104,7 @@ def run_chi2(
     if n_iters:
         start = time.perf_counter()
         result = _chi2.correct_fwe(result, n_iters=n_iters, seed=seed, voxel_thresh=cluster_forming_p,
-                                   cores=n_cores or 1)
+                                   cores=n_cores or os.cpu_count() or 1)
         timings["montecarlo"] = time.perf_counter() - start
     params = dict(result.params)
     params.pop("groups", None)
