@@ -225,7 +225,23 @@ def _result(name, grid, inputs, stat, bins, weights, params) -> MetaResult:
     )
 
 
-class MKDADensity:
+class _SphereEstimator:
+    """Parameters shared by the sphere-kernel estimators: ``radius`` (mm, default 10) and ``value``."""
+
+    def __init__(self, radius: float = DEFAULT_RADIUS_MM, value: float = 1.0):
+        if not np.isfinite(radius) or radius <= 0:
+            raise ValueError(f"sphere radius must be a positive number of mm, got {radius}")
+        self.radius = float(radius)
+        self.value = float(value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(radius={self.radius!r}, value={self.value!r})"
+
+    def get_params(self) -> dict:
+        return {"radius": self.radius, "value": self.value}
+
+
+class MKDADensity(_SphereEstimator):
     """Multilevel kernel density analysis, density statistic (Wager 2007).
 
     Parameters
@@ -235,18 +251,6 @@ class MKDADensity:
     value : float
         Value of a sphere voxel (default 1).
     """
-
-    def __init__(self, radius: float = DEFAULT_RADIUS_MM, value: float = 1.0):
-        if not np.isfinite(radius) or radius <= 0:
-            raise ValueError(f"sphere radius must be a positive number of mm, got {radius}")
-        self.radius = float(radius)
-        self.value = float(value)
-
-    def __repr__(self) -> str:
-        return f"MKDADensity(radius={self.radius!r}, value={self.value!r})"
-
-    def get_params(self) -> dict:
-        return {"radius": self.radius, "value": self.value}
 
     def fit(self, studyset: StudySet, grid: _space.Grid | None = None) -> MetaResult:
         """Density (``stat``: weighted count of experiments whose spheres cover a voxel), p, z, logp."""
@@ -264,7 +268,7 @@ class MKDADensity:
                         "weighting": "none (unit weights)"})
 
 
-class KDA:
+class KDA(_SphereEstimator):
     """Kernel density analysis (Wager 2003, 2004): sum of per-experiment sphere counts.
 
     Parameters
@@ -274,18 +278,6 @@ class KDA:
     value : float
         Value each focus sphere adds (default 1).
     """
-
-    def __init__(self, radius: float = DEFAULT_RADIUS_MM, value: float = 1.0):
-        if not np.isfinite(radius) or radius <= 0:
-            raise ValueError(f"sphere radius must be a positive number of mm, got {radius}")
-        self.radius = float(radius)
-        self.value = float(value)
-
-    def __repr__(self) -> str:
-        return f"KDA(radius={self.radius!r}, value={self.value!r})"
-
-    def get_params(self) -> dict:
-        return {"radius": self.radius, "value": self.value}
 
     def fit(self, studyset: StudySet, grid: _space.Grid | None = None) -> MetaResult:
         """KDA statistic (``stat``: sum over experiments of foci spheres covering a voxel), p, z, logp."""
