@@ -370,7 +370,7 @@ def select_command(text, out, overwrite, db, curation, source, drop_duplicates):
 @click.option("--vfwe-only", is_flag=True, help="Voxel-level FWE only (no cluster-level inference).")
 @click.option("--early-stop", is_flag=True,
               help="Stop once the FWE thresholds are known to --precision (at most --iters iterations).")
-@click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True,
+@click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True,
               help="With --early-stop: stop when each 95th-percentile FWE threshold is known within this "
                    "relative error (distribution-free 99.9% order-statistic interval, checked every 1,000 "
                    "iterations).")
