@@ -48,6 +48,16 @@ def compute_options(func):
     return func
 
 
+def with_progress(label: str, total: int, run, *args, **kwargs):
+    """Call ``run(*args, progress=callback, **kwargs)`` under a rich progress bar (stderr, terminals only)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(label, total=total)
+        return run(*args, progress=lambda done, of: bar.update(task, completed=done, total=of), **kwargs)
+
+
 # --- commands are registered below, one block per module -----------------------------------
 
 
@@ -385,24 +395,18 @@ def ale(input_file, out, overwrite, seed, cores, iters, fwhm, cluster_forming_p,
     Writes NiMARE 0.22.1's maps (stat, p, z, logp and the *_corr-FWE_method-montecarlo maps),
     nulls.npz, clusters.tsv, clusters_index.nii.gz and the cluster-thresholded z map into --out.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from .analysis import run_ale
     from .provenance import resolve_seed
+    from .signed import run_signed_ale
 
     seed = resolve_seed(seed)
-    with Progress(TextColumn("Monte Carlo FWE"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("mc", total=iters)
-        run = run_ale
-        if signed:
-            from .signed import run_signed_ale as run
-        summary = run(
-            input_file, out, n_iters=iters, seed=seed, n_cores=cores, fwhm=fwhm,
-            cluster_forming_p=cluster_forming_p, cluster_p=cluster_p, mask=mask, null_mask=null_mask,
-            vfwe_only=vfwe_only, early_stop=precision if early_stop else None, keep_contrasts=keep_contrasts,
-            overwrite=overwrite, progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+    summary = with_progress(
+        "Monte Carlo FWE", iters, run_signed_ale if signed else run_ale,
+        input_file, out, n_iters=iters, seed=seed, n_cores=cores, fwhm=fwhm,
+        cluster_forming_p=cluster_forming_p, cluster_p=cluster_p, mask=mask, null_mask=null_mask,
+        vfwe_only=vfwe_only, early_stop=precision if early_stop else None, keep_contrasts=keep_contrasts,
+        overwrite=overwrite,
+    )
     if signed:
         _echo_signed(summary, seed, cluster_p, out)
         return
@@ -445,20 +449,16 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, k
     {stat,p,z,logp}_desc-group1MinusGroup2, its voxel- and cluster-level FWE maps
     (*_corr-FWE_method-montecarlo) and each group's {stat,p,z,logp}_desc-group<k> into --out.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from .compare_run import run_contrast
     from .provenance import resolve_seed
 
     seed = resolve_seed(seed)
-    with Progress(TextColumn("permutations"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("perm", total=iters)
-        summary = run_contrast(
-            input_a, input_b, out, n_iters=iters, seed=seed, n_cores=cores, fwhm=fwhm, mask=mask,
-            keep_contrasts=keep_contrasts, vfwe_only=vfwe_only, cluster_forming_p=cluster_forming_p,
-            overwrite=overwrite, progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+    summary = with_progress(
+        "permutations", iters, run_contrast,
+        input_a, input_b, out, n_iters=iters, seed=seed, n_cores=cores, fwhm=fwhm, mask=mask,
+        keep_contrasts=keep_contrasts, vfwe_only=vfwe_only, cluster_forming_p=cluster_forming_p,
+        overwrite=overwrite,
+    )
     for label, path in (("group1", input_a), ("group2", input_b)):
         counts = summary["counts"][label]
         pooled = summary["pooled"].get(label, [])
