@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import scipy.sparse
 
-from neurochange.corpus import DATABASE_FILES
+from neurochange.corpus import DATABASE_FILES, Corpus
 
 NS_FOLDER, NQ_FOLDER = "neurosynth-v7", "neuroquery-v1"
 #: NeuroQuery studies with foci beyond +-128 mm; with a table name and a title spanning two lines.
@@ -89,3 +89,11 @@ def copy_subset(files: dict[str, dict[str, Path]], folder: Path) -> dict[str, di
             shutil.copyfile(path, target)
             out[name][file_name] = target
     return out
+
+
+def build_corpus(subset: dict, path: Path) -> Path:
+    """Ingest both database subsets (as ``make_subset`` returns them) into a corpus file at ``path``."""
+    with Corpus(path) as corpus:
+        for name in ("neurosynth", "neuroquery"):
+            corpus.ingest_database(name, subset[name])
+    return path

@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from corpus_helpers import make_subset
+from corpus_helpers import build_corpus, make_subset
 from neurochange.classify import classify, classify_table, describe, tag_corpus, tagging_info
 from neurochange.corpus import DATABASE_FILES, Corpus
 from neurochange.errors import InputError
@@ -176,11 +176,7 @@ def test_classify_table_marks_title_only_studies():
 @pytest.fixture(scope="module")
 def small_corpus(data_mirror, tmp_path_factory):
     subset = make_subset(data_mirror, tmp_path_factory.mktemp("subset"), first=300)
-    path = tmp_path_factory.mktemp("db") / "corpus.duckdb"
-    with Corpus(path) as corpus:
-        for name in ("neurosynth", "neuroquery"):
-            corpus.ingest_database(name, subset[name])
-    return path
+    return build_corpus(subset, tmp_path_factory.mktemp("db") / "corpus.duckdb")
 
 
 @pytest.fixture

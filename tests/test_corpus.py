@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from corpus_helpers import (
     OUT_OF_BOUNDS_IDS,
+    build_corpus,
     copy_subset,
     make_subset,
     read_raw,
@@ -44,11 +45,7 @@ def subset(data_mirror, tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(subset, tmp_path_factory):
     """A corpus file holding both subsets (closed; copy it before writing)."""
-    path = tmp_path_factory.mktemp("db") / "corpus.duckdb"
-    with Corpus(path) as corpus:
-        for name in ("neurosynth", "neuroquery"):
-            corpus.ingest_database(name, subset[name])
-    return path
+    return build_corpus(subset, tmp_path_factory.mktemp("db") / "corpus.duckdb")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import scipy.sparse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corpus_helpers import make_subset, read_raw
+from corpus_helpers import build_corpus, make_subset, read_raw
 from neurochange.corpus import DATABASE_FILES, Corpus
 from neurochange.errors import InputError
 from neurochange.query import FIELDS, Clause, Query, parse, to_sql, where_sql, word_pattern
@@ -132,10 +132,7 @@ def subset(data_mirror, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def corpus(subset, tmp_path_factory):
-    path = tmp_path_factory.mktemp("db") / "corpus.duckdb"
-    with Corpus(path) as c:
-        for name in ("neurosynth", "neuroquery"):
-            c.ingest_database(name, subset[name])
+    path = build_corpus(subset, tmp_path_factory.mktemp("db") / "corpus.duckdb")
     with Corpus(path, read_only=True) as c:
         yield c
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from corpus_helpers import make_subset
+from corpus_helpers import build_corpus, make_subset
 from neurochange.classify import tag_corpus
 from neurochange.cli import cli
 from neurochange.corpus import Corpus
@@ -27,9 +27,7 @@ QUERIES = ("", "year>=2010", "source=neuroquery", "modality=none", "title:depres
 
 
 def _build(subset, path):
-    with Corpus(path) as corpus:
-        for name in ("neurosynth", "neuroquery"):
-            corpus.ingest_database(name, subset[name])
+    with Corpus(build_corpus(subset, path)) as corpus:
         tag_corpus(corpus)
     return path
 
