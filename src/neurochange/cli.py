@@ -48,6 +48,28 @@ def compute_options(func):
     return func
 
 
+def mask_option(func):
+    """``--mask``: the analysis mask, shared by every estimator command."""
+    return click.option("--mask", type=click.Path(dir_okay=False), default=None,
+                        help="Analysis mask NIfTI [default: NiMARE's MNI152 2 mm ALE brain mask].")(func)
+
+
+def keep_contrasts_option(func):
+    """``--keep-contrasts``: NiMARE's behaviour instead of pooling a study's contrasts."""
+    return click.option("--keep-contrasts", is_flag=True,
+                        help="Keep several contrasts of one study apart (NiMARE) "
+                             "[default: pool them, Turkeltaub 2012].")(func)
+
+
+def cluster_options(func):
+    """``--cluster-forming-p`` and ``--cluster-p``, shared by the Monte Carlo FWE commands."""
+    func = click.option("--cluster-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+                        show_default=True, help="FWE p a cluster must pass to be reported.")(func)
+    func = click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                        default=0.001, show_default=True, help="Uncorrected p that defines clusters.")(func)
+    return func
+
+
 def with_progress(label: str, total: int, run, *args, **kwargs):
     """Call ``run(*args, progress=callback, **kwargs)`` under a rich progress bar (stderr, terminals only)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -369,12 +391,8 @@ def select_command(text, out, overwrite, db, curation, source, drop_duplicates):
 @compute_options
 @click.option("--fwhm", type=click.FloatRange(min=0, min_open=True), default=None,
               help="One kernel FWHM in mm for every experiment [default: from each sample size].")
-@click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
-              show_default=True, help="Uncorrected p that defines clusters.")
-@click.option("--cluster-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
-              show_default=True, help="FWE p a cluster must pass to be reported.")
-@click.option("--mask", type=click.Path(dir_okay=False), default=None,
-              help="Analysis mask NIfTI [default: NiMARE's MNI152 2 mm ALE brain mask].")
+@cluster_options
+@mask_option
 @click.option("--null-mask", type=click.Choice(["brain", "gm"]), default="brain", show_default=True,
               help="Where Monte Carlo null foci fall: the brain mask (NiMARE) or grey matter (GingerALE, JALE).")
 @click.option("--vfwe-only", is_flag=True, help="Voxel-level FWE only (no cluster-level inference).")
@@ -384,8 +402,7 @@ def select_command(text, out, overwrite, db, curation, source, drop_duplicates):
               help="With --early-stop: stop when each 95th-percentile FWE threshold is known within this "
                    "relative error (distribution-free 99.9% order-statistic interval, checked every 1,000 "
                    "iterations).")
-@click.option("--keep-contrasts", is_flag=True,
-              help="Keep several contrasts of one study apart (NiMARE) [default: pool them, Turkeltaub 2012].")
+@keep_contrasts_option
 @click.option("--signed", is_flag=True,
               help="Analyse increases and decreases separately and combine them (signed and conflict maps).")
 def ale(input_file, out, overwrite, seed, cores, iters, fwhm, cluster_forming_p, cluster_p, mask, null_mask,
@@ -434,10 +451,8 @@ def ale(input_file, out, overwrite, seed, cores, iters, fwhm, cluster_forming_p,
 @compute_options
 @click.option("--fwhm", type=click.FloatRange(min=0, min_open=True), default=None,
               help="One kernel FWHM in mm for every experiment [default: from each sample size].")
-@click.option("--mask", type=click.Path(dir_okay=False), default=None,
-              help="Analysis mask NIfTI [default: NiMARE's MNI152 2 mm ALE brain mask].")
-@click.option("--keep-contrasts", is_flag=True,
-              help="Keep several contrasts of one study apart [default: pool them, Turkeltaub 2012].")
+@mask_option
+@keep_contrasts_option
 @click.option("--vfwe-only", is_flag=True, help="Voxel-level FWE only (no cluster-level inference).")
 @click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
               show_default=True, help="Share of permutation |differences| above the cluster-forming threshold.")
@@ -509,14 +524,9 @@ def _density_command(kind: str, title: str):
     @compute_options
     @click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
                   help="Sphere radius in mm.")
-    @click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
-                  show_default=True, help="Uncorrected p that defines clusters.")
-    @click.option("--cluster-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
-                  show_default=True, help="FWE p a cluster must pass to be reported.")
-    @click.option("--mask", type=click.Path(dir_okay=False), default=None,
-                  help="Analysis mask NIfTI [default: MNI152 2 mm brain mask].")
-    @click.option("--keep-contrasts", is_flag=True,
-                  help="Keep several contrasts of one study apart (NiMARE) [default: pool them].")
+    @cluster_options
+    @mask_option
+    @keep_contrasts_option
     def command(input_file, out, overwrite, seed, cores, iters, radius, cluster_forming_p, cluster_p, mask,
                 keep_contrasts):
         from .mkda_run import run_density
@@ -552,10 +562,8 @@ kda_command = _density_command(
 @click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
               show_default=True, help="Uncorrected p that defines clusters for cluster-level FWE.")
 @click.option("--fdr-only", is_flag=True, help="Skip FWE by label permutation (uncorrected and FDR maps only).")
-@click.option("--mask", type=click.Path(dir_okay=False), default=None,
-              help="Analysis mask NIfTI [default: MNI152 2 mm brain mask].")
-@click.option("--keep-contrasts", is_flag=True,
-              help="Keep several contrasts of one study apart (NiMARE) [default: pool them].")
+@mask_option
+@keep_contrasts_option
 def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cluster_forming_p, fdr_only, mask,
                  keep_contrasts):
     """MKDA chi-square of SELECTION against REST (NiMARE MKDAChi2): uniformity and association maps, FDR, FWE."""
