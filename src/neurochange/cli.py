@@ -6,6 +6,7 @@ A user mistake (any ``NeurochangeError``) prints one line and exits 2.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -579,6 +580,50 @@ def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cl
                f"{sig['association']} association voxels; "
                + (f"{summary['n_iters']} label permutations, seed {summary['seed']}; " if summary["n_iters"] else "")
                + f"wrote {out}")
+
+
+# --- review (spec.py, review.py, report/): from a question to a report ---
+
+
+@cli.command("review")
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@out_options
+@click.option("--iters", type=click.IntRange(min=10), default=None,
+              help="Monte Carlo iterations per analysis [default: the spec's, 10,000 in the built-in review].")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Random seed [default: the spec's, else drawn, printed and recorded].")
+@click.option("--cores", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@click.option("--no-report", is_flag=True, help="Write maps and tables only, no report.html.")
+def review_command(spec, out, overwrite, iters, seed, cores, no_report):
+    """Run the review of SPEC (a TOML file) and write its results folder and report.html into --out.
+
+    Without SPEC, runs the built-in review (psychotherapy, brain stimulation and pharmacotherapy;
+    depression and anxiety within them; psychotherapy vs pharmacotherapy; the predicted neural
+    models) on the Neurosynth + NeuroQuery corpus, built on first use. The spec's fields:
+    docs/review.md; examples: examples/*.toml.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .review import run_review
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  disable=not sys.stderr.isatty()) as bar:
+        tasks = {}
+
+        def progress(name, done, total):
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        summary = run_review(spec, out, n_iters=iters, seed=seed, n_cores=cores, overwrite=overwrite,
+                             report=not no_report, progress=progress,
+                             log=lambda message: bar.console.print(message, markup=False, highlight=False))
+    for g in summary["groups"]:
+        flag = " (underpowered)" if g["underpowered"] else ""
+        click.echo(f"{g['name']}: {g['n_experiments']} experiments{flag}, {g['n_clusters']} clusters")
+    for m in summary["models"]:
+        click.echo(f"model {m['name']} on {m['group']}: {m['verdict']} ({m['basis']})")
+    click.echo(f"seed {summary['seed']}; wrote {out}" + ("" if no_report else f" (open {Path(out) / 'report.html'})"))
 
 
 def main(argv=None) -> None:
