@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from .atlas import add_labels
 from .clusters import cluster_table, label_clusters
 from .result import FWE_SUFFIX, MetaResult
 
@@ -76,6 +77,7 @@ def write_result(result: MetaResult, folder: str | Path, cluster_p: float = 0.05
         np.savez_compressed(folder / "nulls.npz", **result.nulls)
     if SIZE_MAP in result.maps or VOXEL_MAP in result.maps:
         table, labels = result_clusters(result, cluster_p)
+        table = add_labels(table)  # label_<atlas> columns for each peak
         z = result.get_volume("z")
         thresh = np.where(labels > 0, z, 0.0).astype(np.float32)
         nib.save(nib.Nifti1Image(thresh, result.grid.affine), folder / f"{thresh_name(cluster_p)}.nii.gz")
