@@ -457,29 +457,52 @@ def ale(input_file, out, overwrite, seed, cores, iters, fwhm, cluster_forming_p,
 @click.option("--vfwe-only", is_flag=True, help="Voxel-level FWE only (no cluster-level inference).")
 @click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
               show_default=True, help="Share of permutation |differences| above the cluster-forming threshold.")
+@click.option("--balanced", is_flag=True,
+              help="Balanced ALE subtraction (NiMARE's BalancedALESubtraction): both groups at one matched size; "
+                   "--iters defaults to 1000 null iterations.")
+@click.option("--target-n", type=click.IntRange(min=1), default=None,
+              help="--balanced: matched group size [default: the smaller group's].")
+@click.option("--difference-iterations", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="--balanced: subset draws averaged into each balanced difference.")
+@click.option("--subsamples", type=click.IntRange(min=1), default=2500, show_default=True,
+              help="--balanced: most subsets per group for the probability maps.")
+@click.option("--null-method", type=click.Choice(["random-foci", "label-permutation"]), default="random-foci",
+              show_default=True, help="--balanced: null of the balanced difference.")
+@click.option("--prior", type=click.Choice(["gm", "brain"]), default="gm", show_default=True,
+              help="--balanced: voxels compared and null foci drawn from (grey matter p > 0.1, or the whole mask).")
 def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, keep_contrasts, vfwe_only,
-             cluster_forming_p):
+             cluster_forming_p, balanced, target_n, difference_iterations, subsamples, null_method, prior):
     """ALE subtraction A minus B by label permutation (NiMARE's ALESubtraction, two-sided).
 
     A and B are input files (Sleuth .txt, NiMARE .json, or a table). Writes
     {stat,p,z,logp}_desc-group1MinusGroup2, its voxel- and cluster-level FWE maps
     (*_corr-FWE_method-montecarlo) and each group's {stat,p,z,logp}_desc-group<k> into --out.
+    With --balanced: {stat,p,z,logp}_desc-balancedGroup1MinusGroup2, prob_desc-group<k> and
+    stat_desc-conjunction (NiMARE's BalancedALESubtraction).
     """
     from .compare_run import run_contrast
     from .provenance import resolve_seed
 
     seed = resolve_seed(seed)
+    if balanced and click.get_current_context().get_parameter_source("iters").name == "DEFAULT":
+        iters = 1000
     summary = with_progress(
-        "permutations", iters, run_contrast,
+        "null iterations" if balanced else "permutations", iters, run_contrast,
         input_a, input_b, out, n_iters=iters, seed=seed, n_cores=cores, fwhm=fwhm, mask=mask,
         keep_contrasts=keep_contrasts, vfwe_only=vfwe_only, cluster_forming_p=cluster_forming_p,
-        overwrite=overwrite,
+        balanced=balanced, target_n=target_n, difference_iterations=difference_iterations,
+        n_subsamples=subsamples, null_method=null_method, prior=prior, overwrite=overwrite,
     )
     for label, path in (("group1", input_a), ("group2", input_b)):
         counts = summary["counts"][label]
         pooled = summary["pooled"].get(label, [])
         click.echo(f"{label} ({path}): {counts['experiments']} experiments, {counts['foci']} foci"
                    + (f"; {len(pooled)} studies' contrasts pooled" if pooled else ""))
+    if balanced:
+        click.echo(f"balanced at {summary['target_n']} experiments per group; {iters} null iterations ({null_method}), "
+                   f"seed {seed}; p < .05: {summary['voxels_a_greater']} voxels A > B, "
+                   f"{summary['voxels_b_greater']} voxels B > A; wrote {out}")
+        return
     if summary["distinct_splits"] < iters:
         click.echo(f"note: only {summary['distinct_splits']:,} distinct splits of these experiments exist, fewer than "
                    f"{iters} permutations: p values cannot go below about 1/{summary['distinct_splits']:,}")

@@ -4,6 +4,10 @@
 contrasts unless told not to, runs the label-permutation subtraction
 (:class:`neurochange.compare.Subtraction`) and writes its maps (NiMARE names), ``nulls.npz``,
 ``experiments.tsv`` (with each experiment's group), ``provenance.json`` and ``timings.json``.
+With ``balanced=True`` it runs the balanced ALE subtraction instead
+(:class:`neurochange.balanced.BalancedSubtraction`, NiMARE's ``BalancedALESubtraction``):
+both groups compared at one matched size, maps ``*_desc-balancedGroup1MinusGroup2``,
+``prob_desc-group{1,2}`` and ``stat_desc-conjunction``.
 
 ``run_conjunction(dir_a, dir_b, out)``: reads one map from each of two results folders (by
 default the cluster-FWE thresholded z map), writes their minimum-statistic conjunction
@@ -22,6 +26,7 @@ import pandas as pd
 
 from . import provenance
 from .clusters import cluster_table, label_clusters
+from .balanced import BalancedSubtraction
 from .compare import Subtraction, conjunction, overlap
 from .errors import InputError
 from .estimators import ALE
@@ -48,12 +53,22 @@ def run_contrast(
     keep_contrasts: bool = False,
     vfwe_only: bool = False,
     cluster_forming_p: float = 0.001,
+    balanced: bool = False,
+    target_n: int | None = None,
+    difference_iterations: int = 1000,
+    n_subsamples: int = 2500,
+    null_method: str = "random-foci",
+    prior: str = "gm",
     overwrite: bool = False,
     progress=None,
 ) -> dict:
     """Group A minus group B (ALE subtraction) from two input files into the folder ``out``.
 
-    Returns a summary: seed, counts per group, what was pooled, voxels with p < .05 / .001.
+    ``balanced``: the balanced subtraction (``target_n``, ``difference_iterations``,
+    ``n_subsamples``, ``null_method``, ``prior`` as :class:`neurochange.balanced.BalancedSubtraction`'s
+    ``target_n``, ..., ``mask_coverage``; ``vfwe_only`` and ``cluster_forming_p`` do not apply).
+    Returns a summary: seed, counts per group, what was pooled, voxels with p < .05 / .001
+    (and for ``balanced``: the matched size and voxels where A > B and where A < B at p < .05).
     """
     check_out(out, overwrite)
     seed = provenance.resolve_seed(seed)
@@ -73,9 +88,21 @@ def run_contrast(
     timings["read"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    result = Subtraction(ALE(fwhm=fwhm), n_iters=n_iters, seed=seed, n_cores=n_cores, vfwe_only=vfwe_only,
-                         cluster_forming_p=cluster_forming_p).fit(
-        sets[0], sets[1], grid, progress=progress)
+    if balanced:
+        estimator = BalancedSubtraction(
+            ALE(fwhm=fwhm), target_n=target_n, n_subsamples=n_subsamples,
+            difference_iterations=difference_iterations, n_iters=n_iters, null_method=null_method,
+            mask_coverage=prior, seed=seed, n_cores=n_cores)
+        result = estimator.fit(sets[0], sets[1], grid, progress=progress)
+        settings = {"balanced": True, "target_n": target_n, "difference_iterations": difference_iterations,
+                    "n_subsamples": n_subsamples, "null_method": null_method, "prior": prior}
+        desc = "balancedGroup1MinusGroup2"
+    else:
+        result = Subtraction(ALE(fwhm=fwhm), n_iters=n_iters, seed=seed, n_cores=n_cores, vfwe_only=vfwe_only,
+                             cluster_forming_p=cluster_forming_p).fit(
+            sets[0], sets[1], grid, progress=progress)
+        settings = {"vfwe_only": vfwe_only, "cluster_forming_p": cluster_forming_p}
+        desc = "group1MinusGroup2"
     timings["subtraction"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -83,7 +110,7 @@ def run_contrast(
         "command": "contrast",
         "input": {"group1": Path(input_a).name, "group2": Path(input_b).name},
         "settings": {"n_iters": n_iters, "seed": seed, "fwhm": fwhm, "keep_contrasts": keep_contrasts,
-                     "vfwe_only": vfwe_only, "cluster_forming_p": cluster_forming_p,
+                     **settings,
                      "mask": "MNI152 2 mm brain mask (NiMARE ALE default)" if mask is None else Path(mask).name},
         "params": result.params,
         "pooled": pooled if not keep_contrasts else "contrasts kept apart (--keep-contrasts)",
@@ -104,16 +131,22 @@ def run_contrast(
         provenance.write_json(tmp / "provenance.json", record)
         timings["write"] = time.perf_counter() - start
         provenance.write_json(tmp / "timings.json", {"seconds": timings})
-    p = result.maps["p_desc-group1MinusGroup2"]
-    return {
+    p, z = result.maps[f"p_desc-{desc}"], result.maps[f"z_desc-{desc}"]
+    summary = {
         "seed": seed,
         "counts": result.params["counts"],
         "pooled": pooled,
         "voxels_p05": int((p < 0.05).sum()),
         "voxels_p001": int((p < 0.001).sum()),
-        "distinct_splits": result.params["subtraction"]["distinct_splits"],
         "timings": timings,
     }
+    if balanced:
+        summary.update(target_n=result.params["subtraction"]["target_n"],
+                       voxels_a_greater=int(((p < 0.05) & (z > 0)).sum()),
+                       voxels_b_greater=int(((p < 0.05) & (z < 0)).sum()))
+    else:
+        summary["distinct_splits"] = result.params["subtraction"]["distinct_splits"]
+    return summary
 
 
 def read_map(folder: str | Path, name: str = DEFAULT_CONJUNCTION_MAP) -> nib.Nifti1Image:
