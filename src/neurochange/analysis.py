@@ -101,7 +101,7 @@ def run_ale(
     }
     kept = studyset.filter_experiments(result.experiment_ids)
     with atomic_dir(out, overwrite) as tmp:
-        clusters = write_result(result, tmp, cluster_p=cluster_p)
+        clusters = write_result(result, tmp, cluster_p=cluster_p, studyset=kept)
         kept.resolved_experiments().to_csv(tmp / "studies.tsv", sep="\t", index=False)
         provenance.write_json(tmp / "provenance.json", record)
         timings["write"] = time.perf_counter() - start

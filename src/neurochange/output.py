@@ -5,7 +5,13 @@ Carlo nulls as ``nulls.npz`` (NiMARE's keys), GingerALE-style extras (the z map
 restricted to clusters that survive cluster-level FWE at ``cluster_p``:
 ``z_desc-size_level-cluster_corr-FWE_method-montecarlo_thresh-05.nii.gz``, and
 ``clusters_index.nii.gz``, clusters numbered by size), ``clusters.tsv`` and
-``experiments.tsv``. The folder itself is made atomic by the caller (``outdir.atomic_dir``).
+``experiments.tsv``. So that later steps (``neurochange diagnose``) can work from the
+folder alone, it also writes what was analysed: ``foci.tsv`` (experiment_id, x, y, z in
+MNI mm, i, j, k voxel indices, one row per focus that entered), ``mask.nii.gz`` (the
+analysis mask), ``params.json`` (the result's settings: estimator, counts, Monte Carlo,
+plus ``fixed_fwhm`` and ``cluster_p``) and, when a StudySet is passed, ``studyset.tsv``
+(its table form, :meth:`StudySet.to_table`, for the analysed experiments).
+The folder itself is made atomic by the caller (``outdir.atomic_dir``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import pandas as pd
 from scipy import ndimage
 
 from .atlas import add_labels
+from . import provenance
 from .clusters import cluster_table, label_clusters
 from .result import FWE_SUFFIX, MetaResult
 
@@ -67,8 +74,11 @@ def result_clusters(result: MetaResult, cluster_p: float = 0.05, min_distance: f
     return table, labels
 
 
-def write_result(result: MetaResult, folder: str | Path, cluster_p: float = 0.05) -> pd.DataFrame:
-    """Write maps, nulls, cluster table and extras of ``result`` into ``folder``; return the cluster table."""
+def write_result(result: MetaResult, folder: str | Path, cluster_p: float = 0.05, *, studyset=None) -> pd.DataFrame:
+    """Write maps, nulls, cluster table and extras of ``result`` into ``folder``; return the cluster table.
+
+    ``studyset`` (optional): the StudySet analysed; its analysed experiments go to ``studyset.tsv``.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name in result.maps:
@@ -94,4 +104,22 @@ def write_result(result: MetaResult, folder: str | Path, cluster_p: float = 0.05
         }
     )
     experiments.to_csv(folder / "experiments.tsv", sep="\t", index=False, float_format="%.6g")
+    write_analysed(result, folder, cluster_p, studyset)
     return table
+
+
+def write_analysed(result: MetaResult, folder: Path, cluster_p: float, studyset=None) -> None:
+    """``foci.tsv``, ``mask.nii.gz``, ``params.json`` (and ``studyset.tsv``): what ``result`` analysed."""
+    ids = np.asarray(result.experiment_ids, dtype=object)
+    xyz = np.asarray(result.foci_xyz, dtype=float).reshape(-1, 3)
+    ijk = np.asarray(result.foci_ijk, dtype=np.int64).reshape(-1, 3)
+    foci = pd.DataFrame({"experiment_id": ids[result.focus_experiment] if len(ids) else [],
+                         "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
+                         "i": ijk[:, 0], "j": ijk[:, 1], "k": ijk[:, 2]})
+    foci.to_csv(folder / "foci.tsv", sep="\t", index=False, float_format="%.10g")
+    nib.save(nib.Nifti1Image(result.grid.mask.astype(np.uint8), result.grid.affine), folder / "mask.nii.gz")
+    provenance.write_json(folder / "params.json",
+                          {**result.params, "fixed_fwhm": bool(result.fixed_fwhm), "cluster_p": cluster_p})
+    if studyset is not None:
+        kept = studyset.filter_experiments(result.experiment_ids)
+        kept.to_table().to_csv(folder / "studyset.tsv", sep="\t", index=False)
