@@ -131,3 +131,66 @@ def test_contrasts_pooled_within_each_direction(tmp_path):
     assert record["pooled"]["decrease"] == []
     assert record["directions"]["increase"]["experiments"] == 2  # shared-pooled + sim0_002-1
     assert record["directions"]["decrease"]["experiments"] == 2
+
+
+# ---------------------------------------------------------------------------- MKDA density and KDA
+@pytest.fixture(scope="module", params=["mkda", "kda"])
+def planted_density(request, tmp_path_factory):
+    """The planted data of ``planted`` through ``neurochange mkda|kda --signed``."""
+    kind = request.param
+    base = tmp_path_factory.mktemp(f"signed-{kind}")
+    ss = simulate_studyset([
+        {"n": 14, "direction": "increase", "centre": INCREASE, "hits": 10},
+        {"n": 14, "direction": "decrease", "centre": DECREASE, "hits": 10},
+        {"n": 6, "direction": "unsigned", "centre": UNSIGNED, "hits": 6},
+        {"n": 4, "direction": None, "centre": UNSIGNED, "hits": 4},
+    ], seed=1)
+    write_studyset(ss, base / "sim.tsv")
+    out = base / "out"
+    res = CliRunner().invoke(cli, [kind, str(base / "sim.tsv"), "--signed", "--out", str(out),
+                                   "--iters", "200", "--seed", "2", "--cores", "2"])
+    assert res.exit_code == 0, res.output
+    return kind, out, res.output
+
+
+def test_density_planted_clusters_found_in_their_direction(planted_density):
+    kind, out, _ = planted_density
+    inc = pd.read_csv(out / f"dir-increase_est-{kind}" / "clusters.tsv", sep="\t")
+    dec = pd.read_csv(out / f"dir-decrease_est-{kind}" / "clusters.tsv", sep="\t")
+    assert _near(inc, INCREASE).any() and _near(dec, DECREASE).any()
+    assert not _near(inc, DECREASE).any() and not _near(dec, INCREASE).any()
+    signed = out / "z_desc-signed.nii.gz"
+    assert _value_at(signed, INCREASE) > 2 and _value_at(signed, DECREASE) < -2
+    assert _value_at(signed, UNSIGNED) == 0.0
+
+
+def test_density_no_conflict_where_none_was_planted(planted_density):
+    _, out, output = planted_density
+    assert not nib.load(out / "z_desc-conflict.nii.gz").get_fdata().any()
+    assert json.loads((out / "overlap.json").read_text())["voxels_both"] == 0
+    assert "conflict (both directions converge): 0 voxels" in output
+
+
+def test_density_left_out_experiments_are_counted_with_reasons(planted_density):
+    kind, out, output = planted_density
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["command"] == f"{kind} --signed"
+    left = record["directions"]["left_out"]
+    assert left["unsigned"]["experiments"] == 6 and left["unknown"]["experiments"] == 4
+    assert record["directions"]["increase"]["experiments"] == 14
+    assert record["directions"]["decrease"]["experiments"] == 14
+    assert "left out 6 unsigned experiments" in output and "left out 4 unknown experiments" in output
+    assert record["params"]["increase"]["estimator"]["name"] == {"mkda": "MKDADensity", "kda": "KDA"}[kind]
+
+
+def test_density_conflict_found_where_both_directions_converge(tmp_path):
+    ss = simulate_studyset([
+        {"n": 12, "direction": "increase", "centre": INCREASE, "hits": 10},
+        {"n": 12, "direction": "decrease", "centre": INCREASE, "hits": 10},
+    ], seed=4)
+    write_studyset(ss, tmp_path / "sim.tsv")
+    res = CliRunner().invoke(cli, ["mkda", str(tmp_path / "sim.tsv"), "--signed", "--out", str(tmp_path / "o"),
+                                   "--iters", "200", "--seed", "5", "--cores", "2"])
+    assert res.exit_code == 0, res.output
+    assert _value_at(tmp_path / "o" / "z_desc-conflict.nii.gz", INCREASE) > 2
+    assert _value_at(tmp_path / "o" / "z_desc-signed.nii.gz", INCREASE) == 0.0

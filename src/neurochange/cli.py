@@ -551,13 +551,19 @@ def _density_command(kind: str, title: str):
     @cluster_options
     @mask_option
     @keep_contrasts_option
+    @click.option("--signed", is_flag=True,
+                  help="Analyse increases and decreases separately and combine them (signed and conflict maps).")
     def command(input_file, out, overwrite, seed, cores, iters, radius, cluster_forming_p, cluster_p, mask,
-                keep_contrasts):
-        from .mkda_run import run_density
+                keep_contrasts, signed):
+        from .mkda_run import run_density, run_signed_density
 
-        summary = run_density(kind, input_file, out, n_iters=iters, seed=seed, n_cores=cores, radius=radius,
-                              cluster_forming_p=cluster_forming_p, cluster_p=cluster_p, mask=mask,
-                              keep_contrasts=keep_contrasts, overwrite=overwrite)
+        summary = (run_signed_density if signed else run_density)(
+            kind, input_file, out, n_iters=iters, seed=seed, n_cores=cores, radius=radius,
+            cluster_forming_p=cluster_forming_p, cluster_p=cluster_p, mask=mask,
+            keep_contrasts=keep_contrasts, overwrite=overwrite)
+        if signed:
+            _echo_signed(summary, summary["seed"], cluster_p, out)
+            return
         counts = summary["counts"]
         n_clusters = int(summary["clusters"]["cluster_id"].nunique()) if len(summary["clusters"]) else 0
         click.echo(f"{counts['experiments']} experiments, {counts['foci']} foci analysed; "

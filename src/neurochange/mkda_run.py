@@ -4,6 +4,9 @@ Each run reads its input(s), pools dependent contrasts (Turkeltaub 2012) unless
 ``keep_contrasts``, fits, corrects, and writes the folder atomically: maps with NiMARE
 0.22.1's names (:func:`neurochange.output.write_result`), ``studies.tsv``,
 ``provenance.json`` (identical for the same input and seed) and ``timings.json``.
+
+``run_signed_density``: MKDA density or KDA on the increases and on the decreases
+separately, combined as ``ale --signed`` does (:func:`neurochange.signed.run_signed`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .io import read_studyset
 from .outdir import atomic_dir, check_out
 from .output import write_result
 from .pooling import pool_experiments
+from .signed import run_signed
 from .space import load_grid
 from .studyset import StudySet
 
@@ -82,6 +86,34 @@ def run_density(
     clusters = _write(out, overwrite, result, record, timings, [kept], cluster_p)
     return {"seed": seed, "counts": result.params["counts"], "n_iters": n_iters, "clusters": clusters,
             "pooled": pooled, "timings": timings}
+
+
+def run_signed_density(
+    kind: str, input_path, out, *, n_iters: int = 10000, seed: int | None = None, n_cores: int | None = None,
+    radius: float = mkda.DEFAULT_RADIUS_MM, cluster_forming_p: float = 0.001, cluster_p: float = 0.05,
+    mask=None, keep_contrasts: bool = False, overwrite: bool = False,
+) -> dict:
+    """``kind`` "mkda" or "kda" with Monte Carlo FWE on increases and on decreases, combined into ``out``.
+
+    Unsigned and uncurated experiments enter neither direction (counted in the summary's
+    ``left_out``). Returns :func:`neurochange.signed.run_signed`'s summary plus ``n_iters``.
+    """
+    check_out(out, overwrite)
+    seed = provenance.resolve_seed(seed)
+    estimator = {"mkda": mkda.MKDADensity, "kda": mkda.KDA}[kind](radius=radius)
+
+    def analyse(part, grid):
+        return mkda_montecarlo.correct_fwe(estimator.fit(part, grid), n_iters=n_iters, seed=seed,
+                                           voxel_thresh=cluster_forming_p, cores=n_cores or os.cpu_count() or 1)
+
+    settings = {"n_iters": n_iters, "seed": seed, "radius_mm": radius, "cluster_forming_p": cluster_forming_p,
+                "cluster_p": cluster_p, "mask": "MNI152 2 mm brain mask" if mask is None else Path(mask).name,
+                "mask_sha256": None if mask is None else provenance.sha256_file(mask),
+                "keep_contrasts": keep_contrasts}
+    summary = run_signed(input_path, out, analyse, est=kind, command=f"{kind} --signed", seed=seed,
+                         settings=settings, cluster_p=cluster_p, mask=mask, keep_contrasts=keep_contrasts,
+                         overwrite=overwrite)
+    return {**summary, "n_iters": n_iters}
 
 
 def run_chi2(

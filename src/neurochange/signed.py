@@ -14,9 +14,11 @@ Combined maps (on each direction's cluster-FWE thresholded z map, ``z_thr``):
 - ``z_desc-conflict``: the minimum-statistic conjunction (Nichols et al. 2005) of the two
   thresholded maps, non-zero only where both directions converge.
 
-Folder layout: ``dir-increase_est-ale/`` and ``dir-decrease_est-ale/`` (each a full ALE
-results folder), the two combined maps, ``overlap.json`` (increase vs decrease),
-``provenance.json`` (with ``directions``: experiments per direction and those left out, by
+Any estimator with a Monte Carlo FWE correction fits: :func:`run_signed` takes the analysis
+of one direction as a function (:func:`run_signed_ale` for ALE; ``neurochange.mkda_run`` for
+MKDA density and KDA). Folder layout: ``dir-increase_est-<est>/`` and
+``dir-decrease_est-<est>/`` (each a full results folder), the two combined maps,
+``overlap.json`` (increase vs decrease), ``provenance.json`` (with ``directions``: experiments per direction and those left out, by
 reason) and ``timings.json``.
 """
 
@@ -79,6 +81,91 @@ def thresholded_z(result, cluster_p: float = 0.05) -> np.ndarray:
     return np.where(labels > 0, result.get_volume("z"), 0.0)
 
 
+def run_signed(
+    input_path: str | Path,
+    out: str | Path,
+    analyse,
+    *,
+    est: str,
+    command: str,
+    seed: int,
+    settings: dict,
+    cluster_p: float = 0.05,
+    mask: str | Path | None = None,
+    keep_contrasts: bool = False,
+    overwrite: bool = False,
+) -> dict:
+    """Run ``analyse`` on the increases and on the decreases of ``input_path``; combine them into ``out``.
+
+    ``analyse(studyset, grid) -> MetaResult``: one direction's estimator and FWE correction
+    (cluster-level maps needed for the combined maps). ``est`` names the subfolders
+    (``dir-<d>_est-<est>``); ``command``, ``seed`` and ``settings`` go to ``provenance.json``.
+    Returns a summary: seed, per-direction counts and cluster tables, left-out experiments,
+    overlap of the two directions, timings.
+    """
+    check_out(out, overwrite)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    studyset = read_studyset(input_path)
+    grid = load_grid(mask)
+    parts, left_out = split_by_direction(studyset)
+    timings["read"] = time.perf_counter() - start
+
+    results, pooled, directions = {}, {}, {}
+    for d in DIRECTIONS:
+        if parts[d] is None:
+            directions[d] = {"experiments": 0, "note": f"no {d} experiments: no {d} map"}
+            continue
+        part = parts[d]
+        if not keep_contrasts:
+            part, pooled[d] = pool_experiments(part)
+        start = time.perf_counter()
+        result = analyse(part, grid)
+        timings[f"{d}"] = time.perf_counter() - start
+        results[d] = (result, part)
+        directions[d] = dict(result.params["counts"])
+
+    start = time.perf_counter()
+    zero = np.zeros(grid.shape)
+    z_thr = {d: thresholded_z(results[d][0], cluster_p) if d in results else zero for d in DIRECTIONS}
+    combined = combine_signed(z_thr["increase"], z_thr["decrease"])
+    voxel_mm3 = float(np.prod(grid.voxel_size))
+    stats = overlap(z_thr["increase"], z_thr["decrease"], voxel_mm3=voxel_mm3)
+    names = {"a": "increase", "b": "decrease"}
+    stats = {"_".join(names.get(w, w) for w in k.split("_")): v for k, v in stats.items()}
+    record = {
+        "command": command,
+        "input": {"file": Path(input_path).name, "sources": studyset.provenance.get("sources", [])},
+        "settings": settings,
+        "directions": {**directions, "left_out": left_out},
+        "pooled": pooled if not keep_contrasts else "contrasts kept apart (--keep-contrasts)",
+        "params": {d: {k: v for k, v in results[d][0].params.items() if k != "counts"} for d in results},
+        "versions": provenance.versions(),
+    }
+    clusters = {}
+    with atomic_dir(out, overwrite) as tmp:
+        for d, (result, part) in results.items():
+            sub = tmp / f"dir-{d}_est-{est}"
+            clusters[d] = write_result(result, sub, cluster_p=cluster_p)
+            part.filter_experiments(result.experiment_ids).resolved_experiments().to_csv(
+                sub / "studies.tsv", sep="\t", index=False)
+        for name, volume in combined.items():
+            nib.save(nib.Nifti1Image(volume.astype(np.float32), grid.affine), tmp / f"{name}.nii.gz")
+        provenance.write_json(tmp / "overlap.json", stats)
+        provenance.write_json(tmp / "provenance.json", record)
+        timings["write"] = time.perf_counter() - start
+        provenance.write_json(tmp / "timings.json", {"seconds": timings})
+    return {
+        "seed": seed,
+        "directions": directions,
+        "left_out": left_out,
+        "pooled": pooled,
+        "clusters": clusters,
+        "overlap": stats,
+        "timings": timings,
+    }
+
+
 def run_signed_ale(
     input_path: str | Path,
     out: str | Path,
@@ -100,76 +187,22 @@ def run_signed_ale(
     """ALE + Monte Carlo FWE on increases and on decreases of ``input_path``, combined into ``out``.
 
     Both directions use the same seed (their nulls differ because their experiments differ).
-    Returns a summary: seed, per-direction counts and cluster tables, left-out experiments,
-    overlap of the two directions, timings.
+    Returns :func:`run_signed`'s summary.
     """
     check_out(out, overwrite)
     seed = provenance.resolve_seed(seed)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    studyset = read_studyset(input_path)
-    grid = load_grid(mask)
-    parts, left_out = split_by_direction(studyset)
-    timings["read"] = time.perf_counter() - start
 
-    results, pooled, directions = {}, {}, {}
-    for d in DIRECTIONS:
-        if parts[d] is None:
-            directions[d] = {"experiments": 0, "note": f"no {d} experiments: no {d} map"}
-            continue
-        part = parts[d]
-        if not keep_contrasts:
-            part, pooled[d] = pool_experiments(part)
-        start = time.perf_counter()
+    def analyse(part, grid):
         result = ALE(fwhm=fwhm).fit(part, grid)
-        result = MonteCarloFWE(n_iters=n_iters, cluster_forming_p=cluster_forming_p, null_mask=null_mask,
-                               early_stop=early_stop, seed=seed, n_cores=n_cores,
-                               vfwe_only=vfwe_only).correct(result, progress=progress)
-        timings[f"{d}"] = time.perf_counter() - start
-        results[d] = (result, part)
-        directions[d] = dict(result.params["counts"])
+        return MonteCarloFWE(n_iters=n_iters, cluster_forming_p=cluster_forming_p, null_mask=null_mask,
+                             early_stop=early_stop, seed=seed, n_cores=n_cores,
+                             vfwe_only=vfwe_only).correct(result, progress=progress)
 
-    start = time.perf_counter()
-    zero = np.zeros(grid.shape)
-    z_thr = {d: thresholded_z(results[d][0], cluster_p) if d in results else zero for d in DIRECTIONS}
-    combined = combine_signed(z_thr["increase"], z_thr["decrease"])
-    voxel_mm3 = float(np.prod(grid.voxel_size))
-    stats = overlap(z_thr["increase"], z_thr["decrease"], voxel_mm3=voxel_mm3)
-    names = {"a": "increase", "b": "decrease"}
-    stats = {"_".join(names.get(w, w) for w in k.split("_")): v for k, v in stats.items()}
-    record = {
-        "command": "ale --signed",
-        "input": {"file": Path(input_path).name, "sources": studyset.provenance.get("sources", [])},
-        "settings": {
-            "n_iters": n_iters, "seed": seed, "fwhm": fwhm, "cluster_forming_p": cluster_forming_p,
-            "cluster_p": cluster_p, "null_mask": null_mask, "vfwe_only": vfwe_only, "early_stop": early_stop,
-            "keep_contrasts": keep_contrasts,
-            "mask": "MNI152 2 mm brain mask (NiMARE ALE default)" if mask is None else Path(mask).name,
-        },
-        "directions": {**directions, "left_out": left_out},
-        "pooled": pooled if not keep_contrasts else "contrasts kept apart (--keep-contrasts)",
-        "params": {d: {k: v for k, v in results[d][0].params.items() if k != "counts"} for d in results},
-        "versions": provenance.versions(),
+    settings = {
+        "n_iters": n_iters, "seed": seed, "fwhm": fwhm, "cluster_forming_p": cluster_forming_p,
+        "cluster_p": cluster_p, "null_mask": null_mask, "vfwe_only": vfwe_only, "early_stop": early_stop,
+        "keep_contrasts": keep_contrasts,
+        "mask": "MNI152 2 mm brain mask (NiMARE ALE default)" if mask is None else Path(mask).name,
     }
-    clusters = {}
-    with atomic_dir(out, overwrite) as tmp:
-        for d, (result, part) in results.items():
-            sub = tmp / f"dir-{d}_est-ale"
-            clusters[d] = write_result(result, sub, cluster_p=cluster_p)
-            part.filter_experiments(result.experiment_ids).resolved_experiments().to_csv(
-                sub / "studies.tsv", sep="\t", index=False)
-        for name, volume in combined.items():
-            nib.save(nib.Nifti1Image(volume.astype(np.float32), grid.affine), tmp / f"{name}.nii.gz")
-        provenance.write_json(tmp / "overlap.json", stats)
-        provenance.write_json(tmp / "provenance.json", record)
-        timings["write"] = time.perf_counter() - start
-        provenance.write_json(tmp / "timings.json", {"seconds": timings})
-    return {
-        "seed": seed,
-        "directions": directions,
-        "left_out": left_out,
-        "pooled": pooled,
-        "clusters": clusters,
-        "overlap": stats,
-        "timings": timings,
-    }
+    return run_signed(input_path, out, analyse, est="ale", command="ale --signed", seed=seed, settings=settings,
+                      cluster_p=cluster_p, mask=mask, keep_contrasts=keep_contrasts, overwrite=overwrite)
