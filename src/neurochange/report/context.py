@@ -1,0 +1,258 @@
+"""What the report shows, read from a review's results folder into plain data for the template.
+
+``review_context(out)`` reads ``review.json`` and the files it names (flow.json, studies.tsv,
+clusters.tsv, overlap numbers, model tables, provenance.json) and returns a dict of strings,
+tables (``{"columns": [...], "rows": [...]}``) and figure paths. Table cells are the text of
+the files, unchanged, so the report prints exactly the numbers written beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+
+#: Columns of clusters.tsv the cluster tables leave out (shown elsewhere or internal).
+HIDDEN_CLUSTER_COLUMNS = ("experiments", "is_subpeak")
+#: Columns shown only on a cluster's main peak row (the same for every peak of a cluster).
+CLUSTER_WIDE = ("cluster_id", "size_vox", "size_mm3", "p_fwe", "n_experiments")
+STUDY_COLUMNS = ("experiment_id", "title", "year", "n", "modality", "subtype", "disorder", "design", "direction",
+                 "groups")
+ESTIMATOR_STAT = {"ale": "ALE", "mkda": "MKDA", "kda": "KDA"}
+REVIEW_KEYS = ("title", "question", "settings", "flow", "studies", "groups", "comparisons", "models", "atlases")
+
+
+def report_resource(name: str):
+    """A file of ``resources/report/`` (a Traversable)."""
+    return resources.files("neurochange").joinpath("resources", "report", name)
+
+
+def _toml(name: str) -> dict:
+    return tomllib.loads(report_resource(name).read_text(encoding="utf-8"))
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON file of the results folder; InputError naming it when missing or malformed."""
+    if not path.is_file():
+        raise InputError(f"{what} is missing from the results folder", file=str(path))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err.msg}", file=str(path), line=err.lineno) from None
+
+
+def read_tsv(path: Path) -> pd.DataFrame:
+    """A TSV as text cells (no parsing, so numbers print exactly as written)."""
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() != ""
+
+
+def make_table(frame: pd.DataFrame, columns: list[str], headings: dict[str, str], *, row_classes=None,
+               blank=None) -> dict:
+    """Template table of ``frame``'s ``columns`` (text cells); numeric columns are right-aligned.
+
+    ``blank``: per row, the set of columns to leave empty (e.g. repeated cluster fields of sub-peaks).
+    """
+    cols = [c for c in columns if c in frame.columns]
+    numeric = {c: bool(len(frame)) and all(_is_number(v) for v in frame[c] if v != "") for c in cols}
+    rows = []
+    for i, (_, row) in enumerate(frame.iterrows()):
+        skip = blank[i] if blank is not None else ()
+        rows.append({"cells": ["" if c in skip else row[c] for c in cols],
+                     "cls": row_classes[i] if row_classes is not None else ""})
+    return {"columns": [{"name": c, "heading": headings.get(c, c), "numeric": numeric[c]} for c in cols],
+            "rows": rows}
+
+
+def _settings_value(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def cluster_table(path: Path, stat: str, atlas_titles: dict[str, str]) -> tuple[dict | None, list]:
+    """The cluster table of a clusters.tsv and, per cluster, its contributing experiments."""
+    if not path.is_file():
+        return None, []
+    frame = read_tsv(path)
+    headings = {k: v.format(stat=stat) for k, v in _toml("columns.toml")["clusters"].items()}
+    for col in frame.columns:
+        if col.startswith("label_"):
+            headings[col] = atlas_titles.get(col.removeprefix("label_"), col.removeprefix("label_"))
+    columns = [c for c in frame.columns if c not in HIDDEN_CLUSTER_COLUMNS]
+    sub = frame["is_subpeak"].str.lower().isin(("true", "1")).tolist() if "is_subpeak" in frame else [False] * len(
+        frame)
+    table = make_table(frame, columns, headings, row_classes=["subpeak" if s else "" for s in sub],
+                       blank=[set(CLUSTER_WIDE) if s else set() for s in sub])
+    experiments = []
+    if "experiments" in frame:
+        for s, (_, row) in zip(sub, frame.iterrows()):
+            if not s:
+                ids = [e for e in row["experiments"].split(";") if e]
+                experiments.append((f"Cluster {row.get('cluster_id', '')}", ", ".join(ids) if ids else "none"))
+    return table, experiments
+
+
+def _path(out: Path, relative, field: str) -> Path:
+    if not relative:
+        raise InputError("missing path", file=str(out / "review.json"), field=field)
+    return out / relative
+
+
+def _folder(out: Path, relative, field: str) -> Path:
+    path = _path(out, relative, field)
+    if not path.is_dir():
+        raise InputError(f"folder {relative} does not exist", file=str(out / "review.json"), field=field)
+    return path
+
+
+def _flatten(prefix: str, value, rows: list) -> None:
+    if isinstance(value, dict):
+        for k in value:
+            _flatten(f"{prefix}.{k}" if prefix else str(k), value[k], rows)
+    elif isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        for i, v in enumerate(value):
+            _flatten(f"{prefix}[{i}]", v, rows)
+    else:
+        rows.append((prefix, ", ".join(map(str, value)) if isinstance(value, list) else _settings_value(value)))
+
+
+def provenance_rows(record: dict) -> dict:
+    """provenance.json as key/value rows: seed and version first, versions, input checksums, the rest."""
+    rows: list = []
+    _flatten("", record, rows)
+    versions = [(k.split(".", 1)[1], v) for k, v in rows if k.startswith("versions.")]
+    inputs = [(k, v) for k, v in rows if "sha256" in k.lower() or "checksum" in k.lower()]
+    main = [(k, v) for k, v in rows if k in ("seed", "neurochange_version", "command")]
+    taken = {k for k, _ in inputs} | {k for k, _ in main} | {f"versions.{k}" for k, _ in versions}
+    return {"main": main, "versions": versions, "inputs": inputs, "rest": [(k, v) for k, v in rows if k not in taken]}
+
+
+def review_context(out: str | Path) -> dict:
+    """Everything the report template needs, read from the results folder ``out`` (no statistics)."""
+    out = Path(out)
+    review = read_json(out / "review.json", "review.json")
+    for key in REVIEW_KEYS:
+        if key not in review:
+            raise InputError(f"review.json has no {key!r}", file=str(out / "review.json"), field=key)
+    settings = review["settings"]
+    stat = ESTIMATOR_STAT.get(str(settings.get("estimator", "ale")).lower(), str(settings.get("estimator")))
+    atlases = review.get("atlases", [])
+    atlas_titles = {a["name"]: a.get("title", a["name"]) for a in atlases}
+    labels = {g["name"]: g.get("label", g["name"]) for g in review["groups"]}
+
+    flow = read_json(_path(out, review["flow"], "flow"), "flow.json")
+    studies_path = _path(out, review["studies"], "studies")
+    if not studies_path.is_file():
+        raise InputError("studies.tsv is missing from the results folder", file=str(studies_path))
+    studies = read_tsv(studies_path)
+    cols = _toml("columns.toml")
+
+    groups = []
+    for i, g in enumerate(review["groups"]):
+        folder = _folder(out, g.get("folder"), f"groups[{i}].folder")
+        table, experiments = cluster_table(folder / "clusters.tsv", stat, atlas_titles)
+        signed = []
+        for direction in ("increase", "decrease"):
+            rel = (g.get("signed_folders") or {}).get(direction)
+            if rel:
+                sfolder = _folder(out, rel, f"groups[{i}].signed_folders.{direction}")
+                stable, sexp = cluster_table(sfolder / "clusters.tsv", stat, atlas_titles)
+                signed.append({"direction": direction, "folder": sfolder, "clusters": stable, "experiments": sexp,
+                               "title": f"{g.get('label', g['name'])}: {direction}s after treatment"})
+        groups.append({**g, "label": g.get("label", g["name"]),
+                       "main": {"folder": folder, "clusters": table, "experiments": experiments,
+                                "title": f"{g.get('label', g['name'])} ({g.get('n_experiments')} experiments, {stat})"},
+                       "signed_analyses": signed})
+
+    comparisons = []
+    for i, c in enumerate(review.get("comparisons", [])):
+        folder = _folder(out, c.get("folder"), f"comparisons[{i}].folder")
+        a, b = labels.get(c["a"], c["a"]), labels.get(c["b"], c["b"])
+        table, experiments = cluster_table(folder / "clusters.tsv", "z" if c["kind"] == "conjunction" else stat,
+                                           atlas_titles)
+        entry = {**c, "folder": folder, "label_a": a, "label_b": b, "clusters": table, "experiments": experiments}
+        if c["kind"] == "contrast":
+            entry["title"] = f"{a} minus {b} (contrast)"
+        else:
+            entry["title"] = f"{a} and {b} (conjunction)"
+            record = read_json(folder / "overlap.json", "overlap.json") if (folder / "overlap.json").is_file() else {}
+            numbers = c.get("overlap") or record
+            entry["map"] = record.get("map")
+            entry["overlap_rows"] = [(cols["overlap"].get(k, k).format(a=a, b=b), _settings_value(v))
+                                     for k, v in (numbers or {}).items()
+                                     if not isinstance(v, (dict, list)) and k not in ("a", "b", "method", "map")]
+            groups_by_name = {g["name"]: g for g in groups}
+            entry["maps"] = tuple(groups_by_name[n]["main"]["folder"] for n in (c["a"], c["b"]) if n in groups_by_name)
+        comparisons.append(entry)
+
+    models = []
+    for i, m in enumerate(review.get("models", [])):
+        regions = None
+        if m.get("table"):
+            path = _path(out, m["table"], f"models[{i}].table")
+            if not path.is_file():
+                raise InputError(f"model table {m['table']} does not exist", file=str(out / "review.json"),
+                                 field=f"models[{i}].table")
+            frame = read_tsv(path)
+            regions = make_table(frame, list(frame.columns), {})
+        summary: list = []
+        _flatten("", m.get("summary", {}), summary)
+        models.append({**m, "title": m.get("title") or m["name"], "group_label": labels.get(m["group"], m["group"]),
+                       "verdict_class": str(m.get("verdict", "")).replace(" ", "-"), "summary": summary,
+                       "regions": regions})
+
+    prov_path = out / "provenance.json"
+    record = read_json(prov_path, "provenance.json") if prov_path.is_file() else {}
+
+    groups_in_flow = [(n, c) for n, c in _flow_groups(flow)]
+    return {
+        "review": review,
+        "title": review["title"],
+        "question": review["question"],
+        "version": review.get("neurochange_version", ""),
+        "seed": review.get("seed"),
+        "settings": settings,
+        "stat": stat,
+        "settings_rows": [(cols["settings"].get(k, k), _settings_value(v)) for k, v in settings.items()],
+        "flow": flow,
+        "exclusions": make_table(pd.DataFrame(
+            [{"criterion": s.get("criterion", ""), "experiments": str(s.get("experiments", "")),
+              "studies": str(s.get("studies", "")),
+              "reasons": "; ".join(f"{k}: {v}" for k, v in (s.get("reasons") or {}).items())}
+             for s in flow.get("excluded", [])], columns=["criterion", "experiments", "studies", "reasons"]),
+            ["criterion", "experiments", "studies", "reasons"],
+            {"criterion": "Criterion", "experiments": "Experiments excluded", "studies": "Studies",
+             "reasons": "Values of the excluded records"}),
+        "group_counts": make_table(pd.DataFrame(
+            [{"group": labels.get(n, n), **{k: str(v) for k, v in c.items() if not isinstance(v, (dict, list))}}
+             for n, c in groups_in_flow]), ["group", "experiments", "studies", "foci"],
+            {"group": "Group", "experiments": "Experiments", "studies": "Studies", "foci": "Foci"}),
+        "studies_file": review["studies"],
+        "studies": make_table(studies, list(STUDY_COLUMNS), cols["studies"]),
+        "groups": groups,
+        "comparisons": comparisons,
+        "models": models,
+        "atlases": [dict(a) for a in atlases],
+        "provenance": provenance_rows(record),
+    }
+
+
+def _flow_groups(flow: dict):
+    from .figures import flow_groups
+
+    return flow_groups(flow)

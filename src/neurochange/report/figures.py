@@ -1,0 +1,368 @@
+"""Figures of a results folder: maps on the MNI template, the study flow, overlaps and contrasts.
+
+Every function reads files that an analysis wrote and draws them; none computes a
+statistic. Output PNGs are byte-identical for identical input: matplotlib's Agg canvas
+(no pyplot, no GUI), its bundled DejaVu Sans font, fixed sizes and DPI, and no
+``Software``/date metadata in the file.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures are only ever written to files
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import FancyBboxPatch, Patch  # noqa: E402
+
+#: The cluster-FWE thresholded z map written by :func:`neurochange.output.write_result` (p < .05).
+CLUSTER_PREFIX = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
+CLUSTER_MAP = f"{CLUSTER_PREFIX}_thresh-05"
+VOXEL_Z = "z_level-voxel_corr-FWE_method-montecarlo"
+VOXEL_LOGP = "logp_level-voxel_corr-FWE_method-montecarlo"
+DIFF = "group1MinusGroup2"
+#: Colours of the overlap map: A only, B only, both (colour-blind safe, Okabe-Ito).
+OVERLAP_COLOURS = ("#0072B2", "#E69F00", "#CC0033")
+DPI = 110
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "figure.titlesize": 11,
+    "savefig.facecolor": "white",
+    "path.simplify": False,
+    "svg.hashsalt": "neurochange",
+}
+
+
+# --------------------------------------------------------------------------- helpers
+def _save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG with no metadata that changes between runs."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    path = Path(path)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def _figure(width: float, height: float) -> Figure:
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width, height), dpi=DPI)
+    return fig
+
+
+def _nonzero(img: nib.Nifti1Image) -> bool:
+    return bool(np.any(np.asarray(img.dataobj) != 0))
+
+
+def _peak_cuts(folder: Path, img: nib.Nifti1Image, n: int = 6) -> list[float]:
+    """Axial slice positions (mm): the z of the main cluster peaks in clusters.tsv, else nilearn's choice."""
+    table = Path(folder) / "clusters.tsv"
+    cuts: list[float] = []
+    if table.is_file():
+        rows = pd.read_csv(table, sep="\t")
+        if len(rows) and "peak_z" in rows:
+            if "is_subpeak" in rows:
+                rows = rows[~rows["is_subpeak"].astype(str).str.lower().isin(("true", "1"))]
+            for z in rows["peak_z"]:
+                if all(abs(z - c) >= 6 for c in cuts):
+                    cuts.append(float(z))
+                if len(cuts) == n:
+                    break
+    if not cuts:
+        from nilearn.plotting import find_cut_slices
+
+        cuts = [float(c) for c in find_cut_slices(img, direction="z", n_cuts=n)]
+    return sorted(cuts)
+
+
+def _empty_panel(fig: Figure, rect, message: str) -> None:
+    from nilearn.plotting import plot_glass_brain
+
+    ax = fig.add_axes(rect)
+    plot_glass_brain(None, display_mode="lyrz", figure=fig, axes=ax, annotate=False)
+    fig.text(rect[0] + rect[2] / 2, rect[1] - 0.02, message, ha="center", va="top", fontsize=11,
+             color="#444444", fontweight="bold")
+
+
+def _map_panels(fig: Figure, img: nib.Nifti1Image, cuts: list[float], *, signed: bool, label: str) -> None:
+    """Glass brain (top) and axial slices on the MNI template (bottom) of a thresholded map."""
+    from nilearn.plotting import plot_glass_brain, plot_stat_map
+
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    nonzero = np.abs(data[data != 0])
+    vmax = float(np.ceil(nonzero.max() * 10) / 10)
+    threshold = float(nonzero.min()) * 0.999
+    cmap = "cold_hot" if signed else "YlOrRd"
+    ax = fig.add_axes((0.0, 0.47, 1.0, 0.42))
+    plot_glass_brain(img, display_mode="lyrz", figure=fig, axes=ax, colorbar=True, plot_abs=not signed,
+                     threshold=threshold, vmax=vmax, vmin=-vmax if signed else 0, cmap=cmap, alpha=0.75,
+                     symmetric_cbar=signed, cbar_tick_format="%.1f", annotate=True)
+    ax = fig.add_axes((0.0, 0.02, 1.0, 0.42))
+    plot_stat_map(img, display_mode="z", cut_coords=cuts, figure=fig, axes=ax, colorbar=False,
+                  threshold=threshold, vmax=vmax, cmap=cmap, black_bg=False, annotate=True, draw_cross=False,
+                  symmetric_cbar=signed, dim=-0.3)
+    fig.text(0.01, 0.455, label, fontsize=8, color="#444444", va="bottom")
+
+
+def _write_map_figure(img, cuts, out, title, label, *, signed, empty_message) -> Path:
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(10, 5.4)
+        fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
+        if img is None or not _nonzero(img):
+            _empty_panel(fig, (0.0, 0.35, 1.0, 0.5), empty_message)
+        else:
+            _map_panels(fig, img, cuts, signed=signed, label=label)
+        return _save(fig, out)
+
+
+# --------------------------------------------------------------------------- analyses
+def _threshold_text(name: str) -> str:
+    """``.05`` from a GingerALE-style ``..._thresh-05`` map name."""
+    return "." + name.split("_thresh-")[1].split(".")[0]
+
+
+def analysis_map(folder: str | Path) -> tuple[Path | None, str]:
+    """The map a figure of an analysis folder shows, and a sentence saying what it is.
+
+    The cluster-FWE thresholded z map (``..._thresh-<p>``, as :mod:`neurochange.output` writes it)
+    when present, else the voxel-level FWE z map (shown where corrected p < .05).
+    """
+    folder = Path(folder)
+    found = sorted(folder.glob(f"{CLUSTER_PREFIX}_thresh-*.nii.gz"))
+    if found:
+        return found[0], (f"z in clusters with cluster-size FWE p < {_threshold_text(found[0].name)} (Monte Carlo); "
+                          "axial slices at cluster peaks")
+    if (folder / f"{VOXEL_Z}.nii.gz").is_file():
+        return folder / f"{VOXEL_Z}.nii.gz", "z at voxels with voxel-level FWE p < .05 (Monte Carlo)"
+    return None, "no FWE-corrected map in this folder"
+
+
+def _voxel_fwe_img(folder: Path) -> nib.Nifti1Image:
+    z = nib.load(folder / f"{VOXEL_Z}.nii.gz")
+    logp = np.asarray(nib.load(folder / f"{VOXEL_LOGP}.nii.gz").dataobj)
+    data = np.where(logp > -np.log10(0.05), np.asarray(z.dataobj), 0).astype(np.float32)
+    return nib.Nifti1Image(data, z.affine)
+
+
+def analysis_figure(folder: str | Path, title: str) -> Path:
+    """Write ``folder/figure.png``: glass brain and axial slices of the FWE-corrected map of one analysis.
+
+    Shows the cluster-FWE thresholded z map, else voxel-level FWE z (p < .05); when no voxel
+    survives, an empty glass brain that says so. Returns the PNG's path.
+    """
+    folder = Path(folder)
+    path, label = analysis_map(folder)
+    img = None
+    if path is not None:
+        img = nib.load(path) if "_thresh-" in path.name else _voxel_fwe_img(folder)
+    cuts = _peak_cuts(folder, img) if img is not None and _nonzero(img) else []
+    return _write_map_figure(img, cuts, folder / "figure.png", title, label, signed=False,
+                             empty_message="No significant cluster (FWE-corrected)")
+
+
+def contrast_map(folder: str | Path, p: float = 0.05) -> tuple[nib.Nifti1Image | None, str]:
+    """The signed z map of a contrast folder, shown where the difference survives FWE (corrected p < ``p``).
+
+    Uses cluster-size FWE p when the folder has it, else voxel-level FWE p; positive z:
+    group 1 (A) > group 2 (B).
+    """
+    folder = Path(folder)
+    z_path = folder / f"z_desc-{DIFF}.nii.gz"
+    if not z_path.is_file():
+        return None, f"no z_desc-{DIFF} map in this folder"
+    z = nib.load(z_path)
+    for name, what in ((f"p_desc-{DIFF}Size_level-cluster_corr-FWE_method-montecarlo", "cluster-size FWE"),
+                       (f"p_desc-{DIFF}_level-voxel_corr-FWE_method-montecarlo", "voxel-level FWE")):
+        p_path = folder / f"{name}.nii.gz"
+        if p_path.is_file():
+            data = np.where(np.asarray(nib.load(p_path).dataobj) < p, np.asarray(z.dataobj), 0).astype(np.float32)
+            return nib.Nifti1Image(data, z.affine), f"z (A minus B) where {what} p < {p:g} (label permutation)"
+    return None, "no FWE-corrected p map in this folder"
+
+
+def contrast_figure(folder: str | Path, title: str, p: float = 0.05) -> Path:
+    """Write ``folder/figure.png`` for a contrast: signed z (red A > B, blue B > A) where FWE p < ``p``."""
+    folder = Path(folder)
+    img, label = contrast_map(folder, p)
+    cuts = _peak_cuts(folder, img) if img is not None and _nonzero(img) else []
+    return _write_map_figure(img, cuts, folder / "figure.png", title, label, signed=True,
+                             empty_message=f"No significant difference (FWE p < {p:g})")
+
+
+def overlap_labels(map_a: str | Path, map_b: str | Path) -> nib.Nifti1Image:
+    """Voxel categories of two thresholded maps: 0 none, 1 A only, 2 B only, 3 both (voxels > 0 count)."""
+    img_a, img_b = nib.load(map_a), nib.load(map_b)
+    a = np.asarray(img_a.dataobj) > 0
+    b = np.asarray(img_b.dataobj) > 0
+    return nib.Nifti1Image((a & ~b) * 1 + (b & ~a) * 2 + (a & b) * 3, img_a.affine, dtype=np.int16)
+
+
+def overlap_figure(map_a: str | Path, map_b: str | Path, out: str | Path, *, labels: tuple[str, str],
+                   title: str) -> Path:
+    """Write ``out`` (PNG): where two thresholded maps are significant, coloured A only / B only / both."""
+    from nilearn.plotting import plot_roi
+
+    img = overlap_labels(map_a, map_b)
+    data = np.asarray(img.dataobj)
+    counts = [int((data == k).sum()) for k in (1, 2, 3)]
+    names = [f"{labels[0]} only", f"{labels[1]} only", "both"]
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(10, 5.4)
+        fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
+        if not data.any():
+            _empty_panel(fig, (0.0, 0.35, 1.0, 0.5), "Neither map has a significant voxel")
+            return _save(fig, out)
+        cmap = ListedColormap(OVERLAP_COLOURS)
+        ax = fig.add_axes((0.0, 0.47, 1.0, 0.40))
+        # a glass brain projects the maximum: "both" wins over a single map along each ray
+        from nilearn.plotting import plot_glass_brain
+
+        plot_glass_brain(img, display_mode="lyrz", figure=fig, axes=ax, colorbar=False, cmap=cmap, vmin=0.5,
+                         vmax=3.5, threshold=0.5, plot_abs=False, alpha=0.9, resampling_interpolation="nearest")
+        ax = fig.add_axes((0.0, 0.04, 1.0, 0.40))
+        cuts = _overlap_cuts(img)
+        plot_roi(img, display_mode="z", cut_coords=cuts, figure=fig, axes=ax, cmap=cmap, vmin=0.5, vmax=3.5,
+                 black_bg=False, draw_cross=False, alpha=0.9, colorbar=False, resampling_interpolation="nearest")
+        handles = [Patch(color=c, label=f"{n}: {k:,} voxels") for c, n, k in zip(OVERLAP_COLOURS, names, counts)]
+        fig.legend(handles=handles, loc="upper right", ncol=3, frameon=False, bbox_to_anchor=(0.99, 0.97))
+        return _save(fig, out)
+
+
+def _overlap_cuts(img: nib.Nifti1Image, n: int = 6) -> list[float]:
+    """Axial cuts (mm): slices with the most overlap first, then those with the most voxels of either map."""
+    data = np.asarray(img.dataobj)
+    both = (data == 3).sum(axis=(0, 1))
+    union = (data > 0).sum(axis=(0, 1))
+    order = list(np.argsort(-both, kind="stable")[: int((both > 0).sum())]) + list(np.argsort(-union, kind="stable"))
+    cuts: list[float] = []
+    for k in order:
+        if union[k] == 0 or len(cuts) == n:
+            break
+        z = float((img.affine @ np.array([0, 0, k, 1]))[2])
+        if all(abs(z - c) >= 10 for c in cuts):
+            cuts.append(z)
+    return sorted(cuts)
+
+
+# --------------------------------------------------------------------------- study flow
+def _box(ax, x, y, w, h, text, *, colour="#F2F5F9", edge="#4A6275", bold=False, size=8.5):
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.004,rounding_size=0.01", fc=colour, ec=edge,
+                                lw=0.9))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size,
+            fontweight="bold" if bold else "normal", linespacing=1.35, wrap=False)
+
+
+def _arrow(ax, x0, y0, x1, y1):
+    ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "-|>", "color": "#4A6275", "lw": 0.9})
+
+
+def _n(block: dict | None) -> str:
+    if not block:
+        return "0 experiments"
+    text = f"{block.get('experiments', 0):,} experiments"
+    if "studies" in block:
+        text += f" / {block['studies']:,} studies"
+    return text
+
+
+def _reasons(reasons: dict, width: int = 52, limit: int = 6) -> str:
+    items = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+    lines = [textwrap.shorten(f"{k}: {v:,}", width=width, placeholder="…") for k, v in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"… {len(items) - limit} more reasons (table below)")
+    return "\n".join(lines)
+
+
+def flow_groups(flow: dict) -> list[tuple[str, dict]]:
+    """Per-group counts of ``flow.json`` as (name, counts) pairs, in file order (dict or list form)."""
+    groups = flow.get("groups") or {}
+    if isinstance(groups, dict):
+        return [(str(k), v if isinstance(v, dict) else {"experiments": v}) for k, v in groups.items()]
+    return [(str(g.get("label") or g.get("name")), g) for g in groups]
+
+
+def flow_figure(flow_json: str | Path, out: str | Path) -> Path:
+    """Write ``out`` (PNG): a PRISMA-style diagram of ``flow.json`` (select.py's format).
+
+    Boxes: identified (by source), duplicates removed, screened, each exclusion step with its
+    reasons, included, and one box per analysis group.
+    """
+    import json
+
+    flow = json.loads(Path(flow_json).read_text())
+    steps = [s for s in flow.get("excluded", []) if s.get("experiments", 0) or s.get("reasons")]
+    side = []
+    if flow.get("excluded_by_source"):
+        side.append(("Source not asked for", _n(flow["excluded_by_source"])))
+    dup = flow.get("duplicates_removed")
+    side.append(("Duplicates removed", _n(dup)))
+    for s in steps:
+        reasons = _reasons(s.get("reasons", {}))
+        side.append((f"Excluded: {textwrap.shorten(str(s.get('criterion', '')), 44, placeholder='…')}",
+                     _n(s) + ("\n" + reasons if reasons else "")))
+    groups = flow_groups(flow)
+    heights = [0.55 + 0.16 * text.count("\n") for _, text in side]
+    total = sum(heights) + 0.25 * len(side) + 3.3 + (1.6 if groups else 0)
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(10, max(total, 4.0))
+        ax = fig.add_axes((0, 0, 1, 1))
+        H = fig.get_figheight()
+        ax.set_xlim(0, 10)
+        ax.set_ylim(0, H)
+        ax.axis("off")
+        x_main, w_main, x_side, w_side = 0.4, 4.0, 5.2, 4.4
+        y = H - 0.25
+        ident = flow.get("identified", {})
+        by_source = ", ".join(f"{k}: {v:,}" for k, v in ident.get("by_source", {}).items())
+        text = "Identified\n" + _n(ident) + (f"\n({by_source})" if by_source else "")
+        _box(ax, x_main, y - 0.8, w_main, 0.8, text, bold=False)
+        top_main = y - 0.8
+        y = top_main - 0.3
+        previous_bottom = top_main
+        screened_drawn = False
+        for i, ((head, body), h) in enumerate(zip(side, heights)):
+            if head.startswith("Excluded") and not screened_drawn:
+                _box(ax, x_main, y - 0.7, w_main, 0.7, "Screened\n" + _n(flow.get("screened")))
+                _arrow(ax, x_main + w_main / 2, previous_bottom, x_main + w_main / 2, y)
+                previous_bottom = y - 0.7
+                y -= 0.7 + 0.3
+                screened_drawn = True
+            mid = y - h / 2
+            _box(ax, x_side, y - h, w_side, h, head + "\n" + body, colour="#FBF3EC", edge="#A0522D", size=8)
+            ax.plot([x_main + w_main / 2, x_main + w_main / 2], [previous_bottom, mid], color="#4A6275", lw=0.9)
+            _arrow(ax, x_main + w_main / 2, mid, x_side, mid)
+            previous_bottom = mid
+            y -= h + 0.25
+        if not screened_drawn:
+            _box(ax, x_main, y - 0.7, w_main, 0.7, "Screened\n" + _n(flow.get("screened")))
+            _arrow(ax, x_main + w_main / 2, previous_bottom, x_main + w_main / 2, y)
+            previous_bottom = y - 0.7
+            y -= 1.0
+        inc = flow.get("included", {})
+        text = "Included\n" + _n(inc) + (f", {inc['foci']:,} foci" if "foci" in inc else "")
+        _box(ax, x_main, y - 0.7, w_main, 0.7, text, colour="#E8F3EA", edge="#2E7D32", bold=True)
+        _arrow(ax, x_main + w_main / 2, previous_bottom, x_main + w_main / 2, y)
+        y -= 0.7
+        if groups:
+            gap = 0.15
+            w = min(2.3, (9.2 - gap * (len(groups) - 1)) / len(groups))
+            x0 = 5.0 - (len(groups) * w + gap * (len(groups) - 1)) / 2
+            for k, (name, counts) in enumerate(groups):
+                gx = x0 + k * (w + gap)
+                lines = [textwrap.shorten(name, 28, placeholder="…"), f"{counts.get('experiments', 0):,} experiments"]
+                if "foci" in counts:
+                    lines.append(f"{counts['foci']:,} foci")
+                _box(ax, gx, y - 1.45, w, 0.75, "\n".join(lines), colour="#EEF0FA", edge="#3F51B5", size=7.5)
+                _arrow(ax, x_main + w_main / 2, y, gx + w / 2, y - 0.7)
+        return _save(fig, out)

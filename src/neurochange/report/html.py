@@ -1,0 +1,194 @@
+"""The review report: one self-contained HTML file written beside the results it describes.
+
+``write_report(out)`` draws the figures (:mod:`neurochange.report.figures`), reads the folder
+(:mod:`neurochange.report.context`), writes the methods paragraph from
+``resources/report/methods.txt.j2`` with citations from ``references.bib``, and renders
+``resources/report/report.html.j2`` over the sections listed in ``sections.toml``. Images are
+inline base64 PNGs and the CSS is inline: the file opens from disk with no network. Nothing in
+it depends on the time or the machine, so the same folder gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+import tomllib
+from pathlib import Path
+
+import jinja2
+
+from .. import references
+from ..outdir import atomic_file
+from . import figures
+from .context import report_resource, review_context
+
+REPORT_NAME = "report.html"
+FLOW_FIGURE = "flow.png"
+
+
+def _image(path: Path, caption: str, alt: str) -> dict:
+    """An inline image for the template: base64 data, pixel size (from the PNG header), caption."""
+    data = Path(path).read_bytes()
+    width, height = struct.unpack(">II", data[16:24])
+    return {"data": base64.b64encode(data).decode("ascii"), "width": width, "height": height,
+            "caption": caption, "alt": alt}
+
+
+def draw_figures(ctx: dict, out: Path) -> None:
+    """Write every figure of the report (figure.png per analysis folder, flow.png) and attach them to ``ctx``."""
+    path = figures.flow_figure(out / ctx["review"]["flow"], out / FLOW_FIGURE)
+    ctx["flow_figure"] = _image(path, "Study flow (PRISMA-style): records identified, removed, screened, "
+                                      "excluded by criterion, included, and experiments per group.", "study flow")
+    for g in ctx["groups"]:
+        for a in [g["main"], *g["signed_analyses"]]:
+            path = figures.analysis_figure(a["folder"], a["title"])
+            _, what = figures.analysis_map(a["folder"])
+            a["figure"] = _image(path, f"{a['title']}: {what}. Glass brain (top) and axial slices on the MNI152 "
+                                       "template (bottom); L = left.", a["title"])
+    for c in ctx["comparisons"]:
+        if c["kind"] == "contrast":
+            p = float(ctx["settings"].get("cluster_p") or 0.05)
+            path = figures.contrast_figure(c["folder"], c["title"], p)
+            _, what = figures.contrast_map(c["folder"], p)
+            caption = f"{c['title']}: {what}; red: {c['label_a']} > {c['label_b']}, blue: {c['label_b']} > " \
+                      f"{c['label_a']}."
+        else:
+            if len(c["maps"]) != 2:
+                raise_missing(c)
+            map_a, map_b = (_conjunction_input(c, folder) for folder in c["maps"])
+            path = figures.overlap_figure(map_a, map_b, c["folder"] / "figure.png",
+                                          labels=(c["label_a"], c["label_b"]), title=c["title"])
+            caption = f"{c['title']}: significant voxels of {map_a.name.removesuffix('.nii.gz')} in " \
+                      f"{c['label_a']} only, {c['label_b']} only, or both."
+        c["figure"] = _image(path, caption, c["title"])
+
+
+def _conjunction_input(comparison: dict, folder: Path) -> Path:
+    """The map of a group folder that the conjunction read (overlap.json's ``map``, else the figure's map)."""
+    name = comparison.get("map")
+    if name:
+        return folder / f"{name.removesuffix('.nii.gz')}.nii.gz"
+    path, _ = figures.analysis_map(folder)
+    return path if path is not None else folder / f"{figures.CLUSTER_MAP}.nii.gz"
+
+
+def raise_missing(comparison: dict) -> None:
+    from ..errors import InputError
+
+    raise InputError(f"comparison {comparison['name']} names a group that is not in groups",
+                     file="review.json", field="comparisons")
+
+
+# --------------------------------------------------------------------------- methods and references
+class Citations:
+    """Collects the bibliography keys a text cites, in first-cited order."""
+
+    def __init__(self):
+        self.keys: list[str] = []
+
+    def __call__(self, *keys: str) -> str:
+        """``(Turkeltaub et al., 2002; Eickhoff et al., 2009)`` for ``keys``; records them."""
+        for key in keys:
+            if key not in self.keys:
+                self.keys.append(key)
+        return "(" + "; ".join(references.cite(k) for k in keys) + ")"
+
+
+def methods_text(ctx: dict, cite: Citations) -> list[str]:
+    """The methods paragraphs (plain text) from ``methods.txt.j2`` and the folder's settings."""
+    review = ctx["review"]
+    env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+    template = env.from_string(report_resource("methods.txt.j2").read_text(encoding="utf-8"))
+    model_refs = list(dict.fromkeys(k for m in review.get("models", []) for k in m.get("references", [])))
+    atlas_refs = list(dict.fromkeys(k for a in review.get("atlases", []) for k in atlas_keys(a)))
+    text = template.render(
+        settings=_Attr(ctx["settings"]),
+        flow=ctx["flow"],
+        groups=ctx["groups"],
+        signed_groups=[g["label"] for g in ctx["groups"] if g.get("signed")],
+        underpowered=[g["label"] for g in ctx["groups"] if g.get("underpowered")],
+        contrasts=[c["title"].removesuffix(" (contrast)") for c in ctx["comparisons"] if c["kind"] == "contrast"],
+        conjunctions=[c["title"].removesuffix(" (conjunction)") for c in ctx["comparisons"]
+                      if c["kind"] == "conjunction"],
+        models=review.get("models", []),
+        model_refs=model_refs,
+        atlases=review.get("atlases", []),
+        atlas_refs=atlas_refs,
+        version=ctx["version"],
+        seed=ctx["seed"],
+        cite=cite,
+    )
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
+    return [p for p in paragraphs if p]
+
+
+def atlas_keys(atlas: dict) -> list[str]:
+    """Bibliography keys of an atlas entry: its ``citations`` list, else its ``citation``."""
+    return list(atlas.get("citations") or ([atlas["citation"]] if atlas.get("citation") else []))
+
+
+class _Attr(dict):
+    """A dict whose missing keys read as None in templates (settings may omit optional entries)."""
+
+    def __getattr__(self, name):
+        return self.get(name)
+
+
+def reference_list(keys: list[str]) -> list[dict]:
+    """Full references of ``keys``, sorted by first author and year: text, DOI, URL."""
+    bib = references.load_bib()
+    entries = []
+    for key in dict.fromkeys(keys):
+        text = references.reference(key)
+        doi, url = bib[key].get("doi"), bib[key].get("url")
+        for link in (f" https://doi.org/{doi}" if doi else None, f" {url}" if url else None):
+            if link and text.endswith(link):
+                text = text[: -len(link)]
+        entries.append({"key": key, "text": text, "doi": doi, "url": url})
+    return sorted(entries, key=lambda e: (e["text"].lower(), e["key"]))
+
+
+# --------------------------------------------------------------------------- the page
+def _environment() -> jinja2.Environment:
+    def load(name: str):
+        source = report_resource(name)
+        if not source.is_file():
+            return None
+        return source.read_text(encoding="utf-8"), None, lambda: True
+
+    return jinja2.Environment(loader=jinja2.FunctionLoader(load), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def sections(ctx: dict) -> list[dict]:
+    """The sections of ``sections.toml`` whose ``show_if`` entry (if any) is non-empty in ``ctx``."""
+    listed = tomllib.loads(report_resource("sections.toml").read_text(encoding="utf-8"))["section"]
+    return [s for s in listed if not s.get("show_if") or ctx.get(s["show_if"])]
+
+
+def render_report(out: str | Path) -> str:
+    """The report's HTML for the results folder ``out`` (draws the figures into the folder)."""
+    out = Path(out)
+    ctx = review_context(out)
+    draw_figures(ctx, out)
+    cite = Citations()
+    ctx["methods"] = methods_text(ctx, cite)
+    for m in ctx["models"]:
+        m["citations"] = cite(*m["references"]) if m.get("references") else ""
+    for a in ctx["atlases"]:
+        a["citation"] = cite(*atlas_keys(a)) if atlas_keys(a) else ""
+    ctx["references"] = reference_list(cite.keys + list(ctx["review"].get("references", [])))
+    ctx["sections"] = sections(ctx)
+    ctx["css"] = report_resource("report.css").read_text(encoding="utf-8")
+    return _environment().get_template("report.html.j2").render(**ctx)
+
+
+def write_report(out: str | Path) -> Path:
+    """Write ``out/report.html`` (and the figures it shows) from the results folder ``out``; return its path."""
+    out = Path(out)
+    html = render_report(out)
+    path = out / REPORT_NAME
+    with atomic_file(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(html)
+    return path
