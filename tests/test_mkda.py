@@ -188,3 +188,24 @@ def test_montecarlo_maps_and_cores(pain):
     best = np.argmax(result.maps["stat"])
     expected = max(np.mean(one[:, 0] >= result.maps["stat"][best]), 1 / n)
     assert logp[best] == pytest.approx(-np.log10(expected))
+
+
+@pytest.mark.parametrize("cls", [MKDADensity, KDA])
+def test_montecarlo_labelling_equals_scipy_reference(pain, cls):
+    """Union-find clusters (numba) = scipy's labelling of the volume: same largest size and mass, to the bit."""
+    from neurochange import mkda_montecarlo as mm
+    from neurochange.pairwise_clusters import max_clusters, neighbour_table
+
+    studyset, _ = pain
+    result = cls().fit(studyset)
+    grid = result.grid
+    neighbours = neighbour_table(np.arange(grid.n_voxels), grid.mask)
+    work = (np.empty(grid.n_voxels, dtype=np.int64), np.empty(grid.n_voxels, dtype=np.int64), np.empty(grid.n_voxels))
+    rng = np.random.default_rng(0)
+    maps = [result.maps["stat"], rng.poisson(0.3, grid.n_voxels).astype(float)]
+    for stat in maps:
+        for thresh in np.unique(np.quantile(stat, [0.5, 0.9, 0.99])):
+            ours = max_clusters(stat, float(thresh), neighbours, *work)
+            ref = mm._max_cluster(np.zeros(grid.shape), grid.mask, stat, float(thresh))
+            assert ours[0] == ref[0] and ours[1] == ref[1], thresh
+            assert ours[0] > 0
