@@ -20,6 +20,7 @@ gets ``"no label"``. Each atlas's licence and citation are in :func:`atlas_info`
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.metadata
 import importlib.util
 from functools import lru_cache
@@ -204,8 +205,20 @@ def region_mask(atlas: str, label, grid: _space.Grid | None = None) -> np.ndarra
     if unknown:
         raise InputError(f"unknown {atlas} label {unknown[0]!r}; see neurochange.atlas.labels({atlas!r})",
                          field="label")
-    ijk = np.argwhere(grid.mask)
-    values = _values_at(atlas, grid.vox_to_mm(ijk))
+    values = _grid_values(atlas, grid)
     out = np.zeros(grid.shape, dtype=bool)
-    out[tuple(ijk[np.isin(values, [by_name[w] for w in wanted])].T)] = True
+    out[grid.mask] = np.isin(values, [by_name[w] for w in wanted])
     return out
+
+
+_GRID_VALUES: dict = {}
+
+
+def _grid_values(atlas: str, grid: _space.Grid) -> np.ndarray:
+    """Atlas label values at the grid's mask voxels (C order), cached per atlas and grid."""
+    key = (atlas, grid.affine.tobytes(), grid.shape, hashlib.sha1(np.packbits(grid.mask)).hexdigest())
+    if key not in _GRID_VALUES:
+        if len(_GRID_VALUES) > 8:
+            _GRID_VALUES.clear()
+        _GRID_VALUES[key] = _values_at(atlas, grid.vox_to_mm(np.argwhere(grid.mask)))
+    return _GRID_VALUES[key]
