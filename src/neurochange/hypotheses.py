@@ -261,51 +261,60 @@ def region_definition(region: Region) -> str:
 
 # ---------------------------------------------------------------------------- region ALE (numba)
 @njit(cache=True, nogil=True)
-def _region_means(foci_ijk, exp_start, exp_kernel, kvalues, kstart, kradius, vox, lo, hi,
-                  region_ptr, region_idx, out_row, ma, keep):
+def _region_means(foci_ijk, exp_start, exp_kernel, kvalues, kstart, kradius, vox_k, row_ptr, shape,
+                  region_ptr, region_idx, out_row, ma, keep, touched):
     """Mean ALE of each region for one set of foci; writes ``out_row`` (n_regions,).
 
-    foci_ijk (n, 3) int64 grouped by experiment (experiment e owns rows
-    exp_start[e]:exp_start[e+1]); vox (m, 3) the union of region voxels; lo/hi its
-    bounding box; ma, keep (m,) float64 work space.
+    ``foci_ijk`` (n, 3) int64, grouped by experiment (experiment e owns rows
+    ``exp_start[e]:exp_start[e+1]``). The union of region voxels is held by grid row:
+    the voxels of row (i, j) are ``row_ptr[i*ny+j]:row_ptr[i*ny+j+1]`` with k in ``vox_k``
+    (sorted). ``ma`` (m,) zeros, ``keep`` (m,) and ``touched`` (m,) are work space;
+    ``ma`` is left all zero. Each experiment's MA is the maximum of its foci's kernels,
+    folded into ``keep`` (the product of 1 - MA, in experiment order) over the voxels it touched.
     """
-    m = vox.shape[0]
+    m = vox_k.shape[0]
+    nx, ny = shape[0], shape[1]
     for v in range(m):
         keep[v] = 1.0
-    n_exp = exp_start.shape[0] - 1
-    for e in range(n_exp):
+    for e in range(exp_start.shape[0] - 1):
         k = exp_kernel[e]
         r = kradius[k]
         side = 2 * r + 1
         base = kstart[k]
-        touched = False
+        n_touched = 0
         for f in range(exp_start[e], exp_start[e + 1]):
             fi = foci_ijk[f, 0]
             fj = foci_ijk[f, 1]
             fk = foci_ijk[f, 2]
-            if fi < lo[0] - r or fi > hi[0] + r or fj < lo[1] - r or fj > hi[1] + r \
-                    or fk < lo[2] - r or fk > hi[2] + r:
-                continue
-            if not touched:
-                for v in range(m):
-                    ma[v] = 0.0
-                touched = True
-            for v in range(m):
-                a = vox[v, 0] - fi
-                if a < -r or a > r:
+            for a in range(side):
+                i = fi + a - r
+                if i < 0 or i >= nx:
                     continue
-                b = vox[v, 1] - fj
-                if b < -r or b > r:
-                    continue
-                c = vox[v, 2] - fk
-                if c < -r or c > r:
-                    continue
-                value = np.float64(kvalues[base + ((a + r) * side + (b + r)) * side + (c + r)])
-                if value > ma[v]:
-                    ma[v] = value
-        if touched:
-            for v in range(m):
-                keep[v] *= 1.0 - ma[v]
+                for b in range(side):
+                    j = fj + b - r
+                    if j < 0 or j >= ny:
+                        continue
+                    row = i * ny + j
+                    offset = base + (a * side + b) * side
+                    for t in range(row_ptr[row], row_ptr[row + 1]):
+                        c = vox_k[t] - fk + r
+                        if c < 0:
+                            continue
+                        if c >= side:
+                            break
+                        value = np.float64(kvalues[offset + c])
+                        if value <= 0.0:
+                            continue
+                        if ma[t] == 0.0:
+                            touched[n_touched] = t
+                            n_touched += 1
+                            ma[t] = value
+                        elif value > ma[t]:
+                            ma[t] = value
+        for q in range(n_touched):
+            t = touched[q]
+            keep[t] *= 1.0 - ma[t]
+            ma[t] = 0.0
     for q in range(region_ptr.shape[0] - 1):
         total = 0.0
         for t in range(region_ptr[q], region_ptr[q + 1]):
@@ -314,20 +323,21 @@ def _region_means(foci_ijk, exp_start, exp_kernel, kvalues, kstart, kradius, vox
 
 
 @njit(cache=True, nogil=True)
-def _null_block(draws, null_ijk, exp_start, exp_kernel, kvalues, kstart, kradius, vox, lo, hi,
+def _null_block(draws, null_ijk, exp_start, exp_kernel, kvalues, kstart, kradius, vox_k, row_ptr, shape,
                 region_ptr, region_idx, out):
     """Region means for each row of ``draws`` (iterations, n_foci) of null-voxel indices."""
-    m = vox.shape[0]
+    m = vox_k.shape[0]
     ma = np.zeros(m)
     keep = np.ones(m)
+    touched = np.zeros(m, dtype=np.int64)
     foci = np.empty((draws.shape[1], 3), dtype=np.int64)
     for it in range(draws.shape[0]):
         for f in range(draws.shape[1]):
             foci[f, 0] = null_ijk[draws[it, f], 0]
             foci[f, 1] = null_ijk[draws[it, f], 1]
             foci[f, 2] = null_ijk[draws[it, f], 2]
-        _region_means(foci, exp_start, exp_kernel, kvalues, kstart, kradius, vox, lo, hi,
-                      region_ptr, region_idx, out[it], ma, keep)
+        _region_means(foci, exp_start, exp_kernel, kvalues, kstart, kradius, vox_k, row_ptr, shape,
+                      region_ptr, region_idx, out[it], ma, keep, touched)
 
 
 @dataclass
@@ -336,27 +346,30 @@ class RegionSetup:
 
     names: list[str]
     n_voxels: np.ndarray  # (n_regions,)
-    vox: np.ndarray  # (m, 3) int64 union of region voxels
-    lo: np.ndarray
-    hi: np.ndarray
+    vox_k: np.ndarray  # (m,) k index of each union voxel, C order
+    row_ptr: np.ndarray  # (nx * ny + 1,) union voxels of grid row (i, j)
+    shape: np.ndarray  # (3,) grid shape
     region_ptr: np.ndarray
     region_idx: np.ndarray
 
     @classmethod
     def from_masks(cls, masks: dict[str, np.ndarray]) -> "RegionSetup":
-        union = np.zeros(next(iter(masks.values())).shape, dtype=bool)
-        for mask in masks.values():
-            union |= mask
-        vox = np.argwhere(union).astype(np.int64)
-        lookup = np.full(union.shape, -1, dtype=np.int64)
-        lookup[tuple(vox.T)] = np.arange(len(vox))
-        idx = [lookup[mask] for mask in masks.values()]
-        ptr = np.concatenate([[0], np.cumsum([len(i) for i in idx])]).astype(np.int64)
         empty = [name for name, mask in masks.items() if not mask.any()]
         if empty:
             raise InputError(f"region {empty[0]!r} has no voxel in the analysis mask", field="regions")
-        return cls(list(masks), np.array([len(i) for i in idx]), vox, vox.min(axis=0), vox.max(axis=0),
-                   ptr, np.concatenate(idx).astype(np.int64))
+        shape = next(iter(masks.values())).shape
+        union = np.zeros(shape, dtype=bool)
+        for mask in masks.values():
+            union |= mask
+        vox = np.argwhere(union).astype(np.int64)  # C order: sorted by row (i, j), then k
+        rows = vox[:, 0] * shape[1] + vox[:, 1]
+        row_ptr = np.searchsorted(rows, np.arange(shape[0] * shape[1] + 1)).astype(np.int64)
+        lookup = np.full(shape, -1, dtype=np.int64)
+        lookup[tuple(vox.T)] = np.arange(len(vox))
+        idx = [lookup[mask] for mask in masks.values()]
+        ptr = np.concatenate([[0], np.cumsum([len(i) for i in idx])]).astype(np.int64)
+        return cls(list(masks), np.array([len(i) for i in idx]), np.ascontiguousarray(vox[:, 2]), row_ptr,
+                   np.array(shape, dtype=np.int64), ptr, np.concatenate(idx).astype(np.int64))
 
 
 def _kernel_table(fwhms: np.ndarray, voxel_size, fixed: bool):
@@ -384,13 +397,13 @@ def region_convergence(studyset: StudySet, masks: dict[str, np.ndarray], grid: _
                                                          fixed=fwhm is not None)
     counts = np.bincount(inputs["focus_experiment"], minlength=len(inputs["experiment_ids"]))
     exp_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    args = (exp_start, exp_kernel, kvalues, kstart, kradius, setup.vox, setup.lo, setup.hi,
+    args = (exp_start, exp_kernel, kvalues, kstart, kradius, setup.vox_k, setup.row_ptr, setup.shape,
             setup.region_ptr, setup.region_idx)
     n_regions = len(setup.names)
 
     observed = np.zeros(n_regions)
     _region_means(np.ascontiguousarray(inputs["foci_ijk"], dtype=np.int64), *args, observed,
-                  np.zeros(len(setup.vox)), np.ones(len(setup.vox)))
+                  np.zeros(len(setup.vox_k)), np.ones(len(setup.vox_k)), np.zeros(len(setup.vox_k), dtype=np.int64))
 
     null_ijk = np.argwhere(null_masks.null_mask(grid, null_mask)).astype(np.int64)
     n_foci = int(exp_start[-1])
