@@ -110,14 +110,20 @@ def build_review(out: Path, pain_json: Path) -> Path:
                      "space": "MNI152 2 mm (NiMARE ALE mask)"},
         "flow": "flow.json", "studies": "studies.tsv",
         "groups": [group("pain", "Pain (all)", 19, 243, signed="pain_dir-increase_est-ale"),
-                   group("pain_a", "Pain A", 8, 123), group("pain_b", "Pain B", 11, 120)],
+                   group("pain_a", "Pain A", 8, 123), group("pain_b", "Pain B", 11, 120),
+                   {"name": "pain_tiny", "label": "Pain (tiny)", "query": "group=pain_tiny", "n_experiments": 2,
+                    "n_studies": 2, "n_foci": 20, "n_increase": 0, "n_decrease": 0, "n_unsigned": 2, "signed": False,
+                    "underpowered": True, "folder": None, "signed_folders": {"increase": None, "decrease": None},
+                    "n_clusters": 0, "note": "not analysed: 2 experiment(s) with foci (at least 5 needed)"}],
         "comparisons": [
             {"name": "pain_a_vs_pain_b", "kind": "contrast", "a": "pain_a", "b": "pain_b",
              "folder": "pain_a_vs_pain_b_contrast", "n_clusters": 0},
             {"name": "pain_a_and_pain_b", "kind": "conjunction", "a": "pain_a", "b": "pain_b",
              "folder": "pain_a_and_pain_b_conjunction", "n_clusters": record["clusters"],
              "overlap": {k: record[k] for k in ("voxels_a", "voxels_b", "voxels_both", "dice", "share_a_in_b",
-                                                 "share_b_in_a")}}],
+                                                 "share_b_in_a")}},
+            {"name": "pain_a_vs_pain_tiny", "kind": "contrast", "a": "pain_a", "b": "pain_tiny", "folder": None,
+             "n_clusters": 0, "note": "not run: a group was not analysed"}],
         "models": [{"name": "pain_matrix", "title": "Pain matrix", "group": "pain", "verdict": "partly supported",
                     "basis": "unsigned", "table": "models/pain_matrix_pain.tsv", "summary": summary,
                     "references": ["wager2009"]}],
@@ -231,7 +237,8 @@ def test_sections_counts_and_badges(review_folder):
     for section in ("question", "flow", "studies", "groups", "comparisons", "models", "methods", "atlases",
                     "references", "provenance"):
         assert f'<section id="{section}">' in html
-    assert html.count("underpowered: ") == 2  # Pain A (8) and Pain B (11) have fewer than 17 experiments
+    assert html.count("underpowered: ") == 3  # Pain A (8), Pain B (11), Pain (tiny) (2) have < 17 experiments
+    assert "not analysed: 2 experiment(s)" in html and "not run: a group was not analysed" in html
     for a in review["atlases"]:
         assert a["licence"].split()[0] in html
     studies = pd.read_csv(review_folder / "studies.tsv", sep="\t")

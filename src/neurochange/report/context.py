@@ -72,8 +72,21 @@ def make_table(frame: pd.DataFrame, columns: list[str], headings: dict[str, str]
         skip = blank[i] if blank is not None else ()
         rows.append({"cells": ["" if c in skip else row[c] for c in cols],
                      "cls": row_classes[i] if row_classes is not None else ""})
-    return {"columns": [{"name": c, "heading": headings.get(c, c), "numeric": numeric[c]} for c in cols],
+    return {"columns": [{"name": c, "heading": headings.get(c, c), "numeric": numeric[c],
+                         "cls": "num" if numeric[c] else "label" if c.startswith("label_") else ""} for c in cols],
             "rows": rows}
+
+
+def ordered_rows(values: dict, headings: dict[str, str], **fmt) -> list[tuple[str, str]]:
+    """(heading, text) rows of ``values``: keys in ``headings`` order first, then the others as they come."""
+    keys = [k for k in headings if k in values] + [k for k in values if k not in headings]
+    return [(headings.get(k, k).format(**fmt), _settings_value(values[k])) for k in keys
+            if not isinstance(values[k], (dict, list))]
+
+
+def atlas_heading(title: str) -> str:
+    """A short column heading from an atlas title: the part before any parenthesis."""
+    return title.split(" (")[0]
 
 
 def _settings_value(value) -> str:
@@ -92,7 +105,8 @@ def cluster_table(path: Path, stat: str, atlas_titles: dict[str, str]) -> tuple[
     headings = {k: v.format(stat=stat) for k, v in _toml("columns.toml")["clusters"].items()}
     for col in frame.columns:
         if col.startswith("label_"):
-            headings[col] = atlas_titles.get(col.removeprefix("label_"), col.removeprefix("label_"))
+            name = col.removeprefix("label_")
+            headings[col] = _toml("columns.toml")["atlases"].get(name) or atlas_heading(atlas_titles.get(name, name))
     columns = [c for c in frame.columns if c not in HIDDEN_CLUSTER_COLUMNS]
     sub = frame["is_subpeak"].str.lower().isin(("true", "1")).tolist() if "is_subpeak" in frame else [False] * len(
         frame)
@@ -164,6 +178,10 @@ def review_context(out: str | Path) -> dict:
 
     groups = []
     for i, g in enumerate(review["groups"]):
+        label = g.get("label", g["name"])
+        if not g.get("folder"):  # not analysed (too few experiments): the note says why
+            groups.append({**g, "label": label, "main": None, "signed_analyses": []})
+            continue
         folder = _folder(out, g.get("folder"), f"groups[{i}].folder")
         table, experiments = cluster_table(folder / "clusters.tsv", stat, atlas_titles)
         signed = []
@@ -181,23 +199,30 @@ def review_context(out: str | Path) -> dict:
 
     comparisons = []
     for i, c in enumerate(review.get("comparisons", [])):
-        folder = _folder(out, c.get("folder"), f"comparisons[{i}].folder")
         a, b = labels.get(c["a"], c["a"]), labels.get(c["b"], c["b"])
-        table, experiments = cluster_table(folder / "clusters.tsv", "z" if c["kind"] == "conjunction" else stat,
+        title = f"{a} minus {b} (contrast)" if c["kind"] == "contrast" else f"{a} and {b} (conjunction)"
+        if not c.get("folder"):  # not run: the note says why
+            comparisons.append({**c, "folder": None, "title": title, "label_a": a, "label_b": b, "clusters": None,
+                                "experiments": [], "overlap_rows": []})
+            continue
+        folder = _folder(out, c.get("folder"), f"comparisons[{i}].folder")
+        conj = c["kind"] == "conjunction"
+        table, experiments = cluster_table(folder / "clusters.tsv", "conjunction z" if conj else f"{stat} difference",
                                            atlas_titles)
-        entry = {**c, "folder": folder, "label_a": a, "label_b": b, "clusters": table, "experiments": experiments}
-        if c["kind"] == "contrast":
-            entry["title"] = f"{a} minus {b} (contrast)"
-        else:
-            entry["title"] = f"{a} and {b} (conjunction)"
+        heading = ("Clusters of the conjunction map (voxels significant in both groups) and sub-peaks ≥ 8 mm apart; "
+                   "coordinates in MNI mm") if conj else None
+        entry = {**c, "folder": folder, "label_a": a, "label_b": b, "clusters": table, "experiments": experiments,
+                 "cluster_heading": heading}
+        entry["title"] = title
+        if c["kind"] == "conjunction":
             record = read_json(folder / "overlap.json", "overlap.json") if (folder / "overlap.json").is_file() else {}
             numbers = c.get("overlap") or record
             entry["map"] = record.get("map")
-            entry["overlap_rows"] = [(cols["overlap"].get(k, k).format(a=a, b=b), _settings_value(v))
-                                     for k, v in (numbers or {}).items()
-                                     if not isinstance(v, (dict, list)) and k not in ("a", "b", "method", "map")]
+            shown = {k: v for k, v in (numbers or {}).items() if k not in ("a", "b", "method", "map")}
+            entry["overlap_rows"] = ordered_rows(shown, cols["overlap"], a=a, b=b)
             groups_by_name = {g["name"]: g for g in groups}
-            entry["maps"] = tuple(groups_by_name[n]["main"]["folder"] for n in (c["a"], c["b"]) if n in groups_by_name)
+            entry["maps"] = tuple(groups_by_name[n]["main"]["folder"] for n in (c["a"], c["b"])
+                                  if n in groups_by_name and groups_by_name[n]["main"])
         comparisons.append(entry)
 
     models = []
@@ -228,7 +253,7 @@ def review_context(out: str | Path) -> dict:
         "seed": review.get("seed"),
         "settings": settings,
         "stat": stat,
-        "settings_rows": [(cols["settings"].get(k, k), _settings_value(v)) for k, v in settings.items()],
+        "settings_rows": ordered_rows(settings, cols["settings"]),
         "flow": flow,
         "exclusions": make_table(pd.DataFrame(
             [{"criterion": s.get("criterion", ""), "experiments": str(s.get("experiments", "")),

@@ -292,11 +292,11 @@ def flow_groups(flow: dict) -> list[tuple[str, dict]]:
     return [(str(g.get("label") or g.get("name")), g) for g in groups]
 
 
-def flow_figure(flow_json: str | Path, out: str | Path) -> Path:
+def flow_figure(flow_json: str | Path, out: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Write ``out`` (PNG): a PRISMA-style diagram of ``flow.json`` (select.py's format).
 
     Boxes: identified (by source), duplicates removed, screened, each exclusion step with its
-    reasons, included, and one box per analysis group.
+    reasons, included, and one box per analysis group (named by ``labels[group]`` when given).
     """
     import json
 
@@ -311,7 +311,7 @@ def flow_figure(flow_json: str | Path, out: str | Path) -> Path:
         reasons = _reasons(s.get("reasons", {}))
         side.append((f"Excluded: {textwrap.shorten(str(s.get('criterion', '')), 44, placeholder='…')}",
                      _n(s) + ("\n" + reasons if reasons else "")))
-    groups = flow_groups(flow)
+    groups = [((labels or {}).get(name, name), counts) for name, counts in flow_groups(flow)]
     heights = [0.55 + 0.16 * text.count("\n") for _, text in side]
     total = sum(heights) + 0.25 * len(side) + 3.3 + (1.6 if groups else 0)
     with matplotlib.rc_context(STYLE):

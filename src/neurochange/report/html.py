@@ -11,6 +11,7 @@ it depends on the time or the machine, so the same folder gives the same bytes.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import struct
 import tomllib
@@ -36,20 +37,24 @@ def _image(path: Path, caption: str, alt: str) -> dict:
 
 
 def draw_figures(ctx: dict, out: Path) -> None:
-    """Write every figure of the report (figure.png per analysis folder, flow.png) and attach them to ``ctx``."""
-    path = figures.flow_figure(out / ctx["review"]["flow"], out / FLOW_FIGURE)
+    """Attach every figure of the report to ``ctx``: flow.png (drawn) and each analysis folder's figure.png
+    (drawn when the analysis did not write one)."""
+    labels = {g["name"]: g["label"] for g in ctx["groups"]}
+    path = figures.flow_figure(out / ctx["review"]["flow"], out / FLOW_FIGURE, labels=labels)
     ctx["flow_figure"] = _image(path, "Study flow (PRISMA-style): records identified, removed, screened, "
                                       "excluded by criterion, included, and experiments per group.", "study flow")
     for g in ctx["groups"]:
-        for a in [g["main"], *g["signed_analyses"]]:
-            path = figures.analysis_figure(a["folder"], a["title"])
+        for a in [g["main"], *g["signed_analyses"]] if g["main"] else []:
+            path = _drawn(a["folder"] / "figure.png", lambda a=a: figures.analysis_figure(a["folder"], a["title"]))
             _, what = figures.analysis_map(a["folder"])
             a["figure"] = _image(path, f"{a['title']}: {what}. Glass brain (top) and axial slices on the MNI152 "
                                        "template (bottom); L = left.", a["title"])
     for c in ctx["comparisons"]:
+        if c["folder"] is None:
+            continue
         if c["kind"] == "contrast":
             p = float(ctx["settings"].get("cluster_p") or 0.05)
-            path = figures.contrast_figure(c["folder"], c["title"], p)
+            path = _drawn(c["folder"] / "figure.png", lambda c=c, p=p: figures.contrast_figure(c["folder"], c["title"], p))
             _, what = figures.contrast_map(c["folder"], p)
             caption = f"{c['title']}: {what}; red: {c['label_a']} > {c['label_b']}, blue: {c['label_b']} > " \
                       f"{c['label_a']}."
@@ -57,11 +62,16 @@ def draw_figures(ctx: dict, out: Path) -> None:
             if len(c["maps"]) != 2:
                 raise_missing(c)
             map_a, map_b = (_conjunction_input(c, folder) for folder in c["maps"])
-            path = figures.overlap_figure(map_a, map_b, c["folder"] / "figure.png",
-                                          labels=(c["label_a"], c["label_b"]), title=c["title"])
+            path = _drawn(c["folder"] / "figure.png", lambda c=c, map_a=map_a, map_b=map_b: figures.overlap_figure(
+                map_a, map_b, c["folder"] / "figure.png", labels=(c["label_a"], c["label_b"]), title=c["title"]))
             caption = f"{c['title']}: significant voxels of {map_a.name.removesuffix('.nii.gz')} in " \
                       f"{c['label_a']} only, {c['label_b']} only, or both."
         c["figure"] = _image(path, caption, c["title"])
+
+
+def _drawn(path: Path, draw) -> Path:
+    """``path`` if the analysis already wrote its figure, else the figure ``draw()`` writes."""
+    return path if path.is_file() else draw()
 
 
 def _conjunction_input(comparison: dict, folder: Path) -> Path:
@@ -88,11 +98,21 @@ class Citations:
         self.keys: list[str] = []
 
     def __call__(self, *keys: str) -> str:
-        """``(Turkeltaub et al., 2002; Eickhoff et al., 2009)`` for ``keys``; records them."""
+        """``(Turkeltaub et al., 2002; Eickhoff et al., 2009, 2012)`` for ``keys``; records them."""
+        return "(" + self.inner(*keys) + ")"
+
+    def inner(self, *keys: str) -> str:
+        """The citation without parentheses; consecutive works of the same authors share their names."""
+        parts: list[list[str]] = []
         for key in keys:
             if key not in self.keys:
                 self.keys.append(key)
-        return "(" + "; ".join(references.cite(k) for k in keys) + ")"
+            who, year = references.cite(key).rsplit(", ", 1)
+            if parts and parts[-1][0] == who:
+                parts[-1].append(year)
+            else:
+                parts.append([who, year])
+        return "; ".join(f"{p[0]}, {', '.join(p[1:])}" for p in parts)
 
 
 def methods_text(ctx: dict, cite: Citations) -> list[str]:
@@ -102,19 +122,21 @@ def methods_text(ctx: dict, cite: Citations) -> list[str]:
     template = env.from_string(report_resource("methods.txt.j2").read_text(encoding="utf-8"))
     model_refs = list(dict.fromkeys(k for m in review.get("models", []) for k in m.get("references", [])))
     atlas_refs = list(dict.fromkeys(k for a in review.get("atlases", []) for k in atlas_keys(a)))
+    analysed = [g for g in ctx["groups"] if g["main"]]
+    run = [c for c in ctx["comparisons"] if c["folder"] is not None]
     text = template.render(
         settings=_Attr(ctx["settings"]),
         flow=ctx["flow"],
-        groups=ctx["groups"],
-        signed_groups=[g["label"] for g in ctx["groups"] if g.get("signed")],
-        underpowered=[g["label"] for g in ctx["groups"] if g.get("underpowered")],
-        contrasts=[c["title"].removesuffix(" (contrast)") for c in ctx["comparisons"] if c["kind"] == "contrast"],
-        conjunctions=[c["title"].removesuffix(" (conjunction)") for c in ctx["comparisons"]
-                      if c["kind"] == "conjunction"],
+        groups=analysed,
+        signed_groups=[g["label"] for g in analysed if g.get("signed")],
+        underpowered=[g["label"] for g in analysed if g.get("underpowered")],
+        contrasts=[c["title"].removesuffix(" (contrast)") for c in run if c["kind"] == "contrast"],
+        conjunctions=[c["title"].removesuffix(" (conjunction)") for c in run if c["kind"] == "conjunction"],
         models=review.get("models", []),
         model_refs=model_refs,
         atlases=review.get("atlases", []),
         atlas_refs=atlas_refs,
+        atlas_cites=[(a.get("title", a["name"]), atlas_keys(a)) for a in review.get("atlases", [])],
         version=ctx["version"],
         seed=ctx["seed"],
         cite=cite,
@@ -175,9 +197,9 @@ def render_report(out: str | Path) -> str:
     cite = Citations()
     ctx["methods"] = methods_text(ctx, cite)
     for m in ctx["models"]:
-        m["citations"] = cite(*m["references"]) if m.get("references") else ""
+        m["citations"] = cite.inner(*m["references"]) if m.get("references") else ""
     for a in ctx["atlases"]:
-        a["citation"] = cite(*atlas_keys(a)) if atlas_keys(a) else ""
+        a["citation"] = cite.inner(*atlas_keys(a)) if atlas_keys(a) else ""
     ctx["references"] = reference_list(cite.keys + list(ctx["review"].get("references", [])))
     ctx["sections"] = sections(ctx)
     ctx["css"] = report_resource("report.css").read_text(encoding="utf-8")
@@ -191,4 +213,7 @@ def write_report(out: str | Path) -> Path:
     path = out / REPORT_NAME
     with atomic_file(path, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(html)
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)  # readable like any file the user writes (the temporary file was 0600)
     return path
