@@ -256,3 +256,15 @@ def test_too_few_experiments_is_not_enough_data(tmp_path):
 def test_holm_matches_the_step_down_definition():
     p = np.array([0.01, 0.04, 0.03, np.nan, 0.5])
     np.testing.assert_allclose(hyp.holm(p), [0.04, 0.09, 0.09, np.nan, 0.5])
+
+
+def test_the_model_file_example_in_the_docs_loads(tmp_path):
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    block = text.split("## Writing a model file", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    model = hyp.load_model(_write(tmp_path, block.replace("somekey2012", "fox2012")))
+    assert [r.name for r in model.regions] == ["amygdala", "left_dlpfc_target"]
+    with pytest.raises(InputError) as err:  # as written, the placeholder key is not in the bibliography
+        hyp.load_model(_write(tmp_path, block, "as_written.toml"))
+    assert err.value.field == "regions.1.sphere.reference"
