@@ -14,10 +14,25 @@ def test_amygdala_coordinate_gets_amygdala_labels():
     table = atlas.label_points([[-24, -4, -18], [24, -4, -18]])
     assert table["label_harvard_oxford"].tolist() == ["Left_Amygdala", "Right_Amygdala"]
     assert table["label_aal"].tolist() == ["Amygdala_L", "Amygdala_R"]
+    assert table["label_talairach_ba"].tolist() == ["Amygdala", "Amygdala"]
+    juelich = table["label_juelich"].tolist()
+    assert juelich[0].startswith("GM_Amygdala") and juelich[0].endswith("_L")
+    assert juelich[1].startswith("GM_Amygdala") and juelich[1].endswith("_R")
+
+
+def test_cached_maximum_probability_labels_equal_a_fresh_computation():
+    import nibabel as nib
+
+    path = atlas.data_folder() / atlas.ATLASES["harvard_oxford"]["image"]
+    fresh = atlas._max_probability_labels(path, nib.load(path))
+    np.testing.assert_array_equal(atlas.load_atlas("harvard_oxford")[0], fresh)
+    probabilities = np.asarray(nib.load(path).dataobj[76, 109, 54, :])  # a voxel near (0, -4, -18) mm
+    expected = int(np.argmax(probabilities)) + 1 if probabilities.max() >= atlas.PROBABILITY_THRESHOLD else 0
+    assert fresh[76, 109, 54] == expected
 
 
 def test_points_outside_the_atlas_have_no_label():
-    table = atlas.label_points([[200.0, 0.0, 0.0], [0.0, 0.0, 0.0], [np.nan, 0.0, 0.0]])
+    table = atlas.label_points([[200.0, 0.0, 0.0], [70.0, 60.0, 0.0], [np.nan, 0.0, 0.0]])  # beyond, outside brain, NaN
     assert (table == atlas.NO_LABEL).all().all()
     assert list(table.columns) == [f"label_{name}" for name in atlas.ATLASES]
 

