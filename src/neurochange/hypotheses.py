@@ -474,10 +474,12 @@ def holm(p) -> np.ndarray:
 
 
 def _count(studyset: StudySet | None) -> int:
-    if studyset is None:
+    """Experiments that enter an ALE (at least one focus within +-128 mm), as estimators.ALE counts them."""
+    if studyset is None or len(studyset.foci) == 0:
         return 0
-    with_foci = studyset.experiments["experiment_id"].isin(studyset.foci["experiment_id"])
-    return int(with_foci.sum())
+    foci = studyset.foci
+    usable = foci[~_space.out_of_bounds(foci[["x", "y", "z"]].to_numpy(dtype=float))]
+    return int(studyset.experiments["experiment_id"].isin(usable["experiment_id"]).sum())
 
 
 @dataclass
