@@ -1,0 +1,84 @@
+"""Fail-safe N: the search, the critical values, the null experiments, and growth with planted effects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neurochange import failsafe, inference
+from neurochange.estimators import ALE
+from neurochange.montecarlo import MonteCarloFWE
+from neurochange.output import result_clusters
+from neurochange.simulate import simulate_studyset
+
+SETTINGS = {"cluster_forming_p": 0.001, "null_mask": "brain", "vfwe_only": False, "cluster_p": 0.05}
+
+
+def test_search_finds_each_clusters_boundary_exactly():
+    truth = np.array([1, 7, 33, 150, 10_000])  # lost from this many added on
+
+    calls = []
+
+    def survive(m):
+        calls.append(m)
+        return m < truth
+
+    values, censored, n_eval = failsafe.search(survive, len(truth), start=20, max_added=200)
+    np.testing.assert_array_equal(values, [1, 7, 33, 150, 200])
+    np.testing.assert_array_equal(censored, [False, False, False, False, True])
+    assert len(calls) == len(set(calls)) == n_eval  # never evaluates one m twice
+    assert n_eval < 40  # shared bisection, not a scan
+
+
+@pytest.mark.parametrize("cluster_p", [0.05, 0.01])
+def test_critical_value_agrees_with_null_to_p(cluster_p):
+    rng = np.random.default_rng(0)
+    null = rng.integers(0, 300, size=1000).astype(float)
+    crit = failsafe.critical_value(null, cluster_p)
+    observed = np.arange(0, 400, dtype=float)
+    p = inference.null_to_p(observed, null)
+    np.testing.assert_array_equal(observed > crit, p < cluster_p)
+
+
+def test_noise_experiments_resample_sizes_and_counts():
+    studyset = simulate_studyset([{"n": 6, "centre": None}], n_foci=5, seed=2)
+    result = ALE().fit(studyset)
+    result.sample_sizes = np.array([10.0, 12, 14, 16, 18, 20])
+    result.focus_experiment = np.repeat(np.arange(6), [5, 5, 5, 5, 5, 5])
+    noise = failsafe.noise_experiments(result, 50, np.random.default_rng(1), result.grid.mask)
+    assert len(noise.experiments) == 50
+    assert set(noise.experiments["n"].astype(int)) <= {10, 12, 14, 16, 18, 20}
+    assert (noise.foci.groupby("experiment_id").size() == 5).all()
+    ijk = result.grid.mm_to_vox(noise.foci[["x", "y", "z"]].to_numpy(float))
+    assert result.grid.mask[tuple(ijk.T)].all()
+
+
+def test_added_null_map_equals_refit():
+    studyset = simulate_studyset([{"n": 5, "centre": (30, 20, 10), "hits": 5}], n_foci=4, seed=3)
+    result = ALE().fit(studyset)
+    noise = failsafe.noise_experiments(result, 4, np.random.default_rng(2), result.grid.mask)
+    added = failsafe.AddedNull(result, noise)
+    from neurochange.diagnostics import refit
+
+    full = refit(result, extra=failsafe._first(noise, 3))
+    np.testing.assert_allclose(added.stat(3), full.maps["stat"], rtol=0, atol=1e-14)
+
+
+def _fail_safe(hits, seed=0):
+    studyset = simulate_studyset([{"n": 12, "centre": (-38, 22, 28), "hits": hits}], n_foci=10, spread_mm=4.0,
+                                 seed=seed)
+    result = MonteCarloFWE(n_iters=200, seed=1, n_cores=1).correct(ALE().fit(studyset))
+    table, labels = result_clusters(result)
+    main = table[~table["is_subpeak"]]
+    near = main[(main.peak_x + 38).abs().le(8) & (main.peak_y - 22).abs().le(8) & (main.peak_z - 28).abs().le(8)]
+    assert len(near) == 1
+    c = int(near.cluster_id.iloc[0]) - 1
+    out = failsafe.fail_safe_n(result, labels, {**SETTINGS, "main_nulls": result.nulls}, n_repetitions=2,
+                               n_iters=200, seed=7, n_cores=1)
+    assert out["values"].shape == (2, int(labels.max()))
+    assert out["ci_low"][c] <= out["median"][c] <= out["ci_high"][c]
+    return out["median"][c]
+
+
+def test_fail_safe_n_grows_with_experiments_carrying_the_effect():
+    assert _fail_safe(hits=9) > _fail_safe(hits=6)
