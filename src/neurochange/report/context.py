@@ -60,7 +60,7 @@ def _is_number(text: str) -> bool:
 
 
 def make_table(frame: pd.DataFrame, columns: list[str], headings: dict[str, str], *, row_classes=None,
-               blank=None) -> dict:
+               blank=None, classes: dict[str, str] | None = None) -> dict:
     """Template table of ``frame``'s ``columns`` (text cells); numeric columns are right-aligned.
 
     ``blank``: per row, the set of columns to leave empty (e.g. repeated cluster fields of sub-peaks).
@@ -73,7 +73,8 @@ def make_table(frame: pd.DataFrame, columns: list[str], headings: dict[str, str]
         rows.append({"cells": ["" if c in skip else row[c] for c in cols],
                      "cls": row_classes[i] if row_classes is not None else ""})
     return {"columns": [{"name": c, "heading": headings.get(c, c), "numeric": numeric[c],
-                         "cls": "num" if numeric[c] else "label" if c.startswith("label_") else ""} for c in cols],
+                         "cls": "num" if numeric[c] else (classes or {}).get(c) or ("label" if c.startswith("label_")
+                                                                                      else "")} for c in cols],
             "rows": rows}
 
 
@@ -140,7 +141,8 @@ def _flatten(prefix: str, value, rows: list) -> None:
             _flatten(f"{prefix}.{k}" if prefix else str(k), value[k], rows)
     elif isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
         for i, v in enumerate(value):
-            _flatten(f"{prefix}[{i}]", v, rows)
+            name = v.get("file") or v.get("name") if isinstance(v, dict) else None
+            _flatten(f"{prefix}[{name}]" if name else f"{prefix}[{i}]", v, rows)
     else:
         rows.append((prefix, ", ".join(map(str, value)) if isinstance(value, list) else _settings_value(value)))
 
@@ -268,7 +270,7 @@ def review_context(out: str | Path) -> dict:
              for n, c in groups_in_flow]), ["group", "experiments", "studies", "foci"],
             {"group": "Group", "experiments": "Experiments", "studies": "Studies", "foci": "Foci"}),
         "studies_file": review["studies"],
-        "studies": make_table(studies, list(STUDY_COLUMNS), cols["studies"]),
+        "studies": make_table(studies, list(STUDY_COLUMNS), cols["studies"], classes=cols["studies_classes"]),
         "groups": groups,
         "comparisons": comparisons,
         "models": models,

@@ -276,9 +276,13 @@ def _n(block: dict | None) -> str:
     return text
 
 
-def _reasons(reasons: dict, width: int = 52, limit: int = 6) -> str:
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _reasons(reasons: dict, width: int = 56, limit: int = 6) -> str:
     items = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
-    lines = [textwrap.shorten(f"{k}: {v:,}", width=width, placeholder="…") for k, v in items[:limit]]
+    lines = [_clip(f"{k}: {v:,}", width) for k, v in items[:limit]]
     if len(items) > limit:
         lines.append(f"… {len(items) - limit} more reasons (table below)")
     return "\n".join(lines)
@@ -296,73 +300,78 @@ def flow_figure(flow_json: str | Path, out: str | Path, labels: dict[str, str] |
     """Write ``out`` (PNG): a PRISMA-style diagram of ``flow.json`` (select.py's format).
 
     Boxes: identified (by source), duplicates removed, screened, each exclusion step with its
-    reasons, included, and one box per analysis group (named by ``labels[group]`` when given).
+    reasons, included, and one box per analysis group, in the order of ``labels`` and named by
+    it (group name -> label) when given.
     """
     import json
 
     flow = json.loads(Path(flow_json).read_text())
-    steps = [s for s in flow.get("excluded", []) if s.get("experiments", 0) or s.get("reasons")]
     side = []
     if flow.get("excluded_by_source"):
-        side.append(("Source not asked for", _n(flow["excluded_by_source"])))
-    dup = flow.get("duplicates_removed")
-    side.append(("Duplicates removed", _n(dup)))
-    for s in steps:
-        reasons = _reasons(s.get("reasons", {}))
-        side.append((f"Excluded: {textwrap.shorten(str(s.get('criterion', '')), 44, placeholder='…')}",
-                     _n(s) + ("\n" + reasons if reasons else "")))
-    groups = [((labels or {}).get(name, name), counts) for name, counts in flow_groups(flow)]
-    heights = [0.55 + 0.16 * text.count("\n") for _, text in side]
-    total = sum(heights) + 0.25 * len(side) + 3.3 + (1.6 if groups else 0)
+        side.append("Source not asked for\n" + _n(flow["excluded_by_source"]))
+    side.append("Duplicates removed\n" + _n(flow.get("duplicates_removed")))
+    for step in flow.get("excluded", []):
+        head = textwrap.fill(f"Excluded: {step.get('criterion', '')}", 60, break_on_hyphens=False)
+        reasons = _reasons(step.get("reasons") or {})
+        side.append(head + "\n" + _n(step) + ("\n" + reasons if reasons else ""))
+    groups = flow_groups(flow)
+    if labels:
+        order = {name: i for i, name in enumerate(labels)}
+        groups = sorted(groups, key=lambda g: order.get(g[0], len(order)))
+        groups = [(labels.get(name, name), counts) for name, counts in groups]
+    per_row = min(4, len(groups)) or 1
+    n_rows = -(-len(groups) // per_row)
+    heights = [0.3 + 0.16 * (text.count("\n") + 1) for text in side]
+    total = 3.7 + sum(heights) + 0.25 * len(side) + (0.5 + 1.05 * n_rows if groups else 0)
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10, max(total, 4.0))
+        fig = _figure(10, total)
         ax = fig.add_axes((0, 0, 1, 1))
-        H = fig.get_figheight()
         ax.set_xlim(0, 10)
-        ax.set_ylim(0, H)
+        ax.set_ylim(0, total)
         ax.axis("off")
-        x_main, w_main, x_side, w_side = 0.4, 4.0, 5.2, 4.4
-        y = H - 0.25
+        x_main, w_main, x_side, w_side = 0.4, 4.0, 5.1, 4.5
+        spine = x_main + w_main / 2
+        y = total - 0.25
         ident = flow.get("identified", {})
         by_source = ", ".join(f"{k}: {v:,}" for k, v in ident.get("by_source", {}).items())
-        text = "Identified\n" + _n(ident) + (f"\n({by_source})" if by_source else "")
-        _box(ax, x_main, y - 0.8, w_main, 0.8, text, bold=False)
-        top_main = y - 0.8
-        y = top_main - 0.3
-        previous_bottom = top_main
-        screened_drawn = False
-        for i, ((head, body), h) in enumerate(zip(side, heights)):
-            if head.startswith("Excluded") and not screened_drawn:
+        _box(ax, x_main, y - 0.8, w_main, 0.8,
+             "Identified\n" + _n(ident) + (f"\n({_clip(by_source, 60)})" if by_source else ""))
+        bottom = y - 0.8
+        y = bottom - 0.3
+        for k, (text, h) in enumerate(zip(side, heights)):
+            if k == len(side) - len(flow.get("excluded", [])):  # exclusions follow screening
+                _arrow(ax, spine, bottom, spine, y)
                 _box(ax, x_main, y - 0.7, w_main, 0.7, "Screened\n" + _n(flow.get("screened")))
-                _arrow(ax, x_main + w_main / 2, previous_bottom, x_main + w_main / 2, y)
-                previous_bottom = y - 0.7
-                y -= 0.7 + 0.3
-                screened_drawn = True
+                bottom = y - 0.7
+                y -= 1.0
             mid = y - h / 2
-            _box(ax, x_side, y - h, w_side, h, head + "\n" + body, colour="#FBF3EC", edge="#A0522D", size=8)
-            ax.plot([x_main + w_main / 2, x_main + w_main / 2], [previous_bottom, mid], color="#4A6275", lw=0.9)
-            _arrow(ax, x_main + w_main / 2, mid, x_side, mid)
-            previous_bottom = mid
+            _box(ax, x_side, y - h, w_side, h, text, colour="#FBF3EC", edge="#A0522D", size=8)
+            ax.plot([spine, spine], [bottom, mid], color="#4A6275", lw=0.9)
+            _arrow(ax, spine, mid, x_side, mid)
+            bottom = mid
             y -= h + 0.25
-        if not screened_drawn:
+        if not flow.get("excluded"):
+            _arrow(ax, spine, bottom, spine, y)
             _box(ax, x_main, y - 0.7, w_main, 0.7, "Screened\n" + _n(flow.get("screened")))
-            _arrow(ax, x_main + w_main / 2, previous_bottom, x_main + w_main / 2, y)
-            previous_bottom = y - 0.7
+            bottom = y - 0.7
             y -= 1.0
         inc = flow.get("included", {})
-        text = "Included\n" + _n(inc) + (f", {inc['foci']:,} foci" if "foci" in inc else "")
-        _box(ax, x_main, y - 0.7, w_main, 0.7, text, colour="#E8F3EA", edge="#2E7D32", bold=True)
-        _arrow(ax, x_main + w_main / 2, previous_bottom, x_main + w_main / 2, y)
+        _arrow(ax, spine, bottom, spine, y)
+        _box(ax, x_main, y - 0.7, w_main, 0.7,
+             "Included\n" + _n(inc) + (f", {inc['foci']:,} foci" if "foci" in inc else ""),
+             colour="#E8F3EA", edge="#2E7D32", bold=True)
         y -= 0.7
         if groups:
+            ax.text(x_main, y - 0.3, "Analysed groups (an experiment may belong to several)", ha="left",
+                    va="center", fontsize=8.5, fontweight="bold", color="#3F51B5")
+            y -= 0.55
             gap = 0.15
-            w = min(2.3, (9.2 - gap * (len(groups) - 1)) / len(groups))
-            x0 = 5.0 - (len(groups) * w + gap * (len(groups) - 1)) / 2
+            w = (9.2 - gap * (per_row - 1)) / per_row
             for k, (name, counts) in enumerate(groups):
-                gx = x0 + k * (w + gap)
-                lines = [textwrap.shorten(name, 28, placeholder="…"), f"{counts.get('experiments', 0):,} experiments"]
-                if "foci" in counts:
-                    lines.append(f"{counts['foci']:,} foci")
-                _box(ax, gx, y - 1.45, w, 0.75, "\n".join(lines), colour="#EEF0FA", edge="#3F51B5", size=7.5)
-                _arrow(ax, x_main + w_main / 2, y, gx + w / 2, y - 0.7)
+                row, col = divmod(k, per_row)
+                gx, gy = x_main + col * (w + gap), y - row * 1.05
+                title = "\n".join(textwrap.wrap(name, int(w * 12.5), break_on_hyphens=False)[:2])
+                lines = [title, f"{counts.get('experiments', 0):,} experiments"
+                         + (f", {counts['foci']:,} foci" if "foci" in counts else "")]
+                _box(ax, gx, gy - 0.85, w, 0.85, "\n".join(lines), colour="#EEF0FA", edge="#3F51B5", size=7.5)
         return _save(fig, out)
