@@ -242,7 +242,7 @@ def test_sections_counts_and_badges(review_folder):
     for a in review["atlases"]:
         assert a["licence"].split()[0] in html
     studies = pd.read_csv(review_folder / "studies.tsv", sep="\t")
-    assert all(f"<td>{t}</td>" in html for t in studies["title"])
+    assert all(f'<td class="text">{t}</td>' in html for t in studies["title"])
     ov = review["comparisons"][1]["overlap"]
     assert f"<td>{ov['voxels_both']}</td>" in html and f"<td>{ov['dice']}</td>" in html
     assert "partly supported" in html and ">210</td>" in html
