@@ -128,10 +128,11 @@ def test_probability_maps_equal_nimare_at_its_cluster_threshold(fitted_groups, n
                                              grid.mask, z_cut) for s in subsets]
         steps = sorted({0, *np.concatenate([sizes for _, sizes in per_subset]).tolist()})
         theirs = nimare_fit[0][f"prob_desc-group{k}"]
-        matches = [t for t in steps
-                   if np.array_equal(balanced.probability_map(rows, subsets, grid.mask, z_cut, t).astype(np.float32),
-                                     theirs)]
+        matches = [t for t in steps if np.array_equal(
+            (sum((sizes > t)[labels] for labels, sizes in per_subset) / len(subsets)).astype(np.float32), theirs)]
         assert matches, f"group {k}: no cluster-size threshold reproduces NiMARE's probability map"
+        ours = balanced.probability_map(rows, subsets, grid.mask, z_cut, matches[0])
+        np.testing.assert_array_equal(ours.astype(np.float32), theirs)
     np.testing.assert_array_equal(nimare_fit[0]["stat_desc-conjunction"],
                                   np.minimum(nimare_fit[0]["prob_desc-group1"], nimare_fit[0]["prob_desc-group2"]))
 
