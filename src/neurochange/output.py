@@ -118,8 +118,10 @@ def write_analysed(result: MetaResult, folder: Path, cluster_p: float, studyset=
                          "i": ijk[:, 0], "j": ijk[:, 1], "k": ijk[:, 2]})
     foci.to_csv(folder / "foci.tsv", sep="\t", index=False, float_format="%.10g")
     nib.save(nib.Nifti1Image(result.grid.mask.astype(np.uint8), result.grid.affine), folder / "mask.nii.gz")
-    provenance.write_json(folder / "params.json",
-                          {**result.params, "fixed_fwhm": bool(result.fixed_fwhm), "cluster_p": cluster_p})
+    params = {**result.params, "fixed_fwhm": bool(result.fixed_fwhm), "cluster_p": cluster_p}
+    if "n_cores" in params.get("montecarlo", {}):  # results do not depend on it: keep params.json identical
+        params["montecarlo"] = {k: v for k, v in params["montecarlo"].items() if k != "n_cores"}
+    provenance.write_json(folder / "params.json", params)
     if studyset is not None:
         kept = studyset.filter_experiments(result.experiment_ids)
         kept.to_table().to_csv(folder / "studyset.tsv", sep="\t", index=False)

@@ -206,6 +206,8 @@ def _check_comparisons(spec: ReviewSpec, selections: dict) -> None:
 
 
 def _load_models(spec: ReviewSpec, spec_path: Path) -> list:
+    if not spec.hypotheses:
+        return []
     from .hypotheses import builtin_models, load_model
 
     builtin = builtin_models()
@@ -222,15 +224,13 @@ def _ale(studyset: StudySet, grid, settings: dict, seed: int, n_cores, progress)
 
 
 def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settings: dict) -> pd.DataFrame:
-    """The group's results folder: maps and tables, the analysed experiments (``studies.tsv`` and
-    ``studyset.json``, NiMARE JSON that ``neurochange ale`` re-runs) and ``figure.png``."""
-    from .io import write_studyset
+    """The group's results folder: maps and tables, the analysed experiments (``studies.tsv``, and
+    ``studyset.tsv`` that ``neurochange ale`` re-runs and ``neurochange diagnose`` reads) and ``figure.png``."""
     from .report.figures import analysis_figure
 
-    clusters = write_result(result, folder, cluster_p=settings["cluster_p"])
+    clusters = write_result(result, folder, cluster_p=settings["cluster_p"], studyset=studyset)
     analysed = studyset.filter_experiments(result.experiment_ids)
     analysed.resolved_experiments().to_csv(folder / "studies.tsv", sep="\t", index=False, lineterminator="\n")
-    write_studyset(analysed, folder / "studyset.json")
     analysis_figure(folder, title)
     return clusters
 
@@ -327,7 +327,12 @@ def _run_comparison(c, groups: dict, analysed: dict, settings: dict, seed: int, 
         provenance.write_json(folder / "overlap.json", record)
         entry["n_clusters"] = int(record["clusters"])
         entry["overlap"] = {k: v for k, v in record.items() if k not in ("a", "b", "map", "method", "clusters")}
-        _figure(folder, "overlap_figure", a, b)
+        from .output import thresh_name
+        from .report.figures import overlap_figure
+
+        name = f"{thresh_name(settings['cluster_p'])}.nii.gz"
+        overlap_figure(tmp / a["folder"] / name, tmp / b["folder"] / name, folder / "figure.png",
+                       labels=(a["label"], b["label"]), title=f"{a['label']} and {b['label']}: overlap")
         return entry
     log(f"contrast {c.a} vs {c.b}: label permutation")
     with _as_files(tmp, {c.a: analysed[c.a]["all"], c.b: analysed[c.b]["all"]}) as (path_a, path_b):
@@ -337,7 +342,9 @@ def _run_comparison(c, groups: dict, analysed: dict, settings: dict, seed: int, 
                                progress=_task(progress, f"{c.a} vs {c.b}"))
     entry.update(voxels_p05=summary["voxels_p05"], voxels_p001=summary["voxels_p001"])
     entry["n_clusters"] = _contrast_clusters(folder, settings["cluster_p"])
-    _figure(folder, "contrast_figure", a, b)
+    from .report.figures import contrast_figure
+
+    contrast_figure(folder, f"{a['label']} minus {b['label']}")
     return entry
 
 
@@ -362,30 +369,27 @@ class _as_files:
 
 
 def _contrast_clusters(folder: Path, cluster_p: float) -> int:
-    """Clusters of the contrast's voxel-level FWE map (two-sided), written as ``clusters.tsv``."""
+    """``clusters.tsv`` of a contrast: voxels with cluster-size FWE p < ``cluster_p`` (else voxel-level FWE),
+    peaks on |z| (positive z: A > B); returns the number of clusters."""
     import nibabel as nib
+    from scipy import ndimage
 
     from .clusters import cluster_table, label_clusters
 
-    names = [f"z_desc-group1MinusGroup2_level-voxel_corr-FWE_method-montecarlo",
-             "z_desc-group1MinusGroup2"]
-    name = next(n for n in names if (folder / f"{n}.nii.gz").exists())
-    img = nib.load(folder / f"{name}.nii.gz")
+    diff = "group1MinusGroup2"
+    img = nib.load(folder / f"z_desc-{diff}.nii.gz")
     z = np.asarray(img.get_fdata())
-    p_name = name.replace("z_", "p_", 1)
-    p = np.asarray(nib.load(folder / f"{p_name}.nii.gz").get_fdata())
-    sig = (p < cluster_p) & (z != 0)
-    labels, sizes = label_clusters(sig)
-    table = cluster_table(np.abs(z), z, labels, sizes, img.affine)
-    table.drop(columns=["p_fwe", "n_experiments", "experiments"]).to_csv(
+    for name in (f"p_desc-{diff}Size_level-cluster_corr-FWE_method-montecarlo",
+                 f"p_desc-{diff}_level-voxel_corr-FWE_method-montecarlo"):
+        if (folder / f"{name}.nii.gz").exists():
+            p = np.asarray(nib.load(folder / f"{name}.nii.gz").get_fdata())
+            break
+    labels, sizes = label_clusters((p < cluster_p) & (z != 0))
+    p_fwe = ndimage.minimum(p, labels, np.arange(1, len(sizes) + 1)) if len(sizes) else None
+    table = cluster_table(np.abs(z), z, labels, sizes, img.affine, p_fwe=p_fwe)
+    table.drop(columns=["n_experiments", "experiments"]).to_csv(
         folder / "clusters.tsv", sep="\t", index=False, float_format="%.6g")
     return int(len(sizes))
-
-
-def _figure(folder: Path, kind: str, a: dict, b: dict) -> None:
-    from .report import figures
-
-    getattr(figures, kind)(folder, a["label"], b["label"])
 
 
 # ------------------------------------------------------------------ hypotheses

@@ -1,0 +1,190 @@
+"""The review end to end, run as a user runs it: the built-in review on the real corpus, and a spec
+on a user's own (simulated) file. Numbers in review.json must equal the files beside it; the same
+seed gives the same files whatever the core count; mistakes and Ctrl-C leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from neurochange.cli import cli
+from neurochange.output import thresh_name
+from neurochange.review import run_review
+
+PROJECT = Path(__file__).resolve().parents[1]
+EXAMPLE = PROJECT / "examples" / "simulated_review.toml"
+VERDICTS = {"supported", "partly supported", "not supported", "contradicted", "not enough data"}
+
+
+def _review(args, monkeypatch=None):
+    result = CliRunner().invoke(cli, ["review", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def default_review(tmp_path_factory, data_mirror):
+    """``neurochange review --out DIR --iters 500``: the README's main job, corpus built on first use."""
+    home = tmp_path_factory.mktemp("home")
+    out = tmp_path_factory.mktemp("default") / "review"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEUROCHANGE_HOME", str(home))
+        mp.setenv("NEUROCHANGE_DATA_MIRROR", str(data_mirror))
+        _review(["--out", str(out), "--iters", "500", "--seed", "11"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def simulated_reviews(tmp_path_factory):
+    """The example spec on its simulated file, twice with the same seed: 2 cores, then 1."""
+    base = tmp_path_factory.mktemp("simulated")
+    outs = []
+    for cores in (2, 1):
+        out = base / f"cores{cores}"
+        _review([str(EXAMPLE), "--out", str(out), "--iters", "300", "--seed", "5", "--cores", str(cores)])
+        outs.append(out)
+    return outs
+
+
+def _summary(folder: Path) -> dict:
+    return json.loads((folder / "review.json").read_text())
+
+
+def _check_folder_numbers(folder: Path) -> None:
+    summary = _summary(folder)
+    flow = json.loads((folder / "flow.json").read_text())
+    studies = pd.read_csv(folder / "studies.tsv", sep="\t", dtype=str)
+    for g in summary["groups"]:
+        members = studies["groups"].fillna("").str.split(",").apply(lambda names, n=g["name"]: n in names)
+        assert members.sum() == flow["groups"][g["name"]]["experiments"]
+        assert g["underpowered"] == (g["n_experiments"] < summary["settings"]["min_experiments"])
+        if g["folder"] is None:
+            assert g["n_experiments"] < 2 and "not analysed" in g["note"]
+            continue
+        sub = folder / g["folder"]
+        assert len(pd.read_csv(sub / "studies.tsv", sep="\t")) == g["n_experiments"]
+        clusters = pd.read_csv(sub / "clusters.tsv", sep="\t") if (sub / "clusters.tsv").stat().st_size else None
+        n_clusters = 0 if clusters is None or clusters.empty else clusters["cluster_id"].nunique()
+        assert n_clusters == g["n_clusters"]
+        index = np.asarray(nib.load(sub / "clusters_index.nii.gz").dataobj)
+        assert int(index.max()) == g["n_clusters"]
+        if n_clusters:
+            main = clusters[~clusters["is_subpeak"]]
+            assert (np.bincount(index.ravel())[1:] == main["size_vox"].to_numpy()).all()
+        assert (sub / "figure.png").stat().st_size > 1000
+        for d, name in g["signed_folders"].items():
+            if name:
+                assert (folder / name / f"{thresh_name(0.05)}.nii.gz").is_file()
+    for c in summary["comparisons"]:
+        assert (folder / c["folder"] / "figure.png").is_file()
+        if c["kind"] == "conjunction":
+            overlap = json.loads((folder / c["folder"] / "overlap.json").read_text())
+            a = np.asarray(nib.load(folder / f"{c['a']}_est-ale" / f"{thresh_name(0.05)}.nii.gz").dataobj) > 0
+            b = np.asarray(nib.load(folder / f"{c['b']}_est-ale" / f"{thresh_name(0.05)}.nii.gz").dataobj) > 0
+            assert overlap["voxels_both"] == c["overlap"]["voxels_both"] == int((a & b).sum())
+            assert overlap["voxels_a"] == int(a.sum()) and overlap["voxels_b"] == int(b.sum())
+    for m in summary["models"]:
+        assert m["verdict"] in VERDICTS
+        if m["table"]:
+            regions = pd.read_csv(folder / m["table"], sep="\t")
+            assert len(regions) == m["summary"]["regions_tested"]
+
+
+# ------------------------------------------------------------------ the built-in review
+def test_default_review_runs_every_group_comparison_and_model(default_review):
+    summary = _summary(default_review)
+    names = [g["name"] for g in summary["groups"]]
+    assert {"psychotherapy", "brain_stimulation", "pharmacotherapy"} <= set(names)
+    assert summary["settings"]["n_iters"] == 500 and summary["seed"] == 11
+    # the databases carry no signs: every group is unsigned and says so
+    for g in summary["groups"]:
+        assert g["n_increase"] == g["n_decrease"] == 0 and not g["signed"]
+        assert f"0 of {g['n_experiments']} experiments carry a direction" in g["note"]
+    assert {m["basis"] for m in summary["models"]} == {"unsigned"}
+    assert len(summary["models"]) == 6 and len(summary["comparisons"]) == 4
+    assert (default_review / "report.html").stat().st_size > 100_000
+    _check_folder_numbers(default_review)
+
+
+def test_default_review_report_shows_the_files_numbers(default_review):
+    html = (default_review / "report.html").read_text()
+    summary = _summary(default_review)
+    for g in summary["groups"]:
+        assert g["label"] in html
+        if g["n_clusters"]:
+            clusters = pd.read_csv(default_review / g["folder"] / "clusters.tsv", sep="\t")
+            top = clusters.iloc[0]
+            assert re.search(rf">\s*{int(top['peak_x'])}\s*<", html)
+    for m in summary["models"]:
+        assert m["verdict"] in html
+
+
+def test_default_review_report_renders_in_chromium(default_review, tmp_path):
+    from browser import chromium_images
+
+    n_images, decoded = chromium_images(default_review / "report.html", tmp_path)
+    summary = _summary(default_review)
+    analysed = sum(g["folder"] is not None for g in summary["groups"])
+    assert n_images >= 1 + analysed + len(summary["comparisons"])  # flow, groups, comparisons
+    assert decoded == n_images
+
+
+# ------------------------------------------------------------------ a user's own file
+def test_simulated_review_finds_the_planted_changes(simulated_reviews):
+    folder = simulated_reviews[0]
+    summary = _summary(folder)
+    groups = {g["name"]: g for g in summary["groups"]}
+    rtms = groups["rtms_depression"]
+    assert rtms["signed"] and rtms["n_increase"] == 14 and rtms["n_decrease"] == 14
+    peaks = {}
+    for d in ("increase", "decrease"):
+        clusters = pd.read_csv(folder / rtms["signed_folders"][d] / "clusters.tsv", sep="\t")
+        peaks[d] = clusters.loc[~clusters["is_subpeak"], ["peak_x", "peak_y", "peak_z"]].to_numpy()
+    # planted: increases at (-40, 30, 30), decreases at (2, 20, -10)
+    assert np.linalg.norm(peaks["increase"] - [-40, 30, 30], axis=1).min() < 8
+    assert np.linalg.norm(peaks["decrease"] - [2, 20, -10], axis=1).min() < 8
+    assert np.linalg.norm(peaks["increase"] - [2, 20, -10], axis=1).min() > 20
+    verdicts = {m["name"]: m for m in summary["models"]}
+    assert verdicts["rtms_dlpfc_sgacc"]["verdict"] == "supported"
+    assert verdicts["rtms_dlpfc_sgacc"]["basis"] == "signed"
+    _check_folder_numbers(folder)
+
+
+def test_same_seed_same_files_whatever_the_cores(simulated_reviews):
+    a, b = simulated_reviews
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b
+    differ = [str(p) for p in files_a if p.name != "timings.json" and (a / p).read_bytes() != (b / p).read_bytes()]
+    assert differ == []
+
+
+# ------------------------------------------------------------------ mistakes and interruptions
+def test_spec_mistake_is_one_line_before_computing(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(EXAMPLE.read_text().replace('b = "cbt_anxiety"', 'b = "rtms_depression"', 1)
+                    .replace('"simulated_treatments.tsv"', f'"{EXAMPLE.parent / "simulated_treatments.tsv"}"'))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["review", str(spec), "--out", str(out)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "comparisons[0].b" in lines[0] and "line 30" in lines[0], result.output
+    assert not out.exists()
+
+
+def test_interrupted_review_leaves_nothing(tmp_path):
+    out = tmp_path / "out"
+
+    def interrupt(name, done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_review(EXAMPLE, out, n_iters=200, seed=1, progress=interrupt)
+    assert list(tmp_path.iterdir()) == []
