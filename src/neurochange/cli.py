@@ -497,7 +497,9 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, k
         counts = summary["counts"][label]
         pooled = summary["pooled"].get(label, [])
         click.echo(f"{label} ({path}): {counts['experiments']} experiments, {counts['foci']} foci"
-                   + (f"; {len(pooled)} studies' contrasts pooled" if pooled else ""))
+                   + (f"; {len(pooled)} studies' contrasts pooled" if pooled else "")
+                   + (f"; {counts['experiments_without_foci']} experiments without foci left out"
+                      if counts.get("experiments_without_foci") else ""))
     if balanced:
         click.echo(f"balanced at {summary['target_n']} experiments per group; {iters} null iterations ({null_method}), "
                    f"seed {seed}; p < .05: {summary['voxels_a_greater']} voxels A > B, "
