@@ -98,8 +98,10 @@ def _settings_value(value) -> str:
     return str(value)
 
 
-def cluster_table(path: Path, stat: str, atlas_titles: dict[str, str]) -> tuple[dict | None, list]:
-    """The cluster table of a clusters.tsv and, per cluster, its contributing experiments."""
+def cluster_table(path: Path, stat: str, atlas_titles: dict[str, str], hide: tuple[str, ...] = ()
+                  ) -> tuple[dict | None, list]:
+    """The cluster table of a clusters.tsv (less the ``hide`` columns) and, per cluster, its contributing
+    experiments."""
     if not path.is_file():
         return None, []
     frame = read_tsv(path)
@@ -108,7 +110,7 @@ def cluster_table(path: Path, stat: str, atlas_titles: dict[str, str]) -> tuple[
         if col.startswith("label_"):
             name = col.removeprefix("label_")
             headings[col] = _toml("columns.toml")["atlases"].get(name) or atlas_heading(atlas_titles.get(name, name))
-    columns = [c for c in frame.columns if c not in HIDDEN_CLUSTER_COLUMNS]
+    columns = [c for c in frame.columns if c not in HIDDEN_CLUSTER_COLUMNS and c not in hide]
     sub = frame["is_subpeak"].str.lower().isin(("true", "1")).tolist() if "is_subpeak" in frame else [False] * len(
         frame)
     table = make_table(frame, columns, headings, row_classes=["subpeak" if s else "" for s in sub],
@@ -210,11 +212,12 @@ def review_context(out: str | Path) -> dict:
         folder = _folder(out, c.get("folder"), f"comparisons[{i}].folder")
         conj = c["kind"] == "conjunction"
         table, experiments = cluster_table(folder / "clusters.tsv", "conjunction z" if conj else f"{stat} difference",
-                                           atlas_titles)
+                                           atlas_titles, hide=("peak_zscore",) if conj else ())
         heading = ("Clusters of the conjunction map (voxels significant in both groups) and sub-peaks ≥ 8 mm apart; "
                    "coordinates in MNI mm") if conj else None
         entry = {**c, "folder": folder, "label_a": a, "label_b": b, "clusters": table, "experiments": experiments,
-                 "cluster_heading": heading}
+                 "cluster_heading": heading,
+                 "empty_note": "No voxel is significant in both maps." if conj else "No cluster survived FWE correction."}
         entry["title"] = title
         if c["kind"] == "conjunction":
             record = read_json(folder / "overlap.json", "overlap.json") if (folder / "overlap.json").is_file() else {}
@@ -239,8 +242,10 @@ def review_context(out: str | Path) -> dict:
             regions = make_table(frame, list(frame.columns), {})
         summary: list = []
         _flatten("", m.get("summary", {}), summary)
+        values = dict(summary)
         models.append({**m, "title": m.get("title") or m["name"], "group_label": labels.get(m["group"], m["group"]),
                        "verdict_class": str(m.get("verdict", "")).replace(" ", "-"), "summary": summary,
+                       "columns": [values.get(k, "") for k in cols["model_verdict"]],
                        "regions": regions})
 
     prov_path = out / "provenance.json"
@@ -274,6 +279,7 @@ def review_context(out: str | Path) -> dict:
         "groups": groups,
         "comparisons": comparisons,
         "models": models,
+        "model_columns": list(cols["model_verdict"].values()),
         "atlases": [dict(a) for a in atlases],
         "provenance": provenance_rows(record),
     }

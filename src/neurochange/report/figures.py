@@ -224,7 +224,7 @@ def overlap_figure(map_a: str | Path, map_b: str | Path, out: str | Path, *, lab
             _empty_panel(fig, (0.0, 0.35, 1.0, 0.5), "Neither map has a significant voxel")
             return _save(fig, out)
         cmap = ListedColormap(OVERLAP_COLOURS)
-        ax = fig.add_axes((0.0, 0.47, 1.0, 0.40))
+        ax = fig.add_axes((0.0, 0.46, 1.0, 0.39))
         # a glass brain projects the maximum: "both" wins over a single map along each ray
         from nilearn.plotting import plot_glass_brain
 
@@ -235,7 +235,7 @@ def overlap_figure(map_a: str | Path, map_b: str | Path, out: str | Path, *, lab
         plot_roi(img, display_mode="z", cut_coords=cuts, figure=fig, axes=ax, cmap=cmap, vmin=0.5, vmax=3.5,
                  black_bg=False, draw_cross=False, alpha=0.9, colorbar=False, resampling_interpolation="nearest")
         handles = [Patch(color=c, label=f"{n}: {k:,} voxels") for c, n, k in zip(OVERLAP_COLOURS, names, counts)]
-        fig.legend(handles=handles, loc="upper right", ncol=3, frameon=False, bbox_to_anchor=(0.99, 0.97))
+        fig.legend(handles=handles, loc="upper left", ncol=3, frameon=False, bbox_to_anchor=(0.005, 0.94))
         return _save(fig, out)
 
 

@@ -65,7 +65,8 @@ def draw_figures(ctx: dict, out: Path) -> None:
             path = _drawn(c["folder"] / "figure.png", lambda c=c, map_a=map_a, map_b=map_b: figures.overlap_figure(
                 map_a, map_b, c["folder"] / "figure.png", labels=(c["label_a"], c["label_b"]), title=c["title"]))
             caption = f"{c['title']}: significant voxels of {map_a.name.removesuffix('.nii.gz')} in " \
-                      f"{c['label_a']} only, {c['label_b']} only, or both."
+                      f"{c['label_a']} only, {c['label_b']} only, or both (the glass brain shows, along each line of " \
+                      f"sight, both over {c['label_b']} only over {c['label_a']} only; the slices show every voxel)."
         c["figure"] = _image(path, caption, c["title"])
 
 
