@@ -1,9 +1,9 @@
 """Figures of a results folder: maps on the MNI template, the study flow, overlaps and contrasts.
 
 Every function reads files that an analysis wrote and draws them; none computes a
-statistic. Output PNGs are byte-identical for identical input: matplotlib's Agg canvas
-(no pyplot, no GUI), its bundled DejaVu Sans font, fixed sizes and DPI, and no
-``Software``/date metadata in the file.
+statistic. Output PNGs are byte-identical for identical input: each figure gets its own
+matplotlib Agg canvas (no pyplot figure, no GUI), matplotlib's bundled DejaVu Sans font,
+fixed sizes and DPI, and no ``Software``/date metadata in the file.
 """
 
 from __future__ import annotations
@@ -13,16 +13,13 @@ import textwrap
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")  # no display: figures are only ever written to files
-
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import FancyBboxPatch, Patch  # noqa: E402
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch, Patch
 
 #: The cluster-FWE thresholded z map written by :func:`neurochange.output.write_result` (p < .05).
 CLUSTER_PREFIX = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
@@ -47,7 +44,6 @@ STYLE = {
 # --------------------------------------------------------------------------- helpers
 def _save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as a PNG with no metadata that changes between runs."""
-    FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     path = Path(path)
@@ -58,6 +54,7 @@ def _save(fig: Figure, path: Path) -> Path:
 def _figure(width: float, height: float) -> Figure:
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)  # an Agg canvas of its own: no pyplot, no GUI backend, whatever the session uses
     return fig
 
 
