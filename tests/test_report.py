@@ -225,6 +225,10 @@ def test_cluster_numbers_equal_the_tsv(review_folder):
                 # the size printed is the size of the cluster in the map beside it
                 labels = np.asarray(nib.load(review_folder / f"{group}_est-ale" / "clusters_index.nii.gz").dataobj)
                 assert int(got[col["Voxels"]]) == int((labels == int(want.cluster_id)).sum())
+            # the peak z printed is the value of z.nii.gz at the printed peak coordinate
+            z_img = nib.load(review_folder / f"{group}_est-ale" / "z.nii.gz")
+            ijk = np.rint(np.linalg.solve(z_img.affine, [float(got[col[a]]) for a in "xyz"] + [1.0])[:3]).astype(int)
+            assert float(got[col["Peak z"]]) == pytest.approx(float(z_img.dataobj[tuple(ijk)]), rel=1e-5)
             for c in (c for c in table.columns if c.startswith("label_")):
                 assert want[c] in got
     pain = _rows(html, "group-pain")
