@@ -219,6 +219,8 @@ def review_context(out: str | Path) -> dict:
                  "cluster_heading": heading,
                  "empty_note": "No voxel is significant in both maps." if conj else "No cluster survived FWE correction."}
         entry["title"] = title
+        if c["kind"] == "contrast":
+            entry["overlap_rows"] = ordered_rows({k: c[k] for k in cols["contrast"] if k in c}, cols["contrast"])
         if c["kind"] == "conjunction":
             record = read_json(folder / "overlap.json", "overlap.json") if (folder / "overlap.json").is_file() else {}
             numbers = c.get("overlap") or record
