@@ -82,3 +82,24 @@ def _fail_safe(hits, seed=0):
 
 def test_fail_safe_n_grows_with_experiments_carrying_the_effect():
     assert _fail_safe(hits=9) > _fail_safe(hits=6)
+
+
+def test_rule_at_zero_added_reproduces_the_main_clusters():
+    """With the main analysis's threshold and null, the survival rule keeps exactly its clusters."""
+    from neurochange.result import NULL_APPROXIMATE, NULL_BINS, NULL_SIZE
+
+    studyset = simulate_studyset([{"n": 10, "centre": (30, -60, 40), "hits": 7}], n_foci=6, spread_mm=3.0, seed=5)
+    result = MonteCarloFWE(n_iters=200, seed=2, n_cores=1).correct(ALE().fit(studyset))
+    _, labels = result_clusters(result)
+    assert labels.max() >= 1
+    u = inference.hist_threshold(result.nulls[NULL_APPROXIMATE], result.nulls[NULL_BINS], 0.001)
+    crit = failsafe.critical_value(result.nulls[NULL_SIZE], 0.05)
+    assert failsafe.survives(result.maps["stat"], result.grid, labels, u, crit, "cluster").all()
+    # and a cluster-free labelling of the supra-threshold but non-significant clusters is not kept
+    from neurochange.clusters import label_clusters
+
+    supra, sizes = label_clusters(result.get_volume("stat") > u)
+    small = np.where(np.isin(supra, np.flatnonzero(sizes <= crit) + 1), supra, 0)
+    small = np.unique(small, return_inverse=True)[1].reshape(supra.shape)
+    if small.max():
+        assert not failsafe.survives(result.maps["stat"], result.grid, small, u, crit, "cluster").any()

@@ -79,6 +79,8 @@ def test_whole_brain_finds_planted_moderator_not_shuffled(planted):
     assert found["stat"][index] > 0.5
     assert found["p"][index] < 0.05
     assert found["null_max"].shape == (500,)
+    imaging = moderators.whole_brain(result, table, "imaging", n_perm=500, seed=2)
+    assert imaging["kind"] == "categorical" and imaging["p"][index] < 0.05
     shuffled = moderators.whole_brain(result, table, "weeks", n_perm=500, seed=2)
     assert shuffled["n_experiments"] == 15
     assert shuffled["p"].min() >= 0.05
