@@ -109,3 +109,16 @@ def test_bad_toml_and_missing_file(tmp_path):
     with pytest.raises(InputError) as err:
         load_spec(write(tmp_path, GOOD.replace("[analysis]", '[corpus]\nfile = "none.txt"\n\n[analysis]')))
     assert err.value.field == "corpus.file" and "no such file" in err.value.message
+
+
+def test_diagnostics_settings(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD.replace("n_iters = 100", "n_iters = 100\ndiagnostics = true\n"
+                                                  'moderators = ["sessions", "year"]')))
+    assert spec.analysis.diagnostics and spec.analysis.moderators == ["sessions", "year"]
+    with pytest.raises(InputError) as err:
+        load_spec(write(tmp_path, GOOD.replace("n_iters = 100", 'n_iters = 100\ndiagnostics = true\nmoderators = ["dose"]')))
+    assert err.value.field == "analysis.moderators" and "unknown moderator 'dose'" in err.value.message
+    assert err.value.line == 8
+    with pytest.raises(InputError) as err:
+        load_spec(write(tmp_path, GOOD.replace("n_iters = 100", "n_iters = 100\nfailsafe = true")))
+    assert "diagnostics = true" in err.value.message

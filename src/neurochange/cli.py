@@ -657,6 +657,83 @@ def review_command(spec, out, overwrite, iters, seed, cores, no_report):
     click.echo(f"seed {summary['seed']}; wrote {out}" + ("" if no_report else f" (open {Path(out) / 'report.html'})"))
 
 
+# --- atlases and models (atlas.py, hypotheses.py): what labels clusters, what the models predict ---
+
+
+@cli.command("atlases")
+def atlases_command():
+    """List the anatomical atlases that label cluster peaks, with their licences and citations."""
+    from .atlas import atlas_info
+    from .references import cite
+
+    for info in atlas_info():
+        click.echo(f"{info['name']}: {info['title']}\n  from {info['package']} {info['version']} "
+                   f"(no download)\n  licence: {info['licence']}\n  cite: "
+                   + "; ".join(cite(key) for key in info["citations"]))
+
+
+@cli.command("models")
+@click.argument("model_file", required=False, type=click.Path(dir_okay=False))
+def models_command(model_file):
+    """List the built-in neural models, or check MODEL_FILE (TOML) and show its regions."""
+    from .hypotheses import builtin_models, load_model, region_definition
+
+    models = [load_model(model_file)] if model_file else list(builtin_models().values())
+    for model in models:
+        click.echo(f"{model.name}: {model.title} [{', '.join(model.treatment.modality)}; "
+                   f"{', '.join(model.disorders)}]")
+        for region in model.regions:
+            click.echo(f"  {region.name} ({region.direction}): {region_definition(region)}")
+
+
+# --- diagnose (diagnostics.py, failsafe.py, moderators.py, diagnose_run.py): robustness of clusters ---
+
+
+@cli.command("diagnose")
+@click.argument("result_dir", type=click.Path(file_okay=False))
+@click.option("--failsafe/--no-failsafe", default=True, show_default=True,
+              help="Fail-safe N of each cluster (Acar et al. 2018).")
+@click.option("--moderators", default=None,
+              help="Comma-separated experiment fields to test against each cluster, e.g. sessions,pulses.")
+@click.option("--whole-brain", is_flag=True, help="Also test each moderator voxelwise (max-statistic FWE).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Random seed [default: drawn, printed and recorded].")
+@click.option("--cores", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@click.option("--iters", type=click.IntRange(min=10), default=2000, show_default=True,
+              help="Monte Carlo iterations per leave-one-out analysis and per fail-safe null grid point.")
+@click.option("--repetitions", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Fail-safe N repetitions (fresh null experiments each).")
+@click.option("--permutations", type=click.IntRange(min=10), default=5000, show_default=True,
+              help="Moderator permutations (whole-brain: at most 1000).")
+def diagnose_command(result_dir, failsafe, moderators, whole_brain, seed, cores, iters, repetitions, permutations):
+    """Add jackknife, contributions, fail-safe N and moderator tests to the ALE results folder RESULT_DIR.
+
+    The main analysis is not re-run. New columns go into clusters.tsv; per-cluster tables
+    (cluster_experiments.tsv, failsafe.tsv, cluster_moderators.tsv), plots and diagnostics.json
+    are written beside it.
+    """
+    from .diagnose_run import diagnose
+
+    names = [m.strip() for m in moderators.split(",")] if moderators else None
+    summary = with_progress("diagnose", 1, diagnose, result_dir, failsafe=failsafe, moderators=names,
+                            whole_brain=whole_brain, n_iters=iters, n_repetitions=repetitions,
+                            n_perm=permutations, seed=seed, n_cores=cores)
+    click.echo(f"seed {summary['seed']}")
+    table = summary["clusters"]
+    main_rows = table[~table["is_subpeak"].astype(bool)] if "is_subpeak" in table.columns else table
+    for row in main_rows.itertuples(index=False):
+        line = (f"cluster {row.cluster_id} ({row.peak_x:g}, {row.peak_y:g}, {row.peak_z:g}): "
+                f"max contribution {row.max_contribution:.2f} ({row.max_contributor})")
+        if hasattr(row, "jackknife_survived"):
+            line += f", survives {row.jackknife_survived} leave-one-out"
+        if hasattr(row, "fail_safe_n"):
+            line += f", fail-safe N {row.fail_safe_n:g} [{row.fail_safe_n_ci_low:g}, {row.fail_safe_n_ci_high:g}]"
+        click.echo(line)
+    if table.empty:
+        click.echo("no significant clusters: nothing to diagnose")
+    click.echo(f"written to {result_dir}: {', '.join(summary['files'])}")
+
+
 def main(argv=None) -> None:
     """Entry point of the ``neurochange`` script."""
     cli.main(args=argv, prog_name="neurochange", standalone_mode=True)

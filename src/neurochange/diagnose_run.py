@@ -22,7 +22,7 @@ repeated on sub-peak rows)         (experiments without which the cluster is los
 ``stat_desc-<name>_moderator``,    whole-brain option: the voxelwise statistic and its
 ``logp_desc-<name>_level-voxel_    max-statistic FWE -log10 p (``.nii.gz``)
 corr-FWE_method-permutation``
-``diagnostics.json``               settings, seed, counts, the fail-safe null grid, timings
+``diagnostics.json``               settings, seed, counts, the fail-safe null grid (no timings)
 =================================  ==========================================================
 
 Files are computed first, written to a hidden folder inside RESULT_DIR and then renamed
@@ -273,8 +273,7 @@ def diagnose(folder, *, failsafe: bool = True, moderators: list[str] | None = No
         },
         "whole_brain": files.pop("_whole_brain", None),
         "versions": provenance.versions(),
-        "timings": timings,
-    }
+    }  # no timings here: same folder and seed give the same diagnostics.json (timings are returned)
     written = _write_all(analysis.folder, clusters, per_cluster, mod_rows, fs, files, record, result)
     return {"seed": seed, "clusters": clusters, "per_cluster": per_cluster, "moderators": mod_rows,
             "failsafe": fs, "files": written, "timings": timings}

@@ -118,6 +118,10 @@ def _settings(spec: ReviewSpec, n_iters, seed) -> dict:
         "sample_size": a.sample_size,
         "n_iters": int(n_iters) if n_iters is not None else a.n_iters,
         "model_iters": min(a.model_iters, int(n_iters)) if n_iters is not None else a.model_iters,
+        "diagnostics": a.diagnostics,
+        "failsafe": a.failsafe,
+        "moderators": list(a.moderators),
+        "diagnostics_iters": min(a.diagnostics_iters, int(n_iters)) if n_iters is not None else a.diagnostics_iters,
         "early_stop": a.early_stop,
         "cluster_forming_p": a.cluster_forming_p,
         "cluster_p": a.cluster_p,
@@ -223,7 +227,8 @@ def _ale(studyset: StudySet, grid, settings: dict, seed: int, n_cores, progress)
                          n_cores=n_cores).correct(result, progress=progress)
 
 
-def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settings: dict) -> pd.DataFrame:
+def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settings: dict, seed: int = 0,
+                    n_cores=None, progress=None) -> pd.DataFrame:
     """The group's results folder: maps and tables, the analysed experiments (``studies.tsv``, and
     ``studyset.tsv`` that ``neurochange ale`` re-runs and ``neurochange diagnose`` reads) and ``figure.png``."""
     from .report.figures import analysis_figure
@@ -231,6 +236,12 @@ def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settin
     clusters = write_result(result, folder, cluster_p=settings["cluster_p"], studyset=studyset)
     analysed = studyset.filter_experiments(result.experiment_ids)
     analysed.resolved_experiments().to_csv(folder / "studies.tsv", sep="\t", index=False, lineterminator="\n")
+    if settings["diagnostics"] and len(clusters):
+        from .diagnose_run import diagnose
+
+        clusters = diagnose(folder, failsafe=settings["failsafe"], moderators=settings["moderators"],
+                            n_iters=settings["diagnostics_iters"], seed=seed, n_cores=n_cores,
+                            progress=progress)["clusters"]
     analysis_figure(folder, title)
     return clusters
 
@@ -269,7 +280,8 @@ def _run_group(g, studyset: StudySet, grid, settings: dict, seed: int, tmp: Path
     log(f"{g.name}: ALE on {k} experiments ({entry['n_foci']} foci)")
     result = _ale(studyset, grid, settings, seed, n_cores, _task(progress, g.name))
     entry["folder"] = f"{g.name}_est-ale"
-    clusters = _write_analysis(result, studyset, tmp / entry["folder"], label, settings)
+    clusters = _write_analysis(result, studyset, tmp / entry["folder"], label, settings, seed, n_cores,
+                               _task(progress, f"{g.name} diagnostics"))
     entry["n_clusters"] = _n_clusters(clusters)
     entry["n_iters_run"] = int(result.params["montecarlo"]["n_iters"])
     if entry["underpowered"]:
@@ -292,7 +304,8 @@ def _run_group(g, studyset: StudySet, grid, settings: dict, seed: int, tmp: Path
             folder = f"{g.name}_dir-{d}_est-ale"
             log(f"{g.name}: ALE on {n_d} {d} experiments")
             r = _ale(part, grid, settings, seed, n_cores, _task(progress, f"{g.name} ({d})"))
-            _write_analysis(r, part, tmp / folder, f"{label}: {d}s", settings)
+            _write_analysis(r, part, tmp / folder, f"{label}: {d}s", settings, seed, n_cores,
+                            _task(progress, f"{g.name} ({d}) diagnostics"))
             entry["signed_folders"][d] = folder
             sets[d] = part
         entry["signed"] = any(entry["signed_folders"].values())

@@ -61,12 +61,18 @@ class AnalysisSpec(_Strict):
     signed: Literal["auto", "no"] = "auto"
     min_experiments: int = Field(default=17, ge=1)
     model_iters: int = Field(default=1000, ge=10)
+    diagnostics: bool = False
+    failsafe: bool = False
+    moderators: list[str] = []
+    diagnostics_iters: int = Field(default=1000, ge=10)
     seed: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _kernel(self):
         if self.fwhm is not None and self.sample_size is not None:
             raise ValueError("give fwhm or sample_size, not both")
+        if (self.failsafe or self.moderators) and not self.diagnostics:
+            raise ValueError("failsafe and moderators are diagnostics: set diagnostics = true as well")
         return self
 
 
@@ -191,6 +197,12 @@ def _check(spec: ReviewSpec, path: Path, text: str) -> None:
                      "or the path of a model file (.toml)", ("hypotheses", i, "model"))
             load_model(model_path)  # its own InputError names the model file
     a = spec.analysis
+    from .studyset import EXPERIMENT_COLUMNS
+
+    fields = sorted(set(EXPERIMENT_COLUMNS) - {"experiment_id", "study_id", "contrast_id", "name", "target"} | {"year"})
+    for name in a.moderators:
+        if name not in fields:
+            fail(f"unknown moderator {name!r}; experiment fields: {', '.join(fields)}", ("analysis", "moderators"))
     if spec.corpus.file is None and a.fwhm is None and a.sample_size is None:
         fail("the databases carry no sample sizes: set fwhm (mm) or sample_size for the ALE kernel",
              ("analysis", "fwhm"))
