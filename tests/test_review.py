@@ -48,7 +48,7 @@ def simulated_reviews(tmp_path_factory):
     outs = []
     for cores in (2, 1):
         out = base / f"cores{cores}"
-        _review([str(EXAMPLE), "--out", str(out), "--iters", "300", "--seed", "5", "--cores", str(cores)])
+        _review([str(EXAMPLE), "--out", str(out), "--iters", "200", "--seed", "5", "--cores", str(cores)])
         outs.append(out)
     return outs
 
@@ -151,6 +151,11 @@ def test_simulated_review_finds_the_planted_changes(simulated_reviews):
     assert np.linalg.norm(peaks["increase"] - [-40, 30, 30], axis=1).min() < 8
     assert np.linalg.norm(peaks["decrease"] - [2, 20, -10], axis=1).min() < 8
     assert np.linalg.norm(peaks["increase"] - [2, 20, -10], axis=1).min() > 20
+    # diagnostics (the example asks for them): the planted clusters rest on no single experiment
+    clusters = pd.read_csv(folder / rtms["signed_folders"]["increase"] / "clusters.tsv", sep="\t")
+    main = clusters[~clusters["is_subpeak"]].iloc[0]
+    assert main["jackknife_survived"] == f"{rtms['n_increase']}/{rtms['n_increase']}"
+    assert pd.isna(main["rests_on"]) and 0 < main["max_contribution"] < 0.5
     verdicts = {m["name"]: m for m in summary["models"]}
     assert verdicts["rtms_dlpfc_sgacc"]["verdict"] == "supported"
     assert verdicts["rtms_dlpfc_sgacc"]["basis"] == "signed"
@@ -175,7 +180,8 @@ def test_spec_mistake_is_one_line_before_computing(tmp_path):
     result = CliRunner().invoke(cli, ["review", str(spec), "--out", str(out)])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "comparisons[0].b" in lines[0] and "line 30" in lines[0], result.output
+    line = spec.read_text().splitlines().index('b = "rtms_depression"') + 1
+    assert len(lines) == 1 and "comparisons[0].b" in lines[0] and f"line {line}," in lines[0], result.output
     assert not out.exists()
 
 
