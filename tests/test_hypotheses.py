@@ -173,7 +173,6 @@ def test_false_positive_rate_at_or_below_alpha_on_null_data():
     and the share of model tests with a verdict better than 'not supported' (Holm over regions) must
     not exceed alpha beyond binomial noise (one-sided binomial test at the 1 % level)."""
     model = _with_rules(hyp.builtin_models()["fear_extinction_exposure"], min_experiments=5)
-    masks = hyp.region_masks(model, GRID)
     n_sims, alpha = 200, 0.05
     p_values, verdicts = [], []
     for sim in range(n_sims):

@@ -15,7 +15,6 @@ Dice coefficient >= 0.95.
 import logging
 import warnings
 
-import numba
 import numpy as np
 import pandas as pd
 import pytest

@@ -14,7 +14,6 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
+from browser import chromium, chromium_images
 
 from neurochange import atlas
 from neurochange.analysis import run_ale
@@ -31,7 +32,6 @@ from neurochange.io import read_studyset, write_studyset
 from neurochange.provenance import sha256_file, write_json
 from neurochange.report import figures, write_report
 
-CHROMIUM = Path("/usr/bin/chromium")
 N_ITERS = 300
 
 
@@ -313,24 +313,13 @@ def test_overlap_labels_count_voxels_as_overlap_json(review_folder):
 
 
 # --------------------------------------------------------------------------- in a browser
-def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
-    if not CHROMIUM.is_file():
-        pytest.fail("chromium is not installed: apt-get install -y chromium (Debian)")
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
-
-
 def test_report_renders_in_headless_chromium(review_folder, tmp_path):
     url = (review_folder / "report.html").resolve().as_uri()
-    dom = _chromium(["--virtual-time-budget=5000", "--dump-dom", url], tmp_path / "profile").stdout
-    n_images = int(re.search(r'data-images="(\d+)"', dom).group(1))
-    decoded = int(re.search(r'data-images-decoded="(\d+)"', dom).group(1))
+    n_images, decoded = chromium_images(review_folder / "report.html", tmp_path)
     assert n_images == 7 and decoded == n_images
 
     shot = tmp_path / "shot.png"
-    _chromium(["--window-size=1280,2400", "--hide-scrollbars", f"--screenshot={shot}", url], tmp_path / "profile2")
+    chromium(["--window-size=1280,2400", "--hide-scrollbars", f"--screenshot={shot}", url], tmp_path / "profile2")
     from matplotlib.image import imread
 
     pixels = imread(shot)[..., :3].mean(axis=2)  # grey levels in [0, 1]

@@ -45,6 +45,7 @@ from scipy import ndimage, special
 
 from . import inference, kernels, null_masks
 from . import space as _space
+from .compare import two_group_result
 from .errors import InputError
 from .estimators import ALE
 from .pairwise_clusters import max_clusters, neighbour_table
@@ -407,16 +408,4 @@ class BalancedSubtraction:
             },
             "counts": {"group1": res1.params["counts"], "group2": res2.params["counts"]},
         }
-        return MetaResult(
-            grid=grid,
-            maps=maps,
-            nulls={NULL_MIN: min_null, NULL_MAX: max_null},
-            params=params,
-            experiment_ids=res1.experiment_ids + res2.experiment_ids,
-            foci_ijk=np.concatenate([res1.foci_ijk, res2.foci_ijk]),
-            foci_xyz=np.concatenate([res1.foci_xyz, res2.foci_xyz]),
-            focus_experiment=np.concatenate([res1.focus_experiment, res2.focus_experiment + n1]),
-            experiment_fwhm=np.concatenate([res1.experiment_fwhm, res2.experiment_fwhm]),
-            sample_sizes=np.concatenate([res1.sample_sizes, res2.sample_sizes]),
-            fixed_fwhm=res1.fixed_fwhm,
-        )
+        return two_group_result(grid, maps, {NULL_MIN: min_null, NULL_MAX: max_null}, params, res1, res2)

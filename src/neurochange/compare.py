@@ -179,6 +179,24 @@ def _sparse_ma(results: list[MetaResult]):
     return support, indptr, cols, ma
 
 
+def two_group_result(grid, maps: dict, nulls: dict, params: dict, res1: MetaResult, res2: MetaResult) -> MetaResult:
+    """A comparison's result: its maps and nulls, with the experiments and foci of group 1 then group 2."""
+    n1 = res1.n_experiments
+    return MetaResult(
+        grid=grid,
+        maps=maps,
+        nulls=nulls,
+        params=params,
+        experiment_ids=res1.experiment_ids + res2.experiment_ids,
+        foci_ijk=np.concatenate([res1.foci_ijk, res2.foci_ijk]),
+        foci_xyz=np.concatenate([res1.foci_xyz, res2.foci_xyz]),
+        focus_experiment=np.concatenate([res1.focus_experiment, res2.focus_experiment + n1]),
+        experiment_fwhm=np.concatenate([res1.experiment_fwhm, res2.experiment_fwhm]),
+        sample_sizes=np.concatenate([res1.sample_sizes, res2.sample_sizes]),
+        fixed_fwhm=res1.fixed_fwhm,
+    )
+
+
 def two_sided_p(upper: np.ndarray, lower: np.ndarray, n_iters: int) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided permutation p and sign (+1 where the observed value sits in the upper tail)."""
     p = 2.0 * np.minimum(upper, lower) / n_iters
@@ -314,19 +332,7 @@ class Subtraction:
             },
             "counts": {"group1": res1.params["counts"], "group2": res2.params["counts"]},
         }
-        return MetaResult(
-            grid=grid,
-            maps=maps,
-            nulls=nulls,
-            params=params,
-            experiment_ids=res1.experiment_ids + res2.experiment_ids,
-            foci_ijk=np.concatenate([res1.foci_ijk, res2.foci_ijk]),
-            foci_xyz=np.concatenate([res1.foci_xyz, res2.foci_xyz]),
-            focus_experiment=np.concatenate([res1.focus_experiment, res2.focus_experiment + n1]),
-            experiment_fwhm=np.concatenate([res1.experiment_fwhm, res2.experiment_fwhm]),
-            sample_sizes=np.concatenate([res1.sample_sizes, res2.sample_sizes]),
-            fixed_fwhm=res1.fixed_fwhm,
-        )
+        return two_group_result(grid, maps, nulls, params, res1, res2)
 
     def _chunk_perms(self, children, c, n_total):
         """The permutations (int64 (size, n_total)) of chunk ``c``."""
@@ -359,7 +365,7 @@ class Subtraction:
 
         def top(diffs):
             flat = np.abs(diffs).ravel()
-            return flat if len(flat) <= n_top else np.partition(flat, len(flat) - n_top)[-n_top:]
+            return _largest(flat, n_top)
 
         def run(c):
             perms = self._chunk_perms(children, c, n_total)
@@ -385,17 +391,24 @@ class Subtraction:
 
         upper = np.zeros(n_vox, dtype=np.int64)
         lower = np.zeros(n_vox, dtype=np.int64)
-        tops = []
+        kept = np.zeros(0, dtype=np.float32)  # the n_top largest |differences| so far: memory flat in n_iters
         workers = self.n_cores or os.cpu_count() or 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for done, (u, lo, t) in enumerate(pool.map(run, range(n_chunks)), start=1):
                 upper += u
                 lower += lo
                 if t is not None:
-                    tops.append(t)
+                    kept = _largest(np.concatenate([kept, t]), n_top)
                 if progress is not None:
                     progress(min(done * CHUNK, self.n_iters), self.n_iters)
-        return upper, lower, abs_max, tops
+        return upper, lower, abs_max, [kept] if n_top else []
+
+
+def _largest(values: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` largest of ``values`` (all when fewer), as a new array (never a view of ``values``)."""
+    if len(values) <= n:
+        return values.copy()
+    return np.partition(values, len(values) - n)[-n:].copy()
 
 
 # ---------------------------------------------------------------------------- conjunction, overlap

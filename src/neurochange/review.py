@@ -32,7 +32,7 @@ from .errors import InputError
 from .kernels import fwhm_from_sample_size
 from .montecarlo import MonteCarloFWE
 from .outdir import atomic_dir, check_out
-from .output import significant_clusters, write_result
+from .output import write_result
 from .pooling import pool_experiments
 from .signed import DIRECTIONS, split_by_direction
 from .space import mni_2mm

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..diagnose_run import CLUSTER_COLUMNS as DIAGNOSTIC_COLUMNS
 from ..errors import InputError
 
 #: Columns of clusters.tsv the cluster tables leave out (shown elsewhere or internal).
 HIDDEN_CLUSTER_COLUMNS = ("experiments", "is_subpeak")
 #: Columns shown only on a cluster's main peak row (the same for every peak of a cluster).
-CLUSTER_WIDE = ("cluster_id", "size_vox", "size_mm3", "p_fwe", "n_experiments")
+CLUSTER_WIDE = ("cluster_id", "size_vox", "size_mm3", "p_fwe", "n_experiments", *DIAGNOSTIC_COLUMNS)
 STUDY_COLUMNS = ("experiment_id", "title", "year", "n", "modality", "subtype", "disorder", "design", "direction",
                  "groups")
 ESTIMATOR_STAT = {"ale": "ALE", "mkda": "MKDA", "kda": "KDA"}
