@@ -61,7 +61,7 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
     with ExitStack() as stack:
         corpus = stack.enter_context(_open_corpus(spec, spec_path, log))
         selections = _select_groups(corpus, spec, spec_path)
-        _check_comparisons(spec, selections)
+        _check_comparisons(spec, spec_path, selections)
         models = _load_models(spec, spec_path)
         timings["select"] = time.perf_counter() - clock
         log(f"selected {len(selections['_all'].table)} experiments; "
@@ -196,7 +196,7 @@ def _select_groups(corpus, spec: ReviewSpec, spec_path: Path) -> dict:
     return out
 
 
-def _check_comparisons(spec: ReviewSpec, selections: dict) -> None:
+def _check_comparisons(spec: ReviewSpec, spec_path: Path, selections: dict) -> None:
     for i, c in enumerate(spec.comparisons):
         if c.kind != "contrast":
             continue
@@ -206,7 +206,7 @@ def _check_comparisons(spec: ReviewSpec, selections: dict) -> None:
         if shared:
             raise InputError(f"a contrast needs two disjoint groups, but {len(shared)} studies are in both "
                              f"{c.a} and {c.b} (e.g. {shared[0]}); narrow one group's query",
-                             field=f"comparisons[{i}]")
+                             file=str(spec_path), field=f"comparisons[{i}]")
 
 
 def _load_models(spec: ReviewSpec, spec_path: Path) -> list:
