@@ -19,6 +19,12 @@ def nimare_test_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def pain_path(nimare_test_data) -> Path:
+    """NiMARE's pain test set (21 experiments, 243 foci): the reference input of the ALE tests."""
+    return nimare_test_data / "test_pain_dataset.json"
+
+
+@pytest.fixture(scope="session")
 def nimare_resources() -> Path:
     """``nimare/resources``: nidm_pain_dset.json, templates, ..."""
     import nimare

@@ -40,11 +40,6 @@ def neurosynth_subset(mirror, n_studies=20, n=20, seed=2024) -> StudySet:
 
 
 @pytest.fixture(scope="module")
-def pain_path(nimare_test_data):
-    return nimare_test_data / "test_pain_dataset.json"
-
-
-@pytest.fixture(scope="module")
 def pain(pain_path):
     """(our result, NiMARE estimator, NiMARE result) on test_pain_dataset.json."""
     ours = ALE().fit(read_studyset(pain_path))

@@ -21,11 +21,6 @@ SETTINGS = {"cluster_forming_p": 0.001, "null_mask": "brain", "vfwe_only": False
 
 
 @pytest.fixture(scope="module")
-def pain_path(nimare_test_data):
-    return nimare_test_data / "test_pain_dataset.json"
-
-
-@pytest.fixture(scope="module")
 def pain_corrected(pain_path):
     result = ALE().fit(read_studyset(pain_path))
     return MonteCarloFWE(n_iters=100, seed=3, n_cores=1).correct(result)

@@ -33,11 +33,6 @@ NULLS = (NULL_VOXEL, NULL_SIZE, NULL_MASS)
 
 
 @pytest.fixture(scope="module")
-def pain_path(nimare_test_data):
-    return nimare_test_data / "test_pain_dataset.json"
-
-
-@pytest.fixture(scope="module")
 def pain(pain_path):
     return ALE().fit(read_studyset(pain_path))
 

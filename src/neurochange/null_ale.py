@@ -45,6 +45,7 @@ from numba import njit
 from scipy import ndimage
 
 from . import kernels
+from .pairwise_clusters import _find  # union-find root with path halving, shared
 from .result import MetaResult
 
 FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
@@ -577,14 +578,6 @@ def _exact_rows(cand_rows, n_cand, cand_klo, cand_khi, list_head, list_tail, ent
 
 
 # ---------------------------------------------------------------------------- clusters
-@njit(cache=True)
-def _find(parent, x):
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
-
-
 @njit(cache=True)
 def _compact_index(row, k, row_lo, row_hi, row_off):
     """Compact index of voxel (row, k), or -1 outside the row's span."""
