@@ -70,8 +70,8 @@ def build_sample(mirror: Path, n_experiments: int, sample_size: int, seed: int, 
 
     os.environ["NEUROCHANGE_DATA_MIRROR"] = str(mirror)
     os.environ["NEUROCHANGE_HOME"] = str(home)
-    from neurochange import download
-    from neurochange.corpus import NEUROSYNTH, Corpus
+    from neurochange.corpus.store import NEUROSYNTH, Corpus
+    from neurochange.sources import download
 
     with Corpus(home / "corpus.duckdb") as corpus:
         corpus.ingest_database(NEUROSYNTH, download.fetch_dataset(NEUROSYNTH))
@@ -84,8 +84,8 @@ def build_sample(mirror: Path, n_experiments: int, sample_size: int, seed: int, 
 
 # ---------------------------------------------------------------------------- children
 def child_neurochange(studyset, iters: int, cores: int, seed: int) -> dict:
-    from neurochange.estimators import ALE
-    from neurochange.montecarlo import MonteCarloFWE
+    from neurochange.inference.montecarlo import MonteCarloFWE
+    from neurochange.meta.ale import ALE
 
     start = time.perf_counter()
     result = ALE().fit(studyset)

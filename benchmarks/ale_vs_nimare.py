@@ -30,9 +30,9 @@ PAIN = "nimare/tests/data/test_pain_dataset.json"
 
 
 def _child_ours(path: str, iters: int, cores: int, seed: int, out: str) -> dict:
-    from neurochange.estimators import ALE
-    from neurochange.io import read_studyset
-    from neurochange.montecarlo import MonteCarloFWE
+    from neurochange.inference.montecarlo import MonteCarloFWE
+    from neurochange.meta.ale import ALE
+    from neurochange.sources.io import read_studyset
 
     start = time.perf_counter()
     result = ALE().fit(read_studyset(path))

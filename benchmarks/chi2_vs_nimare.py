@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def _split(mirror: Path, term: str):
-    from neurochange.io.databases import read_neurosynth
+    from neurochange.sources.io.databases import read_neurosynth
 
     folder = mirror / "neurosynth-v7"
     studyset = read_neurosynth(folder / "data-neurosynth_version-7_coordinates.tsv.gz",
@@ -35,7 +35,7 @@ def child(side: str, mirror: Path, term: str, save: str | None = None, fwe_iters
     extra = {}
     start = time.perf_counter()
     if side == "neurochange":
-        from neurochange import chi2
+        from neurochange.meta import chi2
 
         result = chi2.correct_fdr(chi2.MKDAChi2().fit(selection, rest))
         n_sig = int((result.maps["p_desc-association_level-voxel_corr-FDR_method-indep"] < 0.05).sum())

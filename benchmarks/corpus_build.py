@@ -37,8 +37,8 @@ def main(argv=None) -> None:
         os.environ["NEUROCHANGE_DATA_MIRROR"] = str(mirror)
     with tempfile.TemporaryDirectory() as home:
         os.environ["NEUROCHANGE_HOME"] = home
-        from neurochange import download
-        from neurochange.corpus import DATABASES, Corpus, build
+        from neurochange.corpus.store import DATABASES, Corpus, build
+        from neurochange.sources import download
 
         out: dict = {"benchmark": "corpus_build", "cores": os.cpu_count()}
         t = time.perf_counter()

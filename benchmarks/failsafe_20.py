@@ -31,7 +31,7 @@ def _studyset(source: str, seed: int):
     if source == "pain":
         import nimare
 
-        from neurochange.io import read_studyset
+        from neurochange.sources.io import read_studyset
 
         return read_studyset(Path(nimare.__file__).parent / "tests" / "data" / "test_pain_dataset.json")
     plan = [{"n": 12, "centre": (-40, 24, 30), "hits": 12},
@@ -55,10 +55,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from neurochange import failsafe
-    from neurochange.estimators import ALE
-    from neurochange.montecarlo import MonteCarloFWE
-    from neurochange.output import result_clusters
+    from neurochange.diagnostics import failsafe
+    from neurochange.inference.montecarlo import MonteCarloFWE
+    from neurochange.meta.ale import ALE
+    from neurochange.results.write import result_clusters
 
     result = ALE().fit(_studyset(args.source, args.seed))
     result = MonteCarloFWE(n_iters=args.iters, seed=args.seed, n_cores=args.cores).correct(result)

@@ -16,7 +16,7 @@ import resource
 import time
 from pathlib import Path
 
-from neurochange.review import run_review
+from neurochange.workflows.review import run_review
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ import json
 import numpy as np
 from scipy import stats
 
-from neurochange.estimators import ALE
-from neurochange.montecarlo import MonteCarloFWE
-from neurochange.output import result_clusters
-from neurochange.signed import split_by_direction
+from neurochange.compare.signed import split_by_direction
+from neurochange.inference.montecarlo import MonteCarloFWE
+from neurochange.meta.ale import ALE
+from neurochange.results.write import result_clusters
 from neurochange.simulate import simulate_studyset
 
 CENTRES = {"increase": (40, 20, 30), "decrease": (-30, -60, 10)}

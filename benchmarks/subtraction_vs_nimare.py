@@ -36,8 +36,8 @@ if which == "nimare":
     res = ALESubtraction(n_iters=n_iters, n_cores=cores, mask=mask_img()).fit(dset.slice(ids[:11]), dset.slice(ids[11:]))
     z = res.get_map("z_desc-group1MinusGroup2", return_type="array")
 else:
-    from neurochange.compare import Subtraction
-    from neurochange.io import read_studyset
+    from neurochange.compare.subtraction import Subtraction
+    from neurochange.sources.io import read_studyset
     ss = read_studyset(path); ids = sorted(ss.experiments["experiment_id"])
     res = Subtraction(n_iters=n_iters, seed=1, n_cores=cores, ties=ties).fit(
         ss.filter_experiments(ids[:11]), ss.filter_experiments(ids[11:]))

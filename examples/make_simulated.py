@@ -14,8 +14,8 @@ a planted centre (Gaussian, 3 mm SD). Planted (MNI mm):
 
 from pathlib import Path
 
-from neurochange.io import write_studyset
 from neurochange.simulate import simulate_studyset
+from neurochange.sources.io import write_studyset
 from neurochange.studyset import StudySet
 
 SEED = 2026

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import scipy.sparse
 
-from neurochange.corpus import DATABASE_FILES, Corpus
+from neurochange.corpus.store import DATABASE_FILES, Corpus
 
 NS_FOLDER, NQ_FOLDER = "neurosynth-v7", "neuroquery-v1"
 #: NeuroQuery studies with foci beyond +-128 mm; with a table name and a title spanning two lines.

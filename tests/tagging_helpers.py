@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse
+from tageval import score
 
-from neurochange.classify import classify_table
-from neurochange.corpus import DATABASE_FILES
-from neurochange.io.databases import read_vocabulary
-from neurochange.tageval import score
+from neurochange.corpus.store import DATABASE_FILES
+from neurochange.corpus.tagging.classify import classify_table
+from neurochange.sources.io.databases import read_vocabulary
 
 DATA = Path(__file__).parent / "data" / "tagging"
 LABELS = DATA / "labels.tsv"

@@ -10,13 +10,13 @@ Agreement asserted (NiMARE keeps float32 maps, we keep float64):
 import numpy as np
 import pandas as pd
 import pytest
-
 from nimare_reference import load_nimare_dataset, nimare_ale
-from neurochange import inference
+
 from neurochange.errors import InputError
-from neurochange.estimators import ALE
-from neurochange.io import read_studyset
-from neurochange.result import NULL_APPROXIMATE, NULL_BINS
+from neurochange.inference import stats as inference
+from neurochange.meta.ale import ALE
+from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS
+from neurochange.sources.io import read_studyset
 from neurochange.space import mni_2mm
 from neurochange.studyset import StudySet
 

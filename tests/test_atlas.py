@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neurochange import atlas
 from neurochange.errors import InputError
-from neurochange.references import load_bib
+from neurochange.results import atlas
+from neurochange.sources.references import load_bib
 from neurochange.space import mni_2mm
 
 

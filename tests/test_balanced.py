@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from neurochange import balanced, null_masks
 from neurochange.cli import cli
+from neurochange.compare import balanced
 from neurochange.errors import InputError
-from neurochange.estimators import ALE
-from neurochange.io import read_studyset
+from neurochange.inference import null_masks
+from neurochange.meta.ale import ALE
+from neurochange.sources.io import read_studyset
 from neurochange.space import mask_img, mni_2mm
 from neurochange.studyset import StudySet
 

@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 import pytest
 from scipy.stats import chi2 as chi2_dist
-
 from test_ale import neurosynth_subset
-from neurochange import chi2 as c2
+
+from neurochange.meta import chi2 as c2
 from neurochange.space import mask_img
 
 
@@ -97,7 +97,7 @@ def test_fwe_null_independent_of_cores(fitted):
 
 
 def test_pooled_maps_equal_numpy_reference(fitted):
-    from neurochange.mkda import sphere_ma_numpy
+    from neurochange.meta.mkda import sphere_ma_numpy
 
     ours, _, _ = fitted
     pooled = c2.experiment_ma_csr(ours, 10.0)

@@ -7,16 +7,17 @@ import shutil
 
 import pandas as pd
 import pytest
-
 from corpus_helpers import build_corpus, make_subset
-from neurochange.classify import classify, classify_table, describe, tag_corpus, tagging_info
-from neurochange.corpus import DATABASE_FILES, Corpus
-from neurochange.errors import InputError
-from neurochange.io.databases import read_vocabulary
-from neurochange.studyset import StudySet
-from neurochange.tagrules import TAGS, default_rules, load_rules, parse_rules
-from neurochange.vocabulary import allowed, vocabulary
 from tagging_helpers import FLOORS, labels, predict, scores
+
+from neurochange.corpus.store import DATABASE_FILES, Corpus
+from neurochange.corpus.tagging.classify import classify, classify_table, describe, tag_corpus, tagging_info
+from neurochange.corpus.tagging.rules import TAGS, default_rules, load_rules, parse_rules
+from neurochange.errors import InputError
+from neurochange.sources.io.databases import read_vocabulary
+from neurochange.studyset import StudySet
+from neurochange.vocabulary import allowed, vocabulary
+
 
 # ----------------------------------------------------------------------------- the rules file
 def test_rules_file_is_versioned_and_uses_the_vocabulary():

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from neurochange.analysis import run_ale
 from neurochange.cli import cli
+from neurochange.workflows.ale import run_ale
 
 FWE_MAPS = [
     f"{kind}_{level}_corr-FWE_method-montecarlo"

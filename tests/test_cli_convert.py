@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-
 from io_helpers import assert_same_studyset
+
 from neurochange.cli import cli
-from neurochange.io import read_studyset
+from neurochange.sources.io import read_studyset
 
 
 def run(*args):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from neurochange.io import read_studyset
+from neurochange.sources.io import read_studyset
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,7 @@ def test_cli_mkda_kda_chi2(pain, tmp_path, nimare_test_data):
     from click.testing import CliRunner
 
     from neurochange.cli import cli
-    from neurochange.io import write_studyset
+    from neurochange.sources.io import write_studyset
 
     path = nimare_test_data / "test_pain_dataset.json"
     runner = CliRunner()

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from neurochange.clusters import cluster_peaks, cluster_table, label_clusters
+from neurochange.inference.clusters import cluster_peaks, cluster_table, label_clusters
 from neurochange.space import mni_2mm
 
 

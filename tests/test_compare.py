@@ -7,18 +7,24 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from nimare_reference import load_nimare_dataset
 
 from neurochange.cli import cli
-from neurochange.compare import (Subtraction, _group_values, _keep_difference, _permutation_tails,
-                                 _permutation_tails_numpy,
-                                 _sparse_ma, conjunction, overlap)
-from neurochange.compare_run import DEFAULT_CONJUNCTION_MAP, run_conjunction
+from neurochange.compare.subtraction import (
+    Subtraction,
+    _group_values,
+    _keep_difference,
+    _permutation_tails,
+    _permutation_tails_numpy,
+    _sparse_ma,
+    conjunction,
+    overlap,
+)
 from neurochange.errors import InputError
-from neurochange.estimators import ALE
-from neurochange.io import read_studyset
+from neurochange.meta.ale import ALE
+from neurochange.sources.io import read_studyset
 from neurochange.space import mask_img, mni_2mm
-
-from nimare_reference import load_nimare_dataset
+from neurochange.workflows.contrast import DEFAULT_CONJUNCTION_MAP, run_conjunction
 
 DIFF = "group1MinusGroup2"
 N_ITERS = 1000
@@ -229,7 +235,7 @@ def test_voxel_fwe_maps_as_nimare_computes_them(ours_exact):
 
 # ---------------------------------------------------------------------------- cluster-level FWE
 def test_top_quantile_is_numpy_quantile():
-    from neurochange.pairwise_clusters import top_quantile
+    from neurochange.inference.unionfind import top_quantile
 
     rng = np.random.default_rng(0)
     values = np.abs(rng.standard_normal(100_003))
@@ -249,8 +255,8 @@ def test_cluster_nulls_equal_nimare_cluster_measures(halves):
     from nimare.meta.utils import _calculate_cluster_measures
     from scipy import ndimage
 
-    from neurochange.compare import _cluster_nulls
-    from neurochange.pairwise_clusters import cluster_labels, neighbour_table
+    from neurochange.compare.subtraction import _cluster_nulls
+    from neurochange.inference.unionfind import cluster_labels, neighbour_table
 
     _, _, a, b = halves
     r1, r2 = ALE().fit(a), ALE().fit(b)

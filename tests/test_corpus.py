@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import scipy.sparse
 from click.testing import CliRunner
-
 from corpus_helpers import (
     OUT_OF_BOUNDS_IDS,
     build_corpus,
@@ -20,12 +19,13 @@ from corpus_helpers import (
     rewrite_gz_text,
     truncate_gz,
 )
-from neurochange import corpus as corpus_module
+
 from neurochange.cli import cli
-from neurochange.corpus import DATABASE_FILES, Corpus, build
+from neurochange.corpus import store as corpus_module
+from neurochange.corpus.store import DATABASE_FILES, Corpus, build
 from neurochange.errors import DataUnavailableError, InputError
-from neurochange.io import read_studyset, write_studyset
-from neurochange.io.databases import read_neuroquery, read_neurosynth
+from neurochange.sources.io import read_studyset, write_studyset
+from neurochange.sources.io.databases import read_neuroquery, read_neurosynth
 from neurochange.studyset import StudySet
 
 NS, NQ = DATABASE_FILES["neurosynth"], DATABASE_FILES["neuroquery"]

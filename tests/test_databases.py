@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse
-
 from corpus_helpers import MULTILINE_IDS, NQ_FOLDER, NS_FOLDER, make_subset, read_raw, rewrite_gz_text, truncate_gz
+
 from neurochange import space
-from neurochange.corpus import DATABASE_FILES
+from neurochange.corpus.store import DATABASE_FILES
 from neurochange.errors import InputError
-from neurochange.io.databases import (
+from neurochange.sources.io.databases import (
     NEUROQUERY_COORDINATES,
     read_neuroquery,
     read_neuroquery_terms,
@@ -108,10 +108,10 @@ def test_term_counts_equal_the_sparse_matrices(data_mirror):
 
 # ----------------------------------------------------------------------------- agreement with NiMARE
 def test_subset_matches_nimare_dataset(subset):
+    import warnings
+
     from nimare.dataset import Dataset
     from nimare.io import convert_neurosynth_to_dict
-
-    import warnings
 
     for name, reader in (("neurosynth", read_neurosynth), ("neuroquery", read_neuroquery)):
         files = DATABASE_FILES[name]

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from neurochange import diagnose_run, diagnostics
-from neurochange.analysis import run_ale
 from neurochange.cli import cli
+from neurochange.diagnostics import jackknife as diagnostics
 from neurochange.errors import InputError
-from neurochange.io import write_studyset
 from neurochange.simulate import simulate_studyset
+from neurochange.sources.io import write_studyset
+from neurochange.workflows import diagnose as diagnose_run
+from neurochange.workflows.ale import run_ale
 
 CENTRE = (-40, 24, 30)
 

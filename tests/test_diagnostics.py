@@ -7,14 +7,15 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
 from nimare_reference import load_nimare_dataset, nimare_ale
-from neurochange import diagnostics, inference
-from neurochange.estimators import ALE
-from neurochange.io import read_studyset
-from neurochange.montecarlo import MonteCarloFWE
-from neurochange.output import result_clusters
+
+from neurochange.diagnostics import jackknife as diagnostics
+from neurochange.inference import stats as inference
+from neurochange.inference.montecarlo import MonteCarloFWE
+from neurochange.meta.ale import ALE
+from neurochange.results.write import result_clusters
 from neurochange.simulate import simulate_studyset
+from neurochange.sources.io import read_studyset
 from neurochange.studyset import StudySet
 
 SETTINGS = {"cluster_forming_p": 0.001, "null_mask": "brain", "vfwe_only": False, "cluster_p": 0.05}

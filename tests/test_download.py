@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from neurochange import download
 from neurochange.cli import cli
 from neurochange.errors import DataUnavailableError
+from neurochange.sources import download
 
 UPSTREAM = {  # from shared/data/README.md
     "neurosynth": ("neurosynth-v7", "neurosynth/neurosynth-data", "209c33cd009d0b069398a802198b41b9c488b9b7"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurochange import failsafe, inference
-from neurochange.estimators import ALE
-from neurochange.montecarlo import MonteCarloFWE
-from neurochange.output import result_clusters
+from neurochange.diagnostics import failsafe
+from neurochange.inference import stats as inference
+from neurochange.inference.montecarlo import MonteCarloFWE
+from neurochange.meta.ale import ALE
+from neurochange.results.write import result_clusters
 from neurochange.simulate import simulate_studyset
 
 SETTINGS = {"cluster_forming_p": 0.001, "null_mask": "brain", "vfwe_only": False, "cluster_p": 0.05}
@@ -58,7 +59,7 @@ def test_added_null_map_equals_refit():
     result = ALE().fit(studyset)
     noise = failsafe.noise_experiments(result, 4, np.random.default_rng(2), result.grid.mask)
     added = failsafe.AddedNull(result, noise)
-    from neurochange.diagnostics import refit
+    from neurochange.diagnostics.jackknife import refit
 
     full = refit(result, extra=failsafe._first(noise, 3))
     np.testing.assert_allclose(added.stat(3), full.maps["stat"], rtol=0, atol=1e-14)
@@ -86,7 +87,7 @@ def test_fail_safe_n_grows_with_experiments_carrying_the_effect():
 
 def test_rule_at_zero_added_reproduces_the_main_clusters():
     """With the main analysis's threshold and null, the survival rule keeps exactly its clusters."""
-    from neurochange.result import NULL_APPROXIMATE, NULL_BINS, NULL_SIZE
+    from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS, NULL_SIZE
 
     studyset = simulate_studyset([{"n": 10, "centre": (30, -60, 40), "hits": 7}], n_foci=6, spread_mm=3.0, seed=5)
     result = MonteCarloFWE(n_iters=200, seed=2, n_cores=1).correct(ALE().fit(studyset))
@@ -96,7 +97,7 @@ def test_rule_at_zero_added_reproduces_the_main_clusters():
     crit = failsafe.critical_value(result.nulls[NULL_SIZE], 0.05)
     assert failsafe.survives(result.maps["stat"], result.grid, labels, u, crit, "cluster").all()
     # and a cluster-free labelling of the supra-threshold but non-significant clusters is not kept
-    from neurochange.clusters import label_clusters
+    from neurochange.inference.clusters import label_clusters
 
     supra, sizes = label_clusters(result.get_volume("stat") > u)
     small = np.where(np.isin(supra, np.flatnonzero(sizes <= crit) + 1), supra, 0)

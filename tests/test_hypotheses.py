@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from neurochange import hypotheses as hyp
 from neurochange.errors import InputError
-from neurochange.estimators import ALE
-from neurochange.montecarlo import chunk_draws
-from neurochange.references import load_bib
+from neurochange.hypotheses import models as hyp
+from neurochange.inference.montecarlo import chunk_draws
+from neurochange.meta.ale import ALE
+from neurochange.sources.references import load_bib
 from neurochange.space import mni_2mm
 from neurochange.studyset import StudySet
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
 from io_helpers import assert_same_studyset
+
 from neurochange.errors import InputError
-from neurochange.io import read_studyset, write_studyset
-from neurochange.io.nimare_json import read_nimare_json
-from neurochange.io.sleuth import read_sleuth
-from neurochange.io.tables import read_table
+from neurochange.sources.io import read_studyset, write_studyset
+from neurochange.sources.io.nimare_json import read_nimare_json
+from neurochange.sources.io.sleuth import read_sleuth
+from neurochange.sources.io.tables import read_table
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

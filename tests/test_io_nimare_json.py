@@ -8,14 +8,14 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
 from io_helpers import assert_same_studyset, rich_studyset
+
 from neurochange import space
-from neurochange.space import Grid
 from neurochange.errors import InputError
-from neurochange.io import read_studyset, write_studyset
-from neurochange.io.nimare_json import read_nimare_json, write_nimare_json
-from neurochange.io.sleuth import read_sleuth
+from neurochange.sources.io import read_studyset, write_studyset
+from neurochange.sources.io.nimare_json import read_nimare_json, write_nimare_json
+from neurochange.sources.io.sleuth import read_sleuth
+from neurochange.space import Grid
 
 NIMARE_FILES = [
     ("tests/data", "test_pain_dataset.json"),

@@ -6,12 +6,12 @@ import warnings
 
 import numpy as np
 import pytest
-
 from io_helpers import assert_same_studyset, rich_studyset
+
 from neurochange import space
 from neurochange.errors import InputError
-from neurochange.io import read_studyset, write_studyset
-from neurochange.io.sleuth import read_sleuth, split_study_info, write_sleuth
+from neurochange.sources.io import read_studyset, write_studyset
+from neurochange.sources.io.sleuth import read_sleuth, split_study_info, write_sleuth
 
 
 def nimare_sleuth(path):

@@ -6,13 +6,13 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
-
 from io_helpers import assert_same_studyset, rich_studyset
+
 from neurochange import space
 from neurochange.errors import InputError
-from neurochange.io import read_studyset, write_studyset
-from neurochange.io.sleuth import read_sleuth
-from neurochange.io.tables import read_table, write_table
+from neurochange.sources.io import read_studyset, write_studyset
+from neurochange.sources.io.sleuth import read_sleuth
+from neurochange.sources.io.tables import read_table, write_table
 
 
 def table(tmp_path, text: str, name="in.tsv"):

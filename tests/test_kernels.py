@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from neurochange import kernels
+from neurochange.meta import kernels
 from neurochange.space import mask_img, mni_2mm
 
 
@@ -78,9 +78,9 @@ def test_ma_equals_nimares_compute_ale_ma():
 
 def test_mask_img_world_space_matches_nimares_mni152_2mm():
     # neurochange's grid is x-flipped relative to NiMARE's Dataset default but holds the same voxels
-    import nimare
-
     from pathlib import Path
+
+    import nimare
 
     tpl = nib.load(Path(nimare.__file__).parent / "resources/templates/tpl-MNI152NLin6Asym_res-02_desc-brain_mask.nii.gz")
     theirs = np.asarray(tpl.dataobj) > 0

@@ -10,12 +10,12 @@ import warnings
 
 import numpy as np
 import pytest
-
 from nimare_reference import load_nimare_dataset
 from test_ale import neurosynth_subset
-from neurochange.io import read_studyset
-from neurochange.mkda import KDA, MKDADensity, sphere_counts, sphere_ma_numpy, sphere_offsets
-from neurochange.result import NULL_APPROXIMATE, NULL_BINS
+
+from neurochange.meta.mkda import KDA, MKDADensity, sphere_counts, sphere_ma_numpy, sphere_offsets
+from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS
+from neurochange.sources.io import read_studyset
 from neurochange.space import mask_img, mni_2mm
 
 
@@ -105,6 +105,7 @@ def test_numba_equals_numpy_reference(sum_overlap):
 def test_density_counts_experiments_not_foci():
     """Two foci of one experiment at the same place count once for MKDA, twice for KDA."""
     import pandas as pd
+
     from neurochange.studyset import StudySet
 
     studies = pd.DataFrame({"study_id": ["a"]})
@@ -129,7 +130,7 @@ def mc_pair(pain):
     """Our and NiMARE's Monte Carlo nulls for MKDADensity on the pain set, N_MC iterations each."""
     from nimare.correct import FWECorrector
 
-    from neurochange import mkda_montecarlo as mm
+    from neurochange.inference.engines import sphere as mm
 
     studyset, dset = pain
     ours = mm.correct_fwe(MKDADensity().fit(studyset), n_iters=N_MC, seed=4)
@@ -171,8 +172,8 @@ def test_montecarlo_voxel_null_matches_nimare(mc_pair):
 
 
 def test_montecarlo_maps_and_cores(pain):
-    from neurochange import mkda_montecarlo as mm
-    from neurochange.result import FWE_MAPS
+    from neurochange.inference.engines import sphere as mm
+    from neurochange.meta.result import FWE_MAPS
 
     studyset, _ = pain
     result = KDA().fit(studyset)
@@ -193,8 +194,8 @@ def test_montecarlo_maps_and_cores(pain):
 @pytest.mark.parametrize("cls", [MKDADensity, KDA])
 def test_montecarlo_labelling_equals_scipy_reference(pain, cls):
     """Union-find clusters (numba) = scipy's labelling of the volume: same largest size and mass, to the bit."""
-    from neurochange import mkda_montecarlo as mm
-    from neurochange.pairwise_clusters import max_clusters, neighbour_table
+    from neurochange.inference.engines import sphere as mm
+    from neurochange.inference.unionfind import max_clusters, neighbour_table
 
     studyset, _ = pain
     result = cls().fit(studyset)

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from neurochange import moderators
-from neurochange.estimators import ALE
-from neurochange.montecarlo import MonteCarloFWE
-from neurochange.output import result_clusters
+from neurochange.diagnostics import moderators
+from neurochange.inference.montecarlo import MonteCarloFWE
+from neurochange.meta.ale import ALE
+from neurochange.results.write import result_clusters
 from neurochange.simulate import simulate_studyset
 
 CENTRE = (-40, 24, 30)

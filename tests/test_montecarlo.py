@@ -4,7 +4,7 @@ agreement with NiMARE 0.22.1, the grey-matter null mask, and early stopping.
 Comparison with NiMARE (same input, NiMARE 1,000 iterations on one core, ours 10,000): for
 each null (max ALE, largest cluster size, largest cluster mass) the 0.95 quantile's
 distribution-free order-statistic interval at 99.5 % confidence is computed from each
-sample (binomial ranks, :mod:`neurochange.stopping`); the two intervals must overlap. If
+sample (binomial ranks, :mod:`neurochange.inference.stopping`); the two intervals must overlap. If
 both samples come from the same distribution each interval holds the true quantile with
 probability >= 99.5 %, so a false failure has probability <= 1 %. The seeds are fixed, so
 the test is deterministic. A two-sample Kolmogorov-Smirnov test (p > 0.001) checks the
@@ -18,14 +18,16 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from nimare_reference import load_nimare_dataset, nimare_ale
 from scipy import ndimage, stats
 
-from nimare_reference import load_nimare_dataset, nimare_ale
-from neurochange import inference, montecarlo, null_ale, null_masks, stopping
 from neurochange.errors import InputError
-from neurochange.estimators import ALE
-from neurochange.io import read_studyset
-from neurochange.result import FWE_MAPS, NULL_APPROXIMATE, NULL_BINS, NULL_MASS, NULL_SIZE, NULL_VOXEL
+from neurochange.inference import montecarlo, null_masks, stopping
+from neurochange.inference import stats as inference
+from neurochange.inference.engines import ale as null_ale
+from neurochange.meta.ale import ALE
+from neurochange.meta.result import FWE_MAPS, NULL_APPROXIMATE, NULL_BINS, NULL_MASS, NULL_SIZE, NULL_VOXEL
+from neurochange.sources.io import read_studyset
 from neurochange.space import Grid
 from neurochange.studyset import StudySet
 

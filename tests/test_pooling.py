@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neurochange.estimators import ALE
-from neurochange.io import read_studyset
-from neurochange.pooling import pool_experiments
+from neurochange.corpus.pooling import pool_experiments
+from neurochange.meta.ale import ALE
+from neurochange.sources.io import read_studyset
 from neurochange.studyset import StudySet
 
 
@@ -72,7 +72,7 @@ def test_ale_command_pools_by_default_and_says_so(tmp_path):
     from click.testing import CliRunner
 
     from neurochange.cli import cli
-    from neurochange.io import write_studyset
+    from neurochange.sources.io import write_studyset
 
     write_studyset(_studyset(), tmp_path / "two_contrasts.tsv")
     runner = CliRunner()

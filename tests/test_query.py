@@ -10,13 +10,13 @@ import duckdb
 import pandas as pd
 import pytest
 import scipy.sparse
+from corpus_helpers import build_corpus, make_subset, read_raw
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corpus_helpers import build_corpus, make_subset, read_raw
-from neurochange.corpus import DATABASE_FILES, Corpus
+from neurochange.corpus.query import FIELDS, Clause, Query, parse, to_sql, where_sql, word_pattern
+from neurochange.corpus.store import DATABASE_FILES, Corpus
 from neurochange.errors import InputError
-from neurochange.query import FIELDS, Clause, Query, parse, to_sql, where_sql, word_pattern
 from neurochange.vocabulary import allowed
 
 NS, NQ = DATABASE_FILES["neurosynth"], DATABASE_FILES["neuroquery"]

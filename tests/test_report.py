@@ -21,16 +21,15 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from browser import chromium, chromium_images
 
-from neurochange import atlas
-from neurochange.analysis import run_ale
-from neurochange.compare_run import run_conjunction, run_contrast
 from neurochange.errors import InputError
-from neurochange.io import read_studyset, write_studyset
-from neurochange.provenance import sha256_file, write_json
 from neurochange.report import figures, write_report
+from neurochange.results import atlas
+from neurochange.results.provenance import sha256_file, write_json
+from neurochange.sources.io import read_studyset, write_studyset
+from neurochange.workflows.ale import run_ale
+from neurochange.workflows.contrast import run_conjunction, run_contrast
 
 N_ITERS = 300
 

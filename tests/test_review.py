@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from neurochange.cli import cli
-from neurochange.output import thresh_name
-from neurochange.review import run_review
+from neurochange.results.write import thresh_name
+from neurochange.workflows.review import run_review
 
 PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLE = PROJECT / "examples" / "simulated_review.toml"

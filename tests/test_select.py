@@ -8,15 +8,15 @@ import shutil
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from corpus_helpers import build_corpus, make_subset
-from neurochange.classify import tag_corpus
+
 from neurochange.cli import cli
-from neurochange.corpus import Corpus
-from neurochange.curation import read_curation
+from neurochange.corpus.curation import read_curation
+from neurochange.corpus.select import TABLE_COLUMNS, select, write_selection
+from neurochange.corpus.store import Corpus
+from neurochange.corpus.tagging.classify import tag_corpus
 from neurochange.errors import InputError, OutputExistsError
-from neurochange.io import read_studyset
-from neurochange.select import TABLE_COLUMNS, select, write_selection
+from neurochange.sources.io import read_studyset
 
 #: Treatment studies kept in the small corpus besides the first records of each database
 #: (psychotherapy, rTMS, VNS, ECT and SSRI studies of depression; some in both databases).

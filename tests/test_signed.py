@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from neurochange.cli import cli
-from neurochange.io import write_studyset
-from neurochange.signed import combine_signed, split_by_direction
+from neurochange.compare.signed import combine_signed, split_by_direction
 from neurochange.simulate import simulate_studyset
+from neurochange.sources.io import write_studyset
 from neurochange.space import mni_2mm
 
 INCREASE, DECREASE, UNSIGNED = (40, 20, 30), (-30, -60, 10), (0, 40, -10)

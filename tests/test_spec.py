@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from neurochange.errors import InputError
-from neurochange.spec import default_spec, load_spec
+from neurochange.workflows.spec import default_spec, load_spec
 
 GOOD = """\
 title = "t"

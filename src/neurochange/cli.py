@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import NeurochangeError
+from neurochange import __version__
+from neurochange.errors import NeurochangeError
 
 
 class _Group(click.Group):
@@ -105,7 +105,7 @@ def data_fetch(which):
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    from . import download
+    from neurochange.sources import download
 
     files = download.data_files(which)
     status = {"cache": "cached", "mirror": "from mirror", "download": "downloaded"}
@@ -142,7 +142,7 @@ def data_fetch(which):
 @click.argument("which", type=_DATASET_CHOICE, default="all")
 def data_path(which):
     """Print the folder where fetched databases live (or one database's folder)."""
-    from . import download
+    from neurochange.sources import download
 
     folder = download.data_dir()
     click.echo(folder if which == "all" else folder / download.dataset(which).folder)
@@ -164,8 +164,8 @@ def convert(source, target, overwrite, tal_transform):
     """
     from pathlib import Path
 
-    from .errors import OutputExistsError
-    from .io import file_format, read_studyset, write_studyset
+    from neurochange.errors import OutputExistsError
+    from neurochange.sources.io import file_format, read_studyset, write_studyset
 
     file_format(target)
     if Path(target).exists() and not overwrite:
@@ -212,8 +212,8 @@ def corpus_build(db, source, tal_transform):
     """Fetch the databases (verified), ingest them and tag every study; a second build changes nothing."""
     from rich.console import Console
 
-    from .classify import tag_corpus
-    from .corpus import Corpus, build
+    from neurochange.corpus.store import Corpus, build
+    from neurochange.corpus.tagging.classify import tag_corpus
 
     with Console(stderr=True).status("corpus build") as status, Corpus(db) as corpus:
         def fetching(relpath, done, total):
@@ -238,8 +238,8 @@ def corpus_import(file, db):
 
     The same file imported again changes nothing; a changed file of the same name replaces it.
     """
-    from .classify import tag_corpus
-    from .corpus import Corpus
+    from neurochange.corpus.store import Corpus
+    from neurochange.corpus.tagging.classify import tag_corpus
 
     with Corpus(db) as corpus:
         report = corpus.ingest_file(file)
@@ -274,11 +274,11 @@ def corpus_query(text, db, out, overwrite, source, drop_duplicates):
     """
     from pathlib import Path
 
-    from .corpus import Corpus
-    from .errors import OutputExistsError
+    from neurochange.corpus.store import Corpus
+    from neurochange.errors import OutputExistsError
 
     if out is not None:
-        from .io import file_format, write_studyset
+        from neurochange.sources.io import file_format, write_studyset
 
         file_format(out)
         if Path(out).exists() and not overwrite:
@@ -301,7 +301,7 @@ def corpus_query(text, db, out, overwrite, source, drop_duplicates):
 @_db_option
 def corpus_info(db):
     """Counts by source: studies, experiments, foci, flagged foci; studies in both databases."""
-    from .corpus import Corpus
+    from neurochange.corpus.store import Corpus
 
     with Corpus(db, read_only=True) as corpus:
         info = corpus.info()
@@ -335,9 +335,9 @@ def corpus_tag(db, rules):
     `corpus build` and `corpus import` tag already; run this after changing the rules.
     Nothing changes when the rules and the studies are the same as last time.
     """
-    from .classify import tag_corpus
-    from .corpus import Corpus
-    from .tagrules import load_rules
+    from neurochange.corpus.store import Corpus
+    from neurochange.corpus.tagging.classify import tag_corpus
+    from neurochange.corpus.tagging.rules import load_rules
 
     loaded = load_rules(rules)
     with Corpus(db) as corpus:
@@ -366,9 +366,9 @@ def select_command(text, out, overwrite, db, curation, source, drop_duplicates):
     flow.json (identified, duplicates removed, screened, excluded per criterion, included)
     and provenance.json.
     """
-    from .corpus import Corpus
-    from .outdir import check_out
-    from .select import select, write_selection
+    from neurochange.corpus.select import select, write_selection
+    from neurochange.corpus.store import Corpus
+    from neurochange.results.outdir import check_out
 
     check_out(out, overwrite)
     with Corpus(db, read_only=True) as corpus:
@@ -413,9 +413,9 @@ def ale(input_file, out, overwrite, seed, cores, iters, fwhm, cluster_forming_p,
     Writes NiMARE 0.22.1's maps (stat, p, z, logp and the *_corr-FWE_method-montecarlo maps),
     nulls.npz, clusters.tsv, clusters_index.nii.gz and the cluster-thresholded z map into --out.
     """
-    from .analysis import run_ale
-    from .provenance import resolve_seed
-    from .signed import run_signed_ale
+    from neurochange.compare.signed import run_signed_ale
+    from neurochange.results.provenance import resolve_seed
+    from neurochange.workflows.ale import run_ale
 
     seed = resolve_seed(seed)
     summary = with_progress(
@@ -480,8 +480,8 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, k
     With --balanced: {stat,p,z,logp}_desc-balancedGroup1MinusGroup2, prob_desc-group<k> and
     stat_desc-conjunction (NiMARE's BalancedALESubtraction).
     """
-    from .compare_run import run_contrast
-    from .provenance import resolve_seed
+    from neurochange.results.provenance import resolve_seed
+    from neurochange.workflows.contrast import run_contrast
 
     seed = resolve_seed(seed)
     if balanced and click.get_current_context().get_parameter_source("iters").name == "DEFAULT":
@@ -520,7 +520,7 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, k
               help="Map to read from each folder [default: the cluster-FWE .05 thresholded z map].")
 def conjunction_command(dir_a, dir_b, out, overwrite, map_name):
     """Minimum-statistic conjunction (Nichols 2005) and overlap of two results folders."""
-    from .compare_run import DEFAULT_CONJUNCTION_MAP, run_conjunction
+    from neurochange.workflows.contrast import DEFAULT_CONJUNCTION_MAP, run_conjunction
 
     rec = run_conjunction(dir_a, dir_b, out, map_name=map_name or DEFAULT_CONJUNCTION_MAP, overwrite=overwrite)
     dice = "n/a" if rec["dice"] is None else f"{rec['dice']:.3f}"
@@ -557,7 +557,7 @@ def _density_command(kind: str, title: str):
                   help="Analyse increases and decreases separately and combine them (signed and conflict maps).")
     def command(input_file, out, overwrite, seed, cores, iters, radius, cluster_forming_p, cluster_p, mask,
                 keep_contrasts, signed):
-        from .mkda_run import run_density, run_signed_density
+        from neurochange.workflows.density import run_density, run_signed_density
 
         summary = (run_signed_density if signed else run_density)(
             kind, input_file, out, n_iters=iters, seed=seed, n_cores=cores, radius=radius,
@@ -599,7 +599,7 @@ kda_command = _density_command(
 def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cluster_forming_p, fdr_only, mask,
                  keep_contrasts):
     """MKDA chi-square of SELECTION against REST (NiMARE MKDAChi2): uniformity and association maps, FDR, FWE."""
-    from .mkda_run import run_chi2
+    from neurochange.workflows.density import run_chi2
 
     summary = run_chi2(selection, rest, out, n_iters=0 if fdr_only else iters, seed=seed, n_cores=cores,
                        radius=radius, cluster_forming_p=cluster_forming_p, mask=mask,
@@ -635,7 +635,7 @@ def review_command(spec, out, overwrite, iters, seed, cores, no_report):
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .review import run_review
+    from neurochange.workflows.review import run_review
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   disable=not sys.stderr.isatty()) as bar:
@@ -663,8 +663,8 @@ def review_command(spec, out, overwrite, iters, seed, cores, no_report):
 @cli.command("atlases")
 def atlases_command():
     """List the anatomical atlases that label cluster peaks, with their licences and citations."""
-    from .atlas import atlas_info
-    from .references import cite
+    from neurochange.results.atlas import atlas_info
+    from neurochange.sources.references import cite
 
     for info in atlas_info():
         click.echo(f"{info['name']}: {info['title']}\n  from {info['package']} {info['version']} "
@@ -676,7 +676,7 @@ def atlases_command():
 @click.argument("model_file", required=False, type=click.Path(dir_okay=False))
 def models_command(model_file):
     """List the built-in neural models, or check MODEL_FILE (TOML) and show its regions."""
-    from .hypotheses import builtin_models, load_model, region_definition
+    from neurochange.hypotheses.models import builtin_models, load_model, region_definition
 
     models = [load_model(model_file)] if model_file else list(builtin_models().values())
     for model in models:
@@ -712,7 +712,7 @@ def diagnose_command(result_dir, failsafe, moderators, whole_brain, seed, cores,
     (cluster_experiments.tsv, failsafe.tsv, cluster_moderators.tsv), plots and diagnostics.json
     are written beside it.
     """
-    from .diagnose_run import diagnose
+    from neurochange.workflows.diagnose import diagnose
 
     names = [m.strip() for m in moderators.split(",")] if moderators else None
     summary = with_progress("diagnose", 1, diagnose, result_dir, failsafe=failsafe, moderators=names,

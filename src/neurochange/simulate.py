@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import space as _space
-from .studyset import StudySet
+from neurochange import space as _space
+from neurochange.studyset import StudySet
 
 
 def simulate_studyset(

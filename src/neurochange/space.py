@@ -14,7 +14,7 @@ from importlib import resources
 import nibabel as nib
 import numpy as np
 
-from .errors import InputError
+from neurochange.errors import InputError
 
 #: Foci farther than this from the origin on any axis (mm) cannot be in a brain.
 COORDINATE_LIMIT_MM = 128.0

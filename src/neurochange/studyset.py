@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import space as _space
-from .errors import InputError
-from .vocabulary import allowed
+from neurochange import space as _space
+from neurochange.errors import InputError
+from neurochange.vocabulary import allowed
 
 STUDY_COLUMNS: dict[str, str] = {
     "study_id": "string",

@@ -6,7 +6,7 @@ import tomllib
 from functools import lru_cache
 from importlib import resources
 
-from .errors import InputError
+from neurochange.errors import InputError
 
 TAG_FIELDS = ("modality", "subtype", "disorder", "design", "imaging", "direction")
 

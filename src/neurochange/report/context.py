@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..diagnose_run import CLUSTER_COLUMNS as DIAGNOSTIC_COLUMNS
-from ..errors import InputError
+from neurochange.errors import InputError
+from neurochange.workflows.diagnose import CLUSTER_COLUMNS as DIAGNOSTIC_COLUMNS
 
 #: Columns of clusters.tsv the cluster tables leave out (shown elsewhere or internal).
 HIDDEN_CLUSTER_COLUMNS = ("experiments", "is_subpeak")
@@ -289,6 +289,6 @@ def review_context(out: str | Path) -> dict:
 
 
 def _flow_groups(flow: dict):
-    from .figures import flow_groups
+    from neurochange.report.figures import flow_groups
 
     return flow_groups(flow)

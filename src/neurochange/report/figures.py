@@ -21,7 +21,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Patch
 
-#: The cluster-FWE thresholded z map written by :func:`neurochange.output.write_result` (p < .05).
+#: The cluster-FWE thresholded z map written by :func:`neurochange.results.write.write_result` (p < .05).
 CLUSTER_PREFIX = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
 CLUSTER_MAP = f"{CLUSTER_PREFIX}_thresh-05"
 VOXEL_Z = "z_level-voxel_corr-FWE_method-montecarlo"
@@ -132,7 +132,7 @@ def _threshold_text(name: str) -> str:
 def analysis_map(folder: str | Path) -> tuple[Path | None, str]:
     """The map a figure of an analysis folder shows, and a sentence saying what it is.
 
-    The cluster-FWE thresholded z map (``..._thresh-<p>``, as :mod:`neurochange.output` writes it)
+    The cluster-FWE thresholded z map (``..._thresh-<p>``, as :mod:`neurochange.results.write` writes it)
     when present, else the voxel-level FWE z map (shown where corrected p < .05).
     """
     folder = Path(folder)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import jinja2
 
-from .. import references
-from ..outdir import atomic_file
-from . import figures
-from .context import report_resource, review_context
+from neurochange.report import figures
+from neurochange.report.context import report_resource, review_context
+from neurochange.results.outdir import atomic_file
+from neurochange.sources import references
 
 REPORT_NAME = "report.html"
 FLOW_FIGURE = "flow.png"
@@ -85,7 +85,7 @@ def _conjunction_input(comparison: dict, folder: Path) -> Path:
 
 
 def raise_missing(comparison: dict) -> None:
-    from ..errors import InputError
+    from neurochange.errors import InputError
 
     raise InputError(f"comparison {comparison['name']} names a group that is not in groups",
                      file="review.json", field="comparisons")

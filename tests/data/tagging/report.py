@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tagging_helpers import FLOORS, TAGS, scores  # noqa: E402
 
-from neurochange.tagrules import default_rules  # noqa: E402
+from neurochange.corpus.tagging.rules import default_rules  # noqa: E402
 
 STRATA = ("all", "enriched", "random")
 

@@ -1,0 +1,774 @@
+"""Null ALE iterations in numba: largest ALE, largest cluster size and mass for random foci.
+
+One iteration takes the experiments of a result (their foci counts and kernels) with
+every focus moved to a given voxel, and returns (max ALE in the mask, size in voxels of
+the largest face-connected cluster of ALE > threshold, largest cluster mass = sum over
+a cluster of ALE - threshold): exactly what :func:`null_iteration_numpy` computes
+densely with NumPy and SciPy, only faster.
+
+- Geometry: the grid padded by the largest kernel radius (cubes never leave it); of
+  every (i, j) row along k only the span of its mask voxels is stored ("compact"
+  index), and kernel cubes are clipped to these spans.
+- Exact ALE of the whole map (large data sets, and the fallback below): a running
+  product of ``1 - MA`` (float64) over the rows the kernels touch; an experiment's MA is
+  the running maximum over its foci (float32 scratch), folded into the product and
+  cleared once per row over the span its foci cover. Touched rows are listed, so reading
+  the result and restoring the product to 1 costs what the kernels touched.
+- Two stages, for plans whose kernel cores are much smaller than the cubes (small and
+  medium data sets; :mod:`neurochange.inference.montecarlo` times both engines and keeps the
+  faster). Stage 1 bounds the ALE from above on 2 x 2 x 2 voxel blocks: each focus
+  multiplies every block its kernel core (values >= tau) reaches by ``1 - (largest core
+  value in the block)``, every focus as if it were its own experiment
+  (``prod_f (1 - x_f) <= 1 - max_f x_f``); the values left out of the cores add at most
+  ``1 - prod_e (1 - tail_e)``. Stage 2 computes the exact ALE only on the k-span of the
+  rows whose blocks may pass the threshold, row by row in a small buffer, from the foci
+  listed for each row (in focus order). If no voxel passes, the maximum may lie
+  anywhere and the whole map is computed exactly. Either way the result is exact, with
+  the same arithmetic (products over experiments in the same order, cluster masses
+  summed in voxel order), so both engines give bit-identical nulls.
+- Clusters: union-find over the supra-threshold voxel list (each voxel joined to its
+  earlier face neighbours), with a compact label array cleared voxel by voxel.
+- Parallel: one thread per worker, each running a compiled loop that releases the GIL on
+  its own work space (``nogil`` threads compile in a fraction of the time ``prange``
+  takes); iteration ``it`` goes to worker ``it % n_workers`` and its result depends only
+  on its foci.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+from scipy import ndimage
+
+from neurochange.inference.unionfind import _find  # union-find root with path halving, shared
+from neurochange.meta import kernels
+from neurochange.meta.result import MetaResult
+
+FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
+#: Tails left out of the kernel cores may add at most this share of the cluster-forming threshold.
+CORE_SLACK = 0.03
+#: Two stages are used when the cores hold at most this share of the kernel rows.
+CORE_ROW_SHARE = 0.6
+#: Relative safety margin on the bound (covers float64 rounding of the products).
+BOUND_MARGIN = 1e-9
+
+#: Padded-grid rows and their compact mask spans (see module docstring).
+Geometry = namedtuple("Geometry", "ny row_lo row_hi row_off outside")
+#: Kernel cubes (float32 values concatenated) and, per cube row (a, b), the k-range holding values.
+KernelTable = namedtuple("KernelTable", "values start radius row_start row_klo row_khi plane_start plane_blo plane_bhi")
+#: Stage-1 bound: per kernel and alignment (i, j, k parity) of the focus, the 2 x 2 x 2 blocks
+#: its core reaches, as flat offsets from the focus's block and factors ``1 - block max``;
+#: entries of (kernel, alignment) ``a`` are ``start[a]:start[a + 1]``; ``shape``: block grid.
+BoundTable = namedtuple("BoundTable", "offset keep start shape")
+#: Per-worker work space (2-D arrays, one row per worker).
+Work = namedtuple(
+    "Work",
+    "prod scratch row_flag rows labels supra_idx supra_row supra_val parent size_acc mass_acc "
+    "block_keep block_flag cand_blocks cand_rows cand_klo cand_khi plane_jlo plane_jhi plane_klo plane_khi list_head "
+    "list_tail "
+    "entry_focus entry_next row_prod row_max foci_i foci_j exp_stamp exp_rows exp_klo exp_khi",
+)
+
+
+# ---------------------------------------------------------------------------- plan
+@dataclass
+class NullPlan:
+    """Everything fixed for a run: geometry, kernels, experiments, thresholds."""
+
+    pad: int
+    padded_shape: tuple
+    geometry: Geometry
+    kernels: KernelTable
+    bound: BoundTable  # empty when one stage is used
+    exp_offsets: np.ndarray  # int64 (n_exp + 1,): foci of experiment e are exp_offsets[e]:exp_offsets[e+1]
+    exp_kernel: np.ndarray  # int64 (n_exp,): index into the kernel table
+    null_row: np.ndarray  # int64 (n_null,): row of each null voxel
+    null_k: np.ndarray  # int64 (n_null,): padded k of each null voxel
+    threshold: float  # cluster-forming ALE (supra-threshold: ALE > threshold)
+    tail_keep: float  # prod_e (1 - largest value of kernel e outside its core); 1 with one stage
+    two_stage: bool
+
+    @property
+    def n_foci(self) -> int:
+        return int(self.exp_offsets[-1])
+
+    @property
+    def n_null(self) -> int:
+        return len(self.null_row)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.geometry.row_lo)
+
+    @property
+    def n_compact(self) -> int:
+        return len(self.geometry.outside)
+
+    @property
+    def max_side(self) -> int:
+        return int(2 * self.kernels.radius.max() + 1)
+
+    def null_ijk(self, draws: np.ndarray) -> np.ndarray:
+        """Grid voxel indices (..., 3) of null-voxel draws."""
+        i, j = np.divmod(self.null_row[draws], self.padded_shape[1])
+        return np.stack([i, j, self.null_k[draws]], axis=-1) - self.pad
+
+
+def _kernel_table(kernel_list: list[kernels.KernelCube]) -> KernelTable:
+    """The kernels concatenated; per cube row (a, b) its k-range of non-zero values, per
+    plane a its b-range of non-empty rows (empty: lo == hi)."""
+    klo, khi, blo, bhi = [], [], [], []
+    for kernel in kernel_list:
+        rows = (kernel.array() > 0).reshape(-1, kernel.side)
+        has = rows.any(axis=1)
+        klo.append(np.where(has, rows.argmax(axis=1), 0))
+        khi.append(np.where(has, kernel.side - rows[:, ::-1].argmax(axis=1), 0))
+        planes = has.reshape(kernel.side, kernel.side)
+        some = planes.any(axis=1)
+        blo.append(np.where(some, planes.argmax(axis=1), 0))
+        bhi.append(np.where(some, kernel.side - planes[:, ::-1].argmax(axis=1), 0))
+    sides = [k.side for k in kernel_list]
+    return KernelTable(
+        values=np.concatenate([k.values for k in kernel_list]).astype(np.float32),
+        start=np.concatenate([[0], np.cumsum([len(k.values) for k in kernel_list])]).astype(np.int64),
+        radius=np.array([k.radius for k in kernel_list], dtype=np.int64),
+        row_start=np.concatenate([[0], np.cumsum([s**2 for s in sides])]).astype(np.int64),
+        row_klo=np.concatenate(klo).astype(np.int64),
+        row_khi=np.concatenate(khi).astype(np.int64),
+        plane_start=np.concatenate([[0], np.cumsum(sides)]).astype(np.int64),
+        plane_blo=np.concatenate(blo).astype(np.int64),
+        plane_bhi=np.concatenate(bhi).astype(np.int64),
+    )
+
+
+def _bound_table(
+    kernel_list: list[kernels.KernelCube], tau: float, padded_shape: tuple
+) -> tuple[BoundTable, np.ndarray]:
+    """Stage-1 block factors of the kernel cores (values >= tau); also each kernel's
+    largest value left out of its core."""
+    shape = tuple(-(-s // 2) for s in padded_shape)
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    offsets, keeps, start, dropped = [], [], [0], []
+    for kernel in kernel_list:
+        cube = kernel.array().astype(np.float64)
+        core = np.where(cube >= tau, cube, 0.0)
+        dropped.append(cube[cube < tau].max() if (cube < tau).any() else 0.0)
+        r = kernel.radius
+        for align in np.ndindex(2, 2, 2):
+            # block of voxel d (offset from the focus) relative to the focus's block: (align + d) // 2
+            lo = [(a - r) // 2 for a in align]
+            hi = [(a + r) // 2 for a in align]
+            blocks = np.zeros([h - l + 1 for l, h in zip(lo, hi)])
+            d = np.arange(-r, r + 1)
+            bi, bj, bk = (((a + d) // 2) - l for a, l in zip(align, lo))
+            np.maximum.at(blocks, np.ix_(bi, bj, bk), core)
+            where = np.argwhere(blocks > 0)
+            offsets.append(((where + lo) * strides).sum(axis=1))
+            keeps.append(1.0 - blocks[tuple(where.T)])
+            start.append(start[-1] + len(where))
+    table = BoundTable(
+        offset=np.concatenate(offsets).astype(np.int64),
+        keep=np.concatenate(keeps),
+        start=np.array(start, dtype=np.int64),
+        shape=np.array(shape, dtype=np.int64),
+    )
+    return table, np.array(dropped)
+
+
+def build_plan(
+    result: MetaResult, null_voxels: np.ndarray, threshold: float, two_stage: bool | None = None
+) -> NullPlan:
+    """The plan for ``result``'s experiments drawing foci from ``null_voxels`` (3-D bool).
+
+    ``two_stage``: None chooses (two stages when kernel cores hold at most
+    ``CORE_ROW_SHARE`` of the kernel rows); True/False force it (for tests).
+    """
+    grid = result.grid
+    kernel_list: list[kernels.KernelCube] = []
+    exp_kernel = np.zeros(result.n_experiments, dtype=np.int64)
+    for i in range(result.n_experiments):
+        kernel = result.kernel(i)
+        matches = [j for j, known in enumerate(kernel_list) if known is kernel]
+        if matches:
+            exp_kernel[i] = matches[0]
+        else:
+            exp_kernel[i] = len(kernel_list)
+            kernel_list.append(kernel)
+
+    pad = max(1, max(k.radius for k in kernel_list))
+    padded_shape = tuple(int(s) + 2 * pad for s in grid.shape)
+    mask_pad = np.zeros(padded_shape, dtype=bool)
+    mask_pad[pad:-pad, pad:-pad, pad:-pad] = grid.mask
+    rows = mask_pad.reshape(-1, padded_shape[2])
+    has = rows.any(axis=1)
+    row_lo = np.where(has, rows.argmax(axis=1), 0).astype(np.int64)
+    row_hi = np.where(has, padded_shape[2] - rows[:, ::-1].argmax(axis=1), 0).astype(np.int64)
+    row_off = np.concatenate([[0], np.cumsum(row_hi - row_lo)[:-1]]).astype(np.int64)
+    outside = np.concatenate([~rows[q, row_lo[q]:row_hi[q]] for q in np.flatnonzero(has)]).astype(np.float64)
+
+    counts = np.bincount(result.focus_experiment, minlength=result.n_experiments)
+    tau = CORE_SLACK * threshold / max(1, result.n_experiments)
+    if two_stage is None:
+        core_rows = sum(c * ((k.array() >= tau).any(axis=2)).sum() for c, k in
+                        zip(np.bincount(exp_kernel, weights=counts), kernel_list))
+        full_rows = sum(c * k.side**2 for c, k in zip(np.bincount(exp_kernel, weights=counts), kernel_list))
+        two_stage = core_rows <= CORE_ROW_SHARE * full_rows
+    if two_stage:
+        bound, dropped = _bound_table(kernel_list, tau, padded_shape)
+        tail_keep = float(np.prod(1.0 - dropped[exp_kernel]))
+    else:
+        empty = np.zeros(0, dtype=np.int64)
+        bound = BoundTable(empty, np.zeros(0), np.zeros(1, dtype=np.int64), np.ones(3, dtype=np.int64))
+        tail_keep = 1.0
+
+    ijk = np.argwhere(null_voxels) + pad
+    return NullPlan(
+        pad=pad,
+        padded_shape=padded_shape,
+        geometry=Geometry(padded_shape[1], row_lo, row_hi, row_off, outside),
+        kernels=_kernel_table(kernel_list),
+        bound=bound,
+        exp_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        exp_kernel=exp_kernel,
+        null_row=(ijk[:, 0] * padded_shape[1] + ijk[:, 1]).astype(np.int64),
+        null_k=ijk[:, 2].astype(np.int64),
+        threshold=float(threshold),
+        tail_keep=tail_keep,
+        two_stage=bool(two_stage),
+    )
+
+
+def make_work(plan: NullPlan, n_workers: int, n_entries: int | None = None) -> Work:
+    """Work space for ``n_workers`` workers (about 100 bytes per mask voxel each).
+
+    ``n_entries``: room for stage-2 focus-row pairs (default: 64 per focus, at least 4096).
+    """
+    n = plan.n_compact
+    n_blocks = int(np.prod(plan.bound.shape)) if plan.two_stage else 1
+    # focus-row pairs of the stage-2 lists; more than this and the whole map is computed
+    if n_entries is None:
+        n_entries = min(plan.n_foci * plan.max_side**2, max(4096, 64 * plan.n_foci)) if plan.two_stage else 1
+    nz = plan.padded_shape[2]
+    return Work(
+        prod=np.ones((n_workers, n), dtype=np.float64),
+        scratch=np.zeros((n_workers, n), dtype=np.float32),
+        row_flag=np.zeros((n_workers, plan.n_rows), dtype=np.uint8),
+        rows=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+        labels=np.zeros((n_workers, n), dtype=np.int32),
+        supra_idx=np.zeros((n_workers, n), dtype=np.int64),
+        supra_row=np.zeros((n_workers, n), dtype=np.int64),
+        supra_val=np.zeros((n_workers, n), dtype=np.float64),
+        parent=np.zeros((n_workers, n), dtype=np.int64),
+        size_acc=np.zeros((n_workers, n), dtype=np.int64),
+        mass_acc=np.zeros((n_workers, n), dtype=np.float64),
+        block_keep=np.ones((n_workers, n_blocks), dtype=np.float64),
+        block_flag=np.zeros((n_workers, n_blocks), dtype=np.uint8),
+        cand_blocks=np.zeros((n_workers, n_blocks), dtype=np.int64),
+        cand_rows=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+        cand_klo=np.full((n_workers, plan.n_rows), nz, dtype=np.int64),
+        cand_khi=np.full((n_workers, plan.n_rows), -1, dtype=np.int64),
+        plane_jlo=np.full((n_workers, plan.padded_shape[0]), plan.padded_shape[1], dtype=np.int64),
+        plane_jhi=np.full((n_workers, plan.padded_shape[0]), -1, dtype=np.int64),
+        plane_klo=np.full((n_workers, plan.padded_shape[0]), nz, dtype=np.int64),
+        plane_khi=np.full((n_workers, plan.padded_shape[0]), -1, dtype=np.int64),
+        list_head=np.full((n_workers, plan.n_rows), -1, dtype=np.int64),
+        list_tail=np.full((n_workers, plan.n_rows), -1, dtype=np.int64),
+        entry_focus=np.zeros((n_workers, n_entries), dtype=np.int64),
+        entry_next=np.zeros((n_workers, n_entries), dtype=np.int64),
+        row_prod=np.ones((n_workers, nz), dtype=np.float64),
+        row_max=np.zeros((n_workers, nz), dtype=np.float32),
+        foci_i=np.zeros((n_workers, plan.n_foci), dtype=np.int64),
+        foci_j=np.zeros((n_workers, plan.n_foci), dtype=np.int64),
+        exp_stamp=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+        exp_rows=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+        exp_klo=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+        exp_khi=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+    )
+
+
+# ---------------------------------------------------------------------------- exact ALE, whole map
+# Hot loops take plain arrays (namedtuples are unpacked once per iteration).
+@njit(cache=True)
+def _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradius, krow_start, row_klo, row_khi,
+                plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, prod, scratch, row_flag, rows,
+                exp_stamp, exp_rows, exp_klo, exp_khi):
+    """prod *= 1 - MA_e for every experiment e, over its kernel rows clipped to the mask spans.
+
+    An experiment with one focus is folded in directly; otherwise its MA (max over its
+    foci) is built in ``scratch``, then folded into ``prod`` and cleared row by row over
+    the span its foci cover in each row (``exp_stamp`` marks the experiment's rows,
+    listed in ``exp_rows`` with spans ``exp_klo``/``exp_khi``). Every row written is
+    flagged 1 and listed in ``rows``; returns the number listed.
+    """
+    n_rows = 0
+    for e in range(exp_offsets.shape[0] - 1):
+        kk = exp_kernel[e]
+        r = kradius[kk]
+        side = 2 * r + 1
+        k0 = kstart[kk]
+        q0 = krow_start[kk]
+        a0 = plane_start[kk]
+        f0 = exp_offsets[e]
+        f1 = exp_offsets[e + 1]
+        single = f1 - f0 == 1
+        n_exp_rows = 0
+        for f in range(f0, f1):
+            first_row = foci_row[f] - r * ny - r
+            kfirst = foci_k[f] - r
+            for a in range(side):
+                for b in range(plane_blo[a0 + a], plane_bhi[a0 + a]):
+                    row = first_row + a * ny + b
+                    q = q0 + a * side + b
+                    lo = max(kfirst + row_klo[q], row_lo[row])
+                    hi = min(kfirst + row_khi[q], row_hi[row])
+                    if lo >= hi:
+                        continue
+                    if row_flag[row] == 0:
+                        row_flag[row] = 1
+                        rows[n_rows] = row
+                        n_rows += 1
+                    n = hi - lo
+                    start = row_off[row] + lo - row_lo[row]
+                    kfrom = k0 + (q - q0) * side + lo - kfirst
+                    kv = values[kfrom: kfrom + n]
+                    if single:
+                        p = prod[start: start + n]
+                        for t in range(n):
+                            p[t] *= 1.0 - kv[t]
+                    else:
+                        sc = scratch[start: start + n]
+                        for t in range(n):
+                            sc[t] = max(sc[t], kv[t])
+                        if exp_stamp[row] != e + 1:
+                            exp_stamp[row] = e + 1
+                            exp_rows[n_exp_rows] = row
+                            n_exp_rows += 1
+                            exp_klo[row] = lo
+                            exp_khi[row] = hi
+                        else:
+                            exp_klo[row] = min(exp_klo[row], lo)
+                            exp_khi[row] = max(exp_khi[row], hi)
+        for q in range(n_exp_rows):  # fold the experiment's MA in, clear it
+            row = exp_rows[q]
+            start = row_off[row] + exp_klo[row] - row_lo[row]
+            n = exp_khi[row] - exp_klo[row]
+            p = prod[start: start + n]
+            sc = scratch[start: start + n]
+            for t in range(n):
+                p[t] *= 1.0 - sc[t]
+                sc[t] = 0.0
+    for q in range(n_rows):
+        exp_stamp[rows[q]] = 0
+    return n_rows
+
+
+@njit(cache=True)
+def _collect(rows, n_rows, row_lo, row_hi, row_off, outside, threshold, prod, row_flag, supra_idx, supra_row,
+             supra_val):
+    """Max ALE over the mask voxels of the listed rows and their supra-threshold voxels.
+
+    Restores the rows' product to 1 and their flags to 0. Returns (max ALE, count of
+    supra-threshold voxels written to supra_idx (compact) / supra_row / supra_val).
+    """
+    keep_min = 1.0
+    keep_threshold = 1.0 - threshold
+    n_supra = 0
+    for q in range(n_rows):
+        row = rows[q]
+        row_flag[row] = 0
+        start = row_off[row]
+        n = row_hi[row] - row_lo[row]
+        p = prod[start: start + n]
+        o = outside[start: start + n]
+        low = 1.0
+        for t in range(n):
+            low = min(low, max(p[t], o[t]))
+        if low < keep_threshold:
+            for t in range(n):
+                if o[t] == 0.0:
+                    ale = 1.0 - p[t]
+                    if ale > threshold:
+                        supra_idx[n_supra] = start + t
+                        supra_row[n_supra] = row
+                        supra_val[n_supra] = ale
+                        n_supra += 1
+        keep_min = min(keep_min, low)
+        for t in range(n):
+            p[t] = 1.0
+    return 1.0 - keep_min, n_supra
+
+
+# ---------------------------------------------------------------------------- stage 1: block bound
+@njit(cache=True)
+def _candidate_rows(foci_row, foci_k, foci_kernel, offset, keep, start, bshape, ny, row_lo, row_hi, keep_bound,
+                    block_keep, block_flag, cand_blocks, cand_rows, cand_klo, cand_khi, plane_jlo, plane_jhi,
+                    plane_klo, plane_khi):
+    """Rows (and their k-spans) that may hold a voxel with ALE > threshold; returns their count.
+
+    A 2 x 2 x 2 block is a candidate once its bound product drops below ``keep_bound``;
+    its 4 rows become candidates (if they hold mask voxels) over its 2 k, and each
+    i-plane's spans of candidate j and k are kept in ``plane_jlo``/``plane_jhi`` and
+    ``plane_klo``/``plane_khi`` (inclusive, exclusive). ``block_keep`` and
+    ``block_flag`` are restored.
+    """
+    sbi = bshape[1] * bshape[2]
+    sbj = bshape[2]
+    n_blocks = 0
+    for f in range(foci_row.shape[0]):
+        i = foci_row[f] // ny
+        j = foci_row[f] - i * ny
+        k = foci_k[f]
+        a = foci_kernel[f] * 8 + (i % 2) * 4 + (j % 2) * 2 + k % 2
+        base = (i // 2) * sbi + (j // 2) * sbj + k // 2
+        for e in range(start[a], start[a + 1]):
+            idx = base + offset[e]
+            value = block_keep[idx] * keep[e]
+            block_keep[idx] = value
+            if value < keep_bound and block_flag[idx] == 0:
+                block_flag[idx] = 1
+                cand_blocks[n_blocks] = idx
+                n_blocks += 1
+    for f in range(foci_row.shape[0]):  # restore the block products
+        i = foci_row[f] // ny
+        j = foci_row[f] - i * ny
+        k = foci_k[f]
+        a = foci_kernel[f] * 8 + (i % 2) * 4 + (j % 2) * 2 + k % 2
+        base = (i // 2) * sbi + (j // 2) * sbj + k // 2
+        for e in range(start[a], start[a + 1]):
+            block_keep[base + offset[e]] = 1.0
+    n_rows = 0
+    for q in range(n_blocks):
+        idx = cand_blocks[q]
+        block_flag[idx] = 0
+        bi = idx // sbi
+        bj = (idx - bi * sbi) // sbj
+        bk = idx - bi * sbi - bj * sbj
+        for u in range(2):
+            for v in range(2):
+                row = (2 * bi + u) * ny + 2 * bj + v
+                if row_lo[row] >= row_hi[row]:
+                    continue
+                if cand_khi[row] < 0:
+                    cand_rows[n_rows] = row
+                    n_rows += 1
+                    plane_jlo[2 * bi + u] = min(plane_jlo[2 * bi + u], 2 * bj + v)
+                    plane_jhi[2 * bi + u] = max(plane_jhi[2 * bi + u], 2 * bj + v)
+                cand_klo[row] = min(cand_klo[row], 2 * bk)
+                cand_khi[row] = max(cand_khi[row], 2 * bk + 2)
+                plane_klo[2 * bi + u] = min(plane_klo[2 * bi + u], 2 * bk)
+                plane_khi[2 * bi + u] = max(plane_khi[2 * bi + u], 2 * bk + 2)
+    return n_rows
+
+
+# ---------------------------------------------------------------------------- stage 2: exact rows
+@njit(cache=True)
+def _list_foci(foci_i, foci_j, foci_k, foci_r, ny, row_lo, row_hi, cand_klo, cand_khi, plane_jlo, plane_jhi, plane_klo,
+               plane_khi, list_head, list_tail, entry_focus, entry_next):
+    """Per candidate row, the foci whose kernel rows reach its k-span, as linked lists in
+    focus order (``list_head``/``list_tail`` per row, ``entry_focus``/``entry_next``).
+
+    Each focus visits only the rows of its cube inside the candidate j-span of each plane
+    whose candidate k-span its cube meets.
+    Returns False if the lists would overflow ``entry_focus`` (nothing is then listed).
+    """
+    n_entries = 0
+    for f in range(foci_i.shape[0]):
+        r = foci_r[f]
+        fj0 = foci_j[f] - r
+        kfirst = foci_k[f] - r
+        for i in range(foci_i[f] - r, foci_i[f] + r + 1):
+            if kfirst >= plane_khi[i] or kfirst + 2 * r < plane_klo[i]:
+                continue
+            jlo = max(plane_jlo[i], fj0)
+            jhi = min(plane_jhi[i], fj0 + 2 * r)
+            for j in range(jlo, jhi + 1):
+                row = i * ny + j
+                if cand_khi[row] < 0:
+                    continue
+                if kfirst >= min(cand_khi[row], row_hi[row]) or kfirst + 2 * r < max(cand_klo[row], row_lo[row]):
+                    continue
+                if n_entries == entry_focus.shape[0]:
+                    for g in range(foci_i.shape[0]):  # undo: clear every list
+                        for i2 in range(foci_i[g] - foci_r[g], foci_i[g] + foci_r[g] + 1):
+                            for j2 in range(foci_j[g] - foci_r[g], foci_j[g] + foci_r[g] + 1):
+                                list_head[i2 * ny + j2] = -1
+                                list_tail[i2 * ny + j2] = -1
+                    return False
+                entry_focus[n_entries] = f
+                entry_next[n_entries] = -1
+                if list_head[row] < 0:
+                    list_head[row] = n_entries
+                else:
+                    entry_next[list_tail[row]] = n_entries
+                list_tail[row] = n_entries
+                n_entries += 1
+    return True
+
+
+@njit(cache=True)
+def _exact_rows(cand_rows, n_cand, cand_klo, cand_khi, list_head, list_tail, entry_focus, entry_next, foci_i, foci_j,
+                foci_k, foci_r, foci_kernel, focus_exp, values, kstart, ny, row_lo, row_hi, row_off, outside,
+                threshold, row_prod, row_max, supra_idx, supra_row, supra_val):
+    """Exact ALE on the candidate rows' k-spans: (max ALE there, supra-threshold voxels listed).
+
+    A row's foci (listed by :func:`_list_foci`, in focus order, so experiment by
+    experiment) build its product of ``1 - MA_e`` in ``row_prod`` (the MA of a
+    multi-focus experiment via ``row_max``), as the whole-map pass does. Restores
+    ``cand_klo``/``cand_khi`` and the lists.
+    """
+    max_ale = 0.0
+    n_supra = 0
+    for q in range(n_cand):
+        row = cand_rows[q]
+        lo = max(cand_klo[row], row_lo[row])
+        hi = min(cand_khi[row], row_hi[row])
+        cand_klo[row] = row_prod.shape[0]  # restores "no candidate"
+        cand_khi[row] = -1
+        entry = list_head[row]
+        list_head[row] = -1
+        list_tail[row] = -1
+        if lo >= hi:
+            continue
+        i = row // ny
+        j = row - i * ny
+        for t in range(lo, hi):
+            row_prod[t] = 1.0
+        while entry >= 0:
+            e = focus_exp[entry_focus[entry]]
+            several = entry_next[entry] >= 0 and focus_exp[entry_focus[entry_next[entry]]] == e
+            if several:
+                for t in range(lo, hi):
+                    row_max[t] = 0.0
+            while entry >= 0 and focus_exp[entry_focus[entry]] == e:
+                f = entry_focus[entry]
+                r = foci_r[f]
+                side = 2 * r + 1
+                kfirst = foci_k[f] - r
+                slo = max(lo, kfirst)
+                shi = min(hi, kfirst + side)
+                kfrom = kstart[foci_kernel[f]] + ((i - foci_i[f] + r) * side + j - foci_j[f] + r) * side - kfirst
+                if several:
+                    for t in range(slo, shi):
+                        v = values[kfrom + t]
+                        if v > row_max[t]:
+                            row_max[t] = v
+                else:
+                    for t in range(slo, shi):
+                        row_prod[t] *= 1.0 - values[kfrom + t]
+                entry = entry_next[entry]
+            if several:
+                for t in range(lo, hi):
+                    row_prod[t] *= 1.0 - row_max[t]
+        base = row_off[row] - row_lo[row]
+        for t in range(lo, hi):
+            if outside[base + t] == 0.0:
+                ale = 1.0 - row_prod[t]
+                if ale > max_ale:
+                    max_ale = ale
+                if ale > threshold:
+                    supra_idx[n_supra] = base + t
+                    supra_row[n_supra] = row
+                    supra_val[n_supra] = ale
+                    n_supra += 1
+    return max_ale, n_supra
+
+
+# ---------------------------------------------------------------------------- clusters
+@njit(cache=True)
+def _compact_index(row, k, row_lo, row_hi, row_off):
+    """Compact index of voxel (row, k), or -1 outside the row's span."""
+    if row_lo[row] <= k < row_hi[row]:
+        return row_off[row] + k - row_lo[row]
+    return -1
+
+
+@njit(cache=True)
+def largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row_lo, row_hi, row_off, labels, parent,
+                    size_acc, mass_acc):
+    """(largest cluster size in voxels, largest cluster mass) of the listed supra-threshold voxels.
+
+    Face connectivity; mass = sum over a cluster of value - threshold. Each voxel is
+    joined to its earlier face neighbours (k - 1, j - 1, i - 1), so every face pair is
+    seen once. ``labels`` (compact int32) must be all zero and is left so; ``parent``,
+    ``size_acc`` and ``mass_acc`` are work space of at least ``n_supra``.
+    """
+    if n_supra == 0:
+        return 0, 0.0
+    # voxel order (compact index) fixes the order of the mass sums, whichever engine listed them
+    order = np.argsort(supra_idx[:n_supra])
+    supra_idx[:n_supra] = supra_idx[:n_supra][order]
+    supra_row[:n_supra] = supra_row[:n_supra][order]
+    supra_val[:n_supra] = supra_val[:n_supra][order]
+    for s in range(n_supra):
+        labels[supra_idx[s]] = s + 1
+        parent[s] = s
+    for s in range(n_supra):
+        row = supra_row[s]
+        k = supra_idx[s] - row_off[row] + row_lo[row]
+        for face in range(3):
+            if face == 0:
+                nb = _compact_index(row, k - 1, row_lo, row_hi, row_off)
+            elif face == 1:
+                nb = _compact_index(row - 1, k, row_lo, row_hi, row_off)
+            else:
+                nb = _compact_index(row - ny, k, row_lo, row_hi, row_off)
+            if nb < 0 or labels[nb] == 0:
+                continue
+            ra = _find(parent, s)
+            rb = _find(parent, labels[nb] - 1)
+            if ra < rb:
+                parent[rb] = ra
+            elif rb < ra:
+                parent[ra] = rb
+    for s in range(n_supra):
+        size_acc[s] = 0
+        mass_acc[s] = 0.0
+    for s in range(n_supra):
+        root = _find(parent, s)
+        size_acc[root] += 1
+        mass_acc[root] += supra_val[s] - threshold
+        labels[supra_idx[s]] = 0
+    max_size = 0
+    max_mass = 0.0
+    for s in range(n_supra):
+        max_size = max(max_size, size_acc[s])
+        max_mass = max(max_mass, mass_acc[s])
+    return max_size, max_mass
+
+
+# ---------------------------------------------------------------------------- iterations
+@njit(cache=True)
+def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel, table, bound, geo,
+               threshold, tail_keep, two_stage, work, w):
+    ny, row_lo, row_hi, row_off, outside = geo
+    values, kstart, kradius, krow_start, row_klo, row_khi, plane_start, plane_blo, plane_bhi = table
+    supra_idx = work.supra_idx[w]
+    supra_row = work.supra_row[w]
+    supra_val = work.supra_val[w]
+    done = False
+    if two_stage:
+        offset, keep, start, bshape = bound
+        # exact ALE <= 1 - (bound product) * tail_keep: blocks whose bound stays at or
+        # below the threshold cannot hold a supra-threshold voxel
+        keep_bound = (1.0 - threshold) / tail_keep * (1.0 + BOUND_MARGIN)
+        n_cand = _candidate_rows(foci_row, foci_k, foci_kernel, offset, keep, start, bshape, ny, row_lo, row_hi,
+                                 keep_bound, work.block_keep[w], work.block_flag[w], work.cand_blocks[w],
+                                 work.cand_rows[w], work.cand_klo[w], work.cand_khi[w], work.plane_jlo[w],
+                                 work.plane_jhi[w], work.plane_klo[w], work.plane_khi[w])
+        foci_i = work.foci_i[w]
+        foci_j = work.foci_j[w]
+        for f in range(foci_row.shape[0]):
+            foci_i[f] = foci_row[f] // ny
+            foci_j[f] = foci_row[f] - foci_i[f] * ny
+        listed = _list_foci(foci_i, foci_j, foci_k, foci_r, ny, row_lo, row_hi, work.cand_klo[w], work.cand_khi[w],
+                            work.plane_jlo[w], work.plane_jhi[w], work.plane_klo[w], work.plane_khi[w],
+                            work.list_head[w], work.list_tail[w], work.entry_focus[w], work.entry_next[w])
+        for q in range(n_cand):
+            plane = work.cand_rows[w][q] // ny
+            work.plane_jlo[w][plane] = ny
+            work.plane_jhi[w][plane] = -1
+            work.plane_klo[w][plane] = work.row_prod.shape[1]
+            work.plane_khi[w][plane] = -1
+        if listed:
+            max_ale, n_supra = _exact_rows(
+                work.cand_rows[w], n_cand, work.cand_klo[w], work.cand_khi[w], work.list_head[w], work.list_tail[w],
+                work.entry_focus[w], work.entry_next[w], foci_i, foci_j, foci_k, foci_r, foci_kernel, focus_exp,
+                values, kstart, ny, row_lo, row_hi, row_off, outside, threshold, work.row_prod[w], work.row_max[w],
+                supra_idx, supra_row, supra_val,
+            )
+        else:  # too many focus-row pairs: clear the candidates, compute the whole map
+            for q in range(n_cand):
+                work.cand_klo[w][work.cand_rows[w][q]] = work.row_prod.shape[1]
+                work.cand_khi[w][work.cand_rows[w][q]] = -1
+            max_ale, n_supra = 0.0, 0
+        # with a supra-threshold voxel, the maximum (> threshold) is among the candidates;
+        # without, it may lie anywhere: compute the whole map
+        done = n_supra > 0
+    if not done:
+        prod = work.prod[w]
+        row_flag = work.row_flag[w]
+        rows = work.rows[w]
+        n_rows = _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradius, krow_start, row_klo,
+                             row_khi, plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, prod,
+                             work.scratch[w], row_flag, rows, work.exp_stamp[w], work.exp_rows[w], work.exp_klo[w],
+                             work.exp_khi[w])
+        max_ale, n_supra = _collect(rows, n_rows, row_lo, row_hi, row_off, outside, threshold, prod, row_flag,
+                                    supra_idx, supra_row, supra_val)
+    max_size, max_mass = largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row_lo, row_hi,
+                                         row_off, work.labels[w], work.parent[w], work.size_acc[w], work.mass_acc[w])
+    return max_ale, max_size, max_mass
+
+
+@njit(cache=True, nogil=True)
+def _run_worker(w, n_workers, draws, null_row, null_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel, table,
+                bound, geo, threshold, tail_keep, two_stage, work, out_voxel, out_size, out_mass):
+    """Iterations w, w + n_workers, ... of ``draws`` on work space ``w`` (releases the GIL)."""
+    n_it, n_foci = draws.shape
+    foci_row = np.empty(n_foci, dtype=np.int64)
+    foci_k = np.empty(n_foci, dtype=np.int64)
+    for it in range(w, n_it, n_workers):
+        for f in range(n_foci):
+            foci_row[f] = null_row[draws[it, f]]
+            foci_k[f] = null_k[draws[it, f]]
+        v, s, m = _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel, table, bound,
+                             geo, threshold, tail_keep, two_stage, work, w)
+        out_voxel[it] = v
+        out_size[it] = s
+        out_mass[it] = m
+
+
+def run_iterations(plan: NullPlan, draws: np.ndarray, work: Work, pool: ThreadPoolExecutor | None = None,
+                   two_stage: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(max ALE, largest cluster size, largest cluster mass), each (n_it,), for the foci ``draws``.
+
+    ``draws``: (n_it, n_foci) indices into the plan's null voxels (foci in experiment order).
+    Iteration ``it`` runs on worker ``it % n_workers`` (one per row of ``work``), the
+    workers on threads of ``pool`` (one is made if needed). ``two_stage=False`` computes
+    whole maps even with a two-stage plan (same results; for choosing the faster).
+    """
+    two_stage = plan.two_stage if two_stage is None else (two_stage and plan.two_stage)
+    n_it = draws.shape[0]
+    n_workers = work.prod.shape[0]
+    out_voxel = np.zeros(n_it)
+    out_size = np.zeros(n_it, dtype=np.int64)
+    out_mass = np.zeros(n_it)
+    focus_exp = np.repeat(np.arange(len(plan.exp_kernel)), np.diff(plan.exp_offsets)).astype(np.int64)
+    foci_kernel = plan.exp_kernel[focus_exp]
+    foci_r = plan.kernels.radius[foci_kernel]
+    draws = np.ascontiguousarray(draws, dtype=np.int32)
+
+    def worker(w):
+        _run_worker(w, n_workers, draws, plan.null_row, plan.null_k, foci_kernel, foci_r, focus_exp, plan.exp_offsets,
+                    plan.exp_kernel, plan.kernels, plan.bound, plan.geometry, plan.threshold, plan.tail_keep,
+                    two_stage, work, out_voxel, out_size, out_mass)
+
+    if n_workers == 1:
+        worker(0)
+    elif pool is not None:
+        list(pool.map(worker, range(n_workers)))
+    else:
+        with ThreadPoolExecutor(n_workers) as own:
+            list(own.map(worker, range(n_workers)))
+    return out_voxel, out_size, out_mass
+
+
+# ---------------------------------------------------------------------------- NumPy reference
+def null_iteration_numpy(result: MetaResult, foci_ijk: np.ndarray, threshold: float) -> tuple[float, int, float]:
+    """Reference iteration: dense ALE of ``result``'s experiments with foci moved to
+    ``foci_ijk`` (n_foci, 3); returns (max ALE, largest cluster size, largest cluster mass)."""
+    grid = result.grid
+    keep = np.ones(grid.shape)
+    for i in range(result.n_experiments):
+        ma = kernels.experiment_ma_numpy(result.kernel(i), foci_ijk[result.focus_experiment == i], grid.shape)
+        keep *= 1.0 - ma
+    ale = np.where(grid.mask, 1.0 - keep, 0.0)
+    labels, n = ndimage.label(ale > threshold, structure=FACE_CONNECTIVITY)
+    if n == 0:
+        return float(ale.max()), 0, 0.0
+    sizes = np.bincount(labels.ravel())[1:]
+    masses = ndimage.sum(ale - threshold, labels=labels, index=np.arange(1, n + 1))
+    return float(ale.max()), int(sizes.max()), float(np.max(masses))

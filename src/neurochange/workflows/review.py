@@ -1,0 +1,488 @@
+"""The review pipeline: a spec in, a results folder with its report out (``neurochange review``).
+
+Order of work (each step a plain call into the modules that own it):
+
+1. check the spec and the output folder, open (or build and tag) the corpus, select every
+   group and check the comparisons on the selections, all before any Monte Carlo;
+2. per group: pool dependent contrasts, ALE + Monte Carlo FWE on all experiments, and on
+   increases and decreases apart where signed experiments exist; ``figure.png``;
+3. comparisons: label-permutation contrast (:func:`compare_run.run_contrast`) and
+   minimum-statistic conjunction with overlap indices (:func:`compare_run.run_conjunction`);
+4. hypotheses: predicted neural models tested on their group (:mod:`neurochange.hypotheses.models`);
+5. ``review.json`` (the summary the report reads), ``studies.tsv``, ``flow.json``,
+   ``provenance.json``, ``timings.json``, then ``report.html``.
+
+Everything is written into a temporary folder renamed into place at the end, so an
+error or Ctrl-C leaves nothing half-written. Each analysis gets its own seed derived from
+the review seed (``numpy.random.SeedSequence``), recorded in ``provenance.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neurochange import __version__
+from neurochange.compare.signed import DIRECTIONS, split_by_direction
+from neurochange.corpus.pooling import pool_experiments
+from neurochange.errors import InputError
+from neurochange.inference.montecarlo import MonteCarloFWE
+from neurochange.meta.ale import ALE
+from neurochange.meta.kernels import fwhm_from_sample_size
+from neurochange.results import provenance
+from neurochange.results.outdir import atomic_dir, check_out
+from neurochange.results.write import write_result
+from neurochange.space import mni_2mm
+from neurochange.studyset import StudySet
+from neurochange.workflows.spec import ReviewSpec, default_spec, load_spec, resolve
+
+#: A group needs at least this many experiments with foci to be analysed at all.
+MIN_TO_RUN = 2
+
+
+def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | None = None,
+               seed: int | None = None, n_cores: int | None = None, overwrite: bool = False,
+               report: bool = True, progress=None, log=None) -> dict:
+    """Run the review of ``spec_path`` (None: the built-in default review) into folder ``out``.
+
+    ``n_iters`` and ``seed`` override the spec's. ``progress(task, done, total)`` is called
+    during Monte Carlo work; ``log(message)`` once per step. Returns ``review.json``'s dict.
+    """
+    log = log or (lambda message: None)
+    spec, spec_path = default_spec() if spec_path is None else (load_spec(spec_path), Path(spec_path))
+    check_out(out, overwrite)
+    settings = _settings(spec, n_iters, seed)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    with ExitStack() as stack:
+        corpus = stack.enter_context(_open_corpus(spec, spec_path, log))
+        selections = _select_groups(corpus, spec, spec_path)
+        _check_comparisons(spec, spec_path, selections)
+        models = _load_models(spec, spec_path)
+        timings["select"] = time.perf_counter() - clock
+        log(f"selected {len(selections['_all'].table)} experiments; "
+            + ", ".join(f"{g.name} {len(selections[g.name].studyset.experiments)}" for g in spec.groups))
+
+        grid = mni_2mm()
+        seeds = _seeds(settings["seed"], spec)
+        with atomic_dir(out, overwrite) as tmp:
+            groups, analysed = [], {}
+            for g in spec.groups:
+                clock = time.perf_counter()
+                entry, analysed[g.name] = _run_group(g, selections[g.name].studyset, grid, settings, seeds[g.name],
+                                                     tmp, n_cores, progress, log)
+                groups.append(entry)
+                timings[f"group:{g.name}"] = time.perf_counter() - clock
+            by_name = {g["name"]: g for g in groups}
+            comparisons = []
+            for c in spec.comparisons:
+                clock = time.perf_counter()
+                comparisons.append(_run_comparison(c, by_name, analysed, settings, seeds[f"{c.kind}:{c.a}:{c.b}"], tmp,
+                                                   n_cores, progress, log))
+                timings[f"{c.kind}:{c.a}:{c.b}"] = time.perf_counter() - clock
+            tested = []
+            for h, model in zip(spec.hypotheses, models):
+                clock = time.perf_counter()
+                tested.append(_run_hypothesis(h, model, by_name, analysed, grid, settings, seeds[f"model:{h.model}:{h.group}"],
+                                              tmp, n_cores, progress, log))
+                timings[f"model:{model.name}:{h.group}"] = time.perf_counter() - clock
+
+            clock = time.perf_counter()
+            summary = _summary(spec, settings, groups, comparisons, tested)
+            _write_tables(selections, spec, tmp)
+            provenance.write_json(tmp / "review.json", summary)
+            provenance.write_json(tmp / "provenance.json", _provenance(spec, spec_path, settings, seeds, selections,
+                                                                       groups))
+            if report:
+                from neurochange.report import write_report
+
+                write_report(tmp)
+            timings["report"] = time.perf_counter() - clock
+            provenance.write_json(tmp / "timings.json", {"seconds": timings, "n_cores": n_cores})
+    log(f"wrote {out}")
+    return summary
+
+
+# ------------------------------------------------------------------ set-up
+def _settings(spec: ReviewSpec, n_iters, seed) -> dict:
+    a = spec.analysis
+    fwhm = a.fwhm if a.fwhm is not None else (
+        float(fwhm_from_sample_size(a.sample_size)) if a.sample_size is not None else None)
+    return {
+        "estimator": a.estimator,
+        "fwhm": fwhm,
+        "sample_size": a.sample_size,
+        "n_iters": int(n_iters) if n_iters is not None else a.n_iters,
+        "model_iters": min(a.model_iters, int(n_iters)) if n_iters is not None else a.model_iters,
+        "diagnostics": a.diagnostics,
+        "failsafe": a.failsafe,
+        "moderators": list(a.moderators),
+        "diagnostics_iters": min(a.diagnostics_iters, int(n_iters)) if n_iters is not None else a.diagnostics_iters,
+        "early_stop": a.early_stop,
+        "cluster_forming_p": a.cluster_forming_p,
+        "cluster_p": a.cluster_p,
+        "null_mask": a.null_mask,
+        "min_experiments": a.min_experiments,
+        "keep_contrasts": a.keep_contrasts,
+        "signed": a.signed,
+        "seed": provenance.resolve_seed(seed if seed is not None else a.seed),
+        "corpus": spec.corpus.description or (Path(spec.corpus.file).name if spec.corpus.file else "corpus"),
+        "source": spec.corpus.source,
+        "selection": spec.selection,
+        "space": "MNI152 2 mm (NiMARE ALE brain mask, 228,483 voxels)",
+    }
+
+
+def _seeds(seed: int, spec: ReviewSpec) -> dict[str, int]:
+    """One seed per analysis, from the review seed, keyed by what it is for (order of the spec)."""
+    keys = [g.name for g in spec.groups] + [f"{c.kind}:{c.a}:{c.b}" for c in spec.comparisons] + [
+        f"model:{h.model}:{h.group}" for h in spec.hypotheses]
+    children = np.random.SeedSequence(seed).spawn(len(keys))
+    return {k: int(c.generate_state(1)[0] % (2**31 - 1)) for k, c in zip(keys, children)}
+
+
+class _open_corpus:
+    """Context manager: the spec's corpus (built and tagged on first use) or its input file in memory."""
+
+    def __init__(self, spec: ReviewSpec, spec_path: Path, log):
+        self.spec, self.spec_path, self.log = spec, spec_path, log
+
+    def __enter__(self):
+        from neurochange.corpus.store import Corpus, build, default_path
+
+        c = self.spec.corpus
+        if c.file is not None:
+            self.corpus = Corpus(":memory:")
+            self.corpus.ingest_file(resolve(self.spec, self.spec_path, c.file))
+            return self.corpus
+        path = resolve(self.spec, self.spec_path, c.path) if c.path else default_path()
+        if not path.exists() or not _tagged(path):
+            from neurochange.corpus.tagging.classify import tag_corpus
+
+            self.log(f"building the corpus at {path} (first use)")
+            self.corpus = Corpus(path)
+            if not self.corpus.sources():
+                build(self.corpus)
+            tag_corpus(self.corpus)
+            return self.corpus
+        self.corpus = Corpus(path, read_only=True)
+        return self.corpus
+
+    def __exit__(self, *exc):
+        self.corpus.close()
+        return False
+
+
+def _tagged(path: Path) -> bool:
+    from neurochange.corpus.store import Corpus
+    from neurochange.corpus.tagging.classify import tagging_info
+
+    with Corpus(path, read_only=True) as corpus:
+        return bool(corpus.sources()) and bool(tagging_info(corpus))
+
+
+def _select_groups(corpus, spec: ReviewSpec, spec_path: Path) -> dict:
+    from neurochange.corpus.select import select
+
+    curation = resolve(spec, spec_path, spec.corpus.curation)
+    kwargs = {"source": spec.corpus.source, "curation": curation, "drop_duplicates": spec.corpus.drop_duplicates}
+    out = {"_all": select(corpus, spec.selection, **kwargs)}
+    for g in spec.groups:
+        out[g.name] = select(corpus, f"{spec.selection} {g.query}".strip(), **kwargs)
+    return out
+
+
+def _check_comparisons(spec: ReviewSpec, spec_path: Path, selections: dict) -> None:
+    for i, c in enumerate(spec.comparisons):
+        if c.kind != "contrast":
+            continue
+        a = set(selections[c.a].studyset.experiments["study_id"])
+        b = set(selections[c.b].studyset.experiments["study_id"])
+        shared = sorted(a & b)
+        if shared:
+            raise InputError(f"a contrast needs two disjoint groups, but {len(shared)} studies are in both "
+                             f"{c.a} and {c.b} (e.g. {shared[0]}); narrow one group's query",
+                             file=str(spec_path), field=f"comparisons[{i}]")
+
+
+def _load_models(spec: ReviewSpec, spec_path: Path) -> list:
+    if not spec.hypotheses:
+        return []
+    from neurochange.hypotheses.models import builtin_models, load_model
+
+    builtin = builtin_models()
+    return [builtin[h.model] if h.model in builtin else load_model(resolve(spec, spec_path, h.model))
+            for h in spec.hypotheses]
+
+
+# ------------------------------------------------------------------ groups
+def _ale(studyset: StudySet, grid, settings: dict, seed: int, n_cores, progress):
+    result = ALE(fwhm=settings["fwhm"]).fit(studyset, grid)
+    return MonteCarloFWE(n_iters=settings["n_iters"], cluster_forming_p=settings["cluster_forming_p"],
+                         null_mask=settings["null_mask"], early_stop=settings["early_stop"], seed=seed,
+                         n_cores=n_cores).correct(result, progress=progress)
+
+
+def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settings: dict, seed: int = 0,
+                    n_cores=None, progress=None) -> pd.DataFrame:
+    """The group's results folder: maps and tables, the analysed experiments (``studies.tsv``, and
+    ``studyset.tsv`` that ``neurochange ale`` re-runs and ``neurochange diagnose`` reads) and ``figure.png``."""
+    from neurochange.report.figures import analysis_figure
+
+    clusters = write_result(result, folder, cluster_p=settings["cluster_p"], studyset=studyset)
+    analysed = studyset.filter_experiments(result.experiment_ids)
+    analysed.resolved_experiments().to_csv(folder / "studies.tsv", sep="\t", index=False, lineterminator="\n")
+    if settings["diagnostics"] and len(clusters):
+        from neurochange.workflows.diagnose import diagnose
+
+        clusters = diagnose(folder, failsafe=settings["failsafe"], moderators=settings["moderators"],
+                            n_iters=settings["diagnostics_iters"], seed=seed, n_cores=n_cores,
+                            progress=progress)["clusters"]
+    analysis_figure(folder, title)
+    return clusters
+
+
+def _n_clusters(clusters: pd.DataFrame) -> int:
+    return int(clusters["cluster_id"].nunique()) if len(clusters) else 0
+
+
+def _run_group(g, studyset: StudySet, grid, settings: dict, seed: int, tmp: Path, n_cores, progress,
+               log) -> tuple[dict, dict]:
+    """Analyse one group; return its ``review.json`` entry and the StudySets analysed (all, by direction)."""
+    label = g.label or g.name.replace("_", " ").capitalize()
+    pooled = []
+    if not settings["keep_contrasts"] and len(studyset.experiments):
+        studyset, pooled = pool_experiments(studyset)
+    with_foci = set(studyset.foci["experiment_id"])
+    k = int(studyset.experiments["experiment_id"].isin(with_foci).sum())
+    directions = studyset.resolved_experiments()["direction"].fillna("unknown")
+    counts = {d: int((directions == d).sum()) for d in DIRECTIONS}
+    entry = {
+        "name": g.name, "label": label, "query": g.query,
+        "n_experiments": k, "n_studies": int(studyset.experiments["study_id"].nunique()),
+        "n_foci": int(len(studyset.foci)),
+        "n_increase": counts["increase"], "n_decrease": counts["decrease"],
+        "n_unsigned": int(len(directions) - counts["increase"] - counts["decrease"]),
+        "signed": False, "underpowered": k < settings["min_experiments"],
+        "folder": None, "signed_folders": {d: None for d in DIRECTIONS}, "n_clusters": 0,
+        "pooled": len(pooled), "note": "",
+    }
+    notes, sets = [], {"all": None, **{d: None for d in DIRECTIONS}}
+    if k < MIN_TO_RUN:
+        entry["note"] = f"not analysed: {k} experiment(s) with foci (at least {MIN_TO_RUN} needed)"
+        log(f"{g.name}: {entry['note']}")
+        return entry, sets
+    sets["all"] = studyset
+    log(f"{g.name}: ALE on {k} experiments ({entry['n_foci']} foci)")
+    result = _ale(studyset, grid, settings, seed, n_cores, _task(progress, g.name))
+    entry["folder"] = f"{g.name}_est-ale"
+    clusters = _write_analysis(result, studyset, tmp / entry["folder"], label, settings, seed, n_cores,
+                               _task(progress, f"{g.name} diagnostics"))
+    entry["n_clusters"] = _n_clusters(clusters)
+    entry["n_iters_run"] = int(result.params["montecarlo"]["n_iters"])
+    if entry["underpowered"]:
+        notes.append(f"{k} experiments: fewer than {settings['min_experiments']} (Eickhoff et al. 2016), "
+                     "underpowered; results are shown but should not be relied on")
+    signed_n = counts["increase"] + counts["decrease"]
+    if settings["signed"] == "no":
+        notes.append("signed analysis switched off in the spec")
+    elif signed_n == 0:
+        notes.append(f"0 of {k} experiments carry a direction (increase/decrease): no signed maps; "
+                     "findings are unsigned (change in either direction)")
+    else:
+        parts, _left_out = split_by_direction(studyset)
+        for d in DIRECTIONS:
+            part = parts[d]
+            n_d = 0 if part is None else int(part.experiments["experiment_id"].isin(set(part.foci["experiment_id"])).sum())
+            if n_d < MIN_TO_RUN:
+                notes.append(f"{n_d} {d} experiment(s): no {d} map")
+                continue
+            folder = f"{g.name}_dir-{d}_est-ale"
+            log(f"{g.name}: ALE on {n_d} {d} experiments")
+            r = _ale(part, grid, settings, seed, n_cores, _task(progress, f"{g.name} ({d})"))
+            _write_analysis(r, part, tmp / folder, f"{label}: {d}s", settings, seed, n_cores,
+                            _task(progress, f"{g.name} ({d}) diagnostics"))
+            entry["signed_folders"][d] = folder
+            sets[d] = part
+        entry["signed"] = any(entry["signed_folders"].values())
+        notes.append(f"{signed_n} of {k} experiments signed ({counts['increase']} increase, "
+                     f"{counts['decrease']} decrease); {k - signed_n} unsigned or not curated left out of the signed maps")
+    entry["note"] = "; ".join(notes)
+    return entry, sets
+
+
+def _task(progress, name: str):
+    if progress is None:
+        return None
+    return lambda done, total: progress(name, done, total)
+
+
+# ------------------------------------------------------------------ comparisons
+def _run_comparison(c, groups: dict, analysed: dict, settings: dict, seed: int, tmp: Path, n_cores, progress, log) -> dict:
+    from neurochange.workflows.contrast import run_conjunction, run_contrast
+
+    a, b = groups[c.a], groups[c.b]
+    entry = {"name": f"{c.a}_{'vs' if c.kind == 'contrast' else 'and'}_{c.b}", "kind": c.kind, "a": c.a, "b": c.b,
+             "folder": None, "n_clusters": 0, "note": ""}
+    if a["folder"] is None or b["folder"] is None:
+        entry["note"] = "not run: a group was not analysed"
+        return entry
+    entry["folder"] = f"{entry['name']}_{c.kind}"
+    folder = tmp / entry["folder"]
+    if c.kind == "conjunction":
+        log(f"conjunction {c.a} and {c.b}")
+        record = run_conjunction(tmp / a["folder"], tmp / b["folder"], folder)
+        record.update(a=a["folder"], b=b["folder"])  # relative names, not the temporary folder's path
+        provenance.write_json(folder / "overlap.json", record)
+        entry["n_clusters"] = int(record["clusters"])
+        entry["overlap"] = {k: v for k, v in record.items() if k not in ("a", "b", "map", "method", "clusters")}
+        from neurochange.report.figures import overlap_figure
+        from neurochange.results.write import thresh_name
+
+        name = f"{thresh_name(settings['cluster_p'])}.nii.gz"
+        overlap_figure(tmp / a["folder"] / name, tmp / b["folder"] / name, folder / "figure.png",
+                       labels=(a["label"], b["label"]), title=f"{a['label']} and {b['label']}: overlap")
+        return entry
+    log(f"contrast {c.a} vs {c.b}: label permutation")
+    with _as_files(tmp, {c.a: analysed[c.a]["all"], c.b: analysed[c.b]["all"]}) as (path_a, path_b):
+        summary = run_contrast(path_a, path_b, folder, n_iters=settings["n_iters"], seed=seed, n_cores=n_cores,
+                               fwhm=settings["fwhm"], keep_contrasts=True,
+                               cluster_forming_p=settings["cluster_forming_p"],
+                               progress=_task(progress, f"{c.a} vs {c.b}"))
+    entry.update(voxels_p05=summary["voxels_p05"], voxels_p001=summary["voxels_p001"])
+    entry["n_clusters"] = _contrast_clusters(folder, settings["cluster_p"])
+    from neurochange.report.figures import contrast_figure
+
+    contrast_figure(folder, f"{a['label']} minus {b['label']}")
+    return entry
+
+
+class _as_files:
+    """StudySets by group name as NiMARE JSON files in ``tmp`` (the contrast reads files), removed afterwards."""
+
+    def __init__(self, tmp: Path, sets: dict):
+        self.sets = sets
+        self.paths = [tmp / f".{name}.studyset.json" for name in sets]
+
+    def __enter__(self):
+        from neurochange.sources.io import write_studyset
+
+        for studyset, path in zip(self.sets.values(), self.paths):
+            write_studyset(studyset, path)
+        return self.paths
+
+    def __exit__(self, *exc):
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+        return False
+
+
+def _contrast_clusters(folder: Path, cluster_p: float) -> int:
+    """``clusters.tsv`` of a contrast: voxels with cluster-size FWE p < ``cluster_p`` (else voxel-level FWE),
+    peaks on |z| (positive z: A > B); returns the number of clusters."""
+    import nibabel as nib
+    from scipy import ndimage
+
+    from neurochange.inference.clusters import cluster_table, label_clusters
+
+    diff = "group1MinusGroup2"
+    img = nib.load(folder / f"z_desc-{diff}.nii.gz")
+    z = np.asarray(img.get_fdata())
+    for name in (f"p_desc-{diff}Size_level-cluster_corr-FWE_method-montecarlo",
+                 f"p_desc-{diff}_level-voxel_corr-FWE_method-montecarlo"):
+        if (folder / f"{name}.nii.gz").exists():
+            p = np.asarray(nib.load(folder / f"{name}.nii.gz").get_fdata())
+            break
+    labels, sizes = label_clusters((p < cluster_p) & (z != 0))
+    p_fwe = ndimage.minimum(p, labels, np.arange(1, len(sizes) + 1)) if len(sizes) else None
+    table = cluster_table(np.abs(z), z, labels, sizes, img.affine, p_fwe=p_fwe)
+    table.drop(columns=["n_experiments", "experiments"]).to_csv(
+        folder / "clusters.tsv", sep="\t", index=False, float_format="%.6g")
+    return int(len(sizes))
+
+
+# ------------------------------------------------------------------ hypotheses
+def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: dict, seed: int, tmp: Path, n_cores, progress,
+                    log) -> dict:
+    from neurochange.hypotheses.models import test_model, write_model_test
+
+    g = groups[h.group]
+    entry = {"name": model.name, "title": model.title, "group": h.group, "verdict": "not enough data",
+             "basis": "unsigned", "table": None, "summary": {}, "references": list(model.references)}
+    if g["folder"] is None:
+        entry["summary"] = {"note": g["note"]}
+        return entry
+    sets = analysed[h.group]
+    log(f"model {model.name} on {h.group}")
+    test = test_model(model, sets, grid, fwhm=settings["fwhm"], n_iters=settings["model_iters"], seed=seed,
+                      n_cores=n_cores, progress=_task(progress, f"model {model.name}"))
+    stem = f"{model.name}_{h.group}"
+    write_model_test(test, tmp / "models", stem)
+    entry.update(verdict=test.verdict, basis=test.basis, table=f"models/{stem}.tsv", summary=test.summary)
+    return entry
+
+
+# ------------------------------------------------------------------ summary
+def _summary(spec: ReviewSpec, settings: dict, groups, comparisons, tested) -> dict:
+    from neurochange.results import atlas
+    from neurochange.sources.references import load_bib
+
+    atlases = atlas.atlas_info()
+    cited = {"turkeltaub2002", "eickhoff2009", "eickhoff2012", "turkeltaub2012", "eickhoff2016"}
+    for m in tested:
+        cited.update(m["references"])
+    for a in atlases:
+        if a.get("citation"):
+            cited.add(a["citation"])
+    bib = load_bib()
+    return {
+        "title": spec.title,
+        "question": spec.question.strip(),
+        "neurochange_version": __version__,
+        "seed": settings["seed"],
+        "settings": {k: v for k, v in settings.items() if k != "seed"},
+        "flow": "flow.json",
+        "studies": "studies.tsv",
+        "groups": groups,
+        "comparisons": comparisons,
+        "models": tested,
+        "atlases": atlases,
+        "references": sorted(k for k in cited if k in bib),
+    }
+
+
+def _write_tables(selections: dict, spec: ReviewSpec, tmp: Path) -> None:
+    from neurochange.results.provenance import write_json
+
+    table = selections["_all"].table.copy()
+    member = {g.name: set(selections[g.name].table["experiment_id"]) for g in spec.groups}
+    table["groups"] = [",".join(n for n in member if e in member[n]) for e in table["experiment_id"]]
+    table.to_csv(tmp / "studies.tsv", sep="\t", index=False, lineterminator="\n")
+    flow = dict(selections["_all"].flow)
+    flow["groups"] = {g.name: {"query": g.query, **selections[g.name].flow["included"]} for g in spec.groups}
+    write_json(tmp / "flow.json", flow)
+
+
+def _provenance(spec: ReviewSpec, spec_path: Path, settings: dict, seeds: dict, selections: dict, groups) -> dict:
+    studyset = selections["_all"].studyset
+    return {
+        "command": "review",
+        "spec": spec.model_dump(mode="json"),
+        "spec_file": spec_path.name,
+        "spec_sha256": provenance.sha256_file(spec_path),
+        "seed": settings["seed"],
+        "analysis_seeds": seeds,
+        "settings": settings,
+        "sources": studyset.provenance.get("sources", []),
+        "tagging": selections["_all"].flow.get("tagging"),
+        "curation": selections["_all"].flow.get("curation"),
+        "versions": provenance.versions(),
+    }
+
+
+__all__ = ["run_review", "MIN_TO_RUN"]
