@@ -35,13 +35,14 @@ def child(side: str, mirror: Path, term: str, save: str | None = None, fwe_iters
     extra = {}
     start = time.perf_counter()
     if side == "neurochange":
+        from neurochange.inference.permutation import LabelPermutation
         from neurochange.meta import chi2
 
         result = chi2.correct_fdr(chi2.MKDAChi2().fit(selection, rest))
         n_sig = int((result.maps["p_desc-association_level-voxel_corr-FDR_method-indep"] < 0.05).sum())
         if fwe_iters:
             fit_seconds = time.perf_counter() - start
-            chi2.correct_fwe(result, n_iters=fwe_iters, seed=0)
+            chi2.correct_fwe(result, LabelPermutation(n_iters=fwe_iters, seed=0))
             extra = {"fit_fdr_seconds": round(fit_seconds, 2), "fwe_iters": fwe_iters,
                      "fwe_seconds": round(time.perf_counter() - start - fit_seconds, 2)}
     else:

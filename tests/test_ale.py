@@ -97,7 +97,7 @@ def test_fixed_fwhm_equals_nimare(pain_path):
     ours = ALE(fwhm=9.0).fit(read_studyset(pain_path))
     est, theirs = nimare_ale(load_nimare_dataset(pain_path), fwhm=9.0)
     _agree(ours, est, theirs)
-    assert np.all(ours.experiment_fwhm == 9.0)
+    assert np.all(ours.estimator.experiment_fwhm(ours.inputs) == 9.0)
 
 
 def test_ma_maps_rebuild_the_statistic(pain):
@@ -152,7 +152,7 @@ def test_single_experiment_null_is_its_ma_histogram():
     stat = result.maps["stat"]
     peak = stat.max()
     assert result.maps["p"][stat.argmax()] == pytest.approx(1 / grid.n_voxels)
-    assert peak == pytest.approx(float(result.kernel(0).values.max()), rel=1e-7)
+    assert peak == pytest.approx(float(result.estimator.experiment_kernels(result.inputs)[0].values.max()), rel=1e-7)
 
 
 def _one_study(n=10, **focus):

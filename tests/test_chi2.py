@@ -15,6 +15,8 @@ import pytest
 from scipy.stats import chi2 as chi2_dist
 from test_ale import neurosynth_subset
 
+from neurochange.inference.executors import CHUNK_SIZE
+from neurochange.inference.permutation import LabelPermutation
 from neurochange.meta import chi2 as c2
 from neurochange.space import mask_img
 
@@ -76,7 +78,7 @@ def test_permutation_step_equals_nimare(fitted):
 
 def test_fwe_maps_equal_nimare_correction(fitted):
     ours, est, _ = fitted
-    null = c2.fwe_null(ours, n_iters=40, seed=5)
+    null, _ = c2.fwe_null(ours, LabelPermutation(n_iters=40, seed=5))
     maps, nulls = c2.fwe_maps(ours, null)
     thresh = float(chi2_dist.isf(0.001, 1))
     for row, label in enumerate(c2.LABELS):
@@ -90,14 +92,14 @@ def test_fwe_maps_equal_nimare_correction(fitted):
 
 def test_fwe_null_independent_of_cores(fitted):
     ours, _, _ = fitted
-    a = c2.fwe_null(ours, n_iters=c2.CHUNK_ITERS + 7, seed=3, cores=1)
-    b = c2.fwe_null(ours, n_iters=c2.CHUNK_ITERS + 7, seed=3, cores=2)
+    a, _ = c2.fwe_null(ours, LabelPermutation(n_iters=CHUNK_SIZE + 7, seed=3, n_cores=1))
+    b, _ = c2.fwe_null(ours, LabelPermutation(n_iters=CHUNK_SIZE + 7, seed=3, n_cores=2))
     np.testing.assert_array_equal(a, b)
-    assert a.shape == (c2.CHUNK_ITERS + 7, 3, 3)
+    assert a.shape == (CHUNK_SIZE + 7, 3, 3)
 
 
 def test_pooled_maps_equal_numpy_reference(fitted):
-    from neurochange.meta.mkda import sphere_ma_numpy
+    from neurochange.meta.spheres import sphere_ma_numpy
 
     ours, _, _ = fitted
     pooled = c2.experiment_ma_csr(ours, 10.0)

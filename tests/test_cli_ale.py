@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from workflow_helpers import analysis_folder
 
 from neurochange.cli import cli
-from neurochange.workflows.ale import run_ale
 
 FWE_MAPS = [
     f"{kind}_{level}_corr-FWE_method-montecarlo"
@@ -156,5 +156,5 @@ def test_interrupted_run_leaves_nothing(pain, tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_ale(pain, tmp_path / "out", n_iters=500, seed=1, progress=interrupt)
+        analysis_folder(pain, tmp_path / "out", n_iters=500, seed=1, progress=interrupt)
     assert list(tmp_path.iterdir()) == []

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from nimare_reference import load_nimare_dataset
+from workflow_helpers import conjunction_folder
 
 from neurochange.cli import cli
+from neurochange.compare.overlap import conjunction, overlap
 from neurochange.compare.subtraction import (
     Subtraction,
     _group_values,
@@ -17,8 +19,6 @@ from neurochange.compare.subtraction import (
     _permutation_tails,
     _permutation_tails_numpy,
     _sparse_ma,
-    conjunction,
-    overlap,
 )
 from neurochange.errors import InputError
 from neurochange.meta.ale import ALE
@@ -178,7 +178,7 @@ def test_conjunction_equals_nimare_workflow(ours_exact, tmp_path):
     za = np.where(ours_exact.maps["z_desc-group1"] > 3.1, ours_exact.maps["z_desc-group1"], 0)
     zb = np.where(ours_exact.maps["z_desc-group2"] > 3.1, ours_exact.maps["z_desc-group2"], 0)
     da, db = _folder(tmp_path / "a", za), _folder(tmp_path / "b", zb)
-    rec = run_conjunction(da, db, tmp_path / "conj")
+    rec = conjunction_folder(da, db, tmp_path / "conj")
     ours = nib.load(tmp_path / "conj" / "z_desc-conjunction.nii.gz").get_fdata()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -212,11 +212,11 @@ def test_conjunction_user_errors(tmp_path):
     da = _folder(tmp_path / "a", np.ones(mni_2mm().n_voxels))
     (tmp_path / "b").mkdir()
     with pytest.raises(InputError, match="no map"):
-        run_conjunction(da, tmp_path / "b", tmp_path / "out")
+        run_conjunction(da, tmp_path / "b")
     nib.save(nib.Nifti1Image(np.ones((3, 3, 3), dtype=np.float32), np.eye(4)),
              tmp_path / "b" / f"{DEFAULT_CONJUNCTION_MAP}.nii.gz")
     with pytest.raises(InputError, match="different grids"):
-        run_conjunction(da, tmp_path / "b", tmp_path / "out")
+        run_conjunction(da, tmp_path / "b")
 
 
 def test_voxel_fwe_maps_as_nimare_computes_them(ours_exact):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from workflow_helpers import analysis_folder
 
 from neurochange.cli import cli
 from neurochange.diagnostics import jackknife as diagnostics
@@ -15,7 +16,7 @@ from neurochange.errors import InputError
 from neurochange.simulate import simulate_studyset
 from neurochange.sources.io import write_studyset
 from neurochange.workflows import diagnose as diagnose_run
-from neurochange.workflows.ale import run_ale
+from neurochange.workflows.settings import DiagnosticsSettings
 
 CENTRE = (-40, 24, 30)
 
@@ -29,7 +30,7 @@ def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("diag")
     path = root / "input.tsv"
     write_studyset(studyset, path)
-    run_ale(path, root / "ale", n_iters=200, seed=4, n_cores=1)
+    analysis_folder(path, root / "ale", n_iters=200, seed=4, n_cores=1)
     return root / "ale"
 
 
@@ -48,8 +49,9 @@ def test_folder_carries_what_was_analysed(folder):
 
 def test_diagnose_adds_columns_and_tables(folder):
     before = pd.read_csv(folder / "clusters.tsv", sep="\t")
-    out = diagnose_run.diagnose(folder, failsafe=True, moderators=["sessions", "imaging"], whole_brain=True,
-                                n_iters=100, n_repetitions=2, n_perm=200, max_added=24, seed=3, n_cores=1)
+    settings = DiagnosticsSettings(failsafe=True, moderators=("sessions", "imaging"), whole_brain=True, n_iters=100,
+                                   n_repetitions=2, n_perm=200, max_added=24)
+    out = diagnose_run.diagnose(folder, settings, seed=3, n_cores=1)
     after = pd.read_csv(folder / "clusters.tsv", sep="\t")
     assert len(after) == len(before)
     for col in ("jackknife_survived", "max_contribution", "max_contributor", "fail_safe_n", "fail_safe_n_ci_low",
@@ -73,7 +75,7 @@ def test_diagnose_adds_columns_and_tables(folder):
     assert record["seed"] == 3 and record["failsafe"]["n_repetitions"] == 2
     assert out["files"] and "clusters.tsv" in out["files"]
     # running again replaces, never duplicates, the columns
-    diagnose_run.diagnose(folder, failsafe=False, jackknife=False, seed=3)
+    diagnose_run.diagnose(folder, DiagnosticsSettings(failsafe=False, jackknife=False), seed=3)
     again = pd.read_csv(folder / "clusters.tsv", sep="\t")
     assert "fail_safe_n" not in again.columns and "moderator_sessions_p" not in again.columns
     assert "max_contribution" in again.columns
@@ -87,14 +89,15 @@ def test_failure_leaves_folder_unchanged(folder, monkeypatch):
 
     monkeypatch.setattr(diagnose_run.moderators_mod, "plot_moderator", broken)
     with pytest.raises(RuntimeError):
-        diagnose_run.diagnose(folder, failsafe=False, jackknife=False, moderators=["sessions"], n_perm=10, seed=1)
+        diagnose_run.diagnose(folder, DiagnosticsSettings(failsafe=False, jackknife=False, moderators=("sessions",),
+                                                          n_perm=10), seed=1)
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == snapshot
     assert not [p for p in folder.iterdir() if p.name.startswith(".diagnose")]
 
 
 def test_user_mistakes_are_input_errors(folder, tmp_path):
     with pytest.raises(InputError, match="unknown moderator 'dose'"):
-        diagnose_run.diagnose(folder, failsafe=False, jackknife=False, moderators=["dose"])
+        diagnose_run.diagnose(folder, DiagnosticsSettings(failsafe=False, jackknife=False, moderators=("dose",)))
     with pytest.raises(InputError, match="params.json not found"):
         diagnose_run.load_analysis(tmp_path)
     result = CliRunner().invoke(cli, ["diagnose", str(tmp_path)])

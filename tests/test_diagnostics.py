@@ -18,7 +18,8 @@ from neurochange.simulate import simulate_studyset
 from neurochange.sources.io import read_studyset
 from neurochange.studyset import StudySet
 
-SETTINGS = {"cluster_forming_p": 0.001, "null_mask": "brain", "vfwe_only": False, "cluster_p": 0.05}
+#: The main analysis's correction: cluster-forming p .001, brain null mask, cluster-level FWE.
+CORRECTOR = MonteCarloFWE(cluster_forming_p=0.001, null_mask="brain", vfwe_only=False)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_cluster_resting_on_one_experiment_is_flagged():
     c = int(near.cluster_id.iloc[0]) - 1
     share = diagnostics.contributions(result, labels)
     counts = diagnostics.focus_counts(result, labels)
-    survived, _ = diagnostics.jackknife(result, labels, SETTINGS, n_iters=200, seed=5, n_cores=1)
+    survived, _ = diagnostics.jackknife(result, labels, CORRECTOR, 0.05, n_iters=200, seed=5, n_cores=1)
     summary, long = diagnostics.cluster_summary(result.experiment_ids, share, counts, survived)
     row = summary.iloc[c]
     assert row.max_contributor == "lone-1"
@@ -119,7 +120,7 @@ def test_cluster_in_most_experiments_survives_every_leave_one_out():
     near = main[(main.peak_x + 40).abs().le(8) & (main.peak_y - 20).abs().le(8) & (main.peak_z - 30).abs().le(8)]
     assert len(near) == 1
     c = int(near.cluster_id.iloc[0]) - 1
-    survived, best_p = diagnostics.jackknife(result, labels, SETTINGS, n_iters=200, seed=5, n_cores=1)
+    survived, best_p = diagnostics.jackknife(result, labels, CORRECTOR, 0.05, n_iters=200, seed=5, n_cores=1)
     assert survived[:, c].all()
     assert np.all(best_p[:, c] < 0.05)
 

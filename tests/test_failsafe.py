@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,8 @@ from neurochange.meta.ale import ALE
 from neurochange.results.write import result_clusters
 from neurochange.simulate import simulate_studyset
 
-SETTINGS = {"cluster_forming_p": 0.001, "null_mask": "brain", "vfwe_only": False, "cluster_p": 0.05}
+#: The main analysis's correction: cluster-forming p .001, brain null mask, cluster-level FWE.
+CORRECTOR = MonteCarloFWE(cluster_forming_p=0.001, null_mask="brain", vfwe_only=False)
 
 
 def test_search_finds_each_clusters_boundary_exactly():
@@ -44,8 +47,9 @@ def test_critical_value_agrees_with_null_to_p(cluster_p):
 def test_noise_experiments_resample_sizes_and_counts():
     studyset = simulate_studyset([{"n": 6, "centre": None}], n_foci=5, seed=2)
     result = ALE().fit(studyset)
-    result.sample_sizes = np.array([10.0, 12, 14, 16, 18, 20])
-    result.focus_experiment = np.repeat(np.arange(6), [5, 5, 5, 5, 5, 5])
+    result = dataclasses.replace(result, inputs=dataclasses.replace(
+        result.inputs, sample_sizes=np.array([10.0, 12, 14, 16, 18, 20])))
+    assert (result.inputs.foci_per_experiment() == 5).all()
     noise = failsafe.noise_experiments(result, 50, np.random.default_rng(1), result.grid.mask)
     assert len(noise.experiments) == 50
     assert set(noise.experiments["n"].astype(int)) <= {10, 12, 14, 16, 18, 20}
@@ -74,7 +78,7 @@ def _fail_safe(hits, seed=0):
     near = main[(main.peak_x + 38).abs().le(8) & (main.peak_y - 22).abs().le(8) & (main.peak_z - 28).abs().le(8)]
     assert len(near) == 1
     c = int(near.cluster_id.iloc[0]) - 1
-    out = failsafe.fail_safe_n(result, labels, {**SETTINGS, "main_nulls": result.nulls}, n_repetitions=2,
+    out = failsafe.fail_safe_n(result, labels, CORRECTOR, 0.05, n_repetitions=2,
                                n_iters=200, seed=7, n_cores=1)
     assert out["values"].shape == (2, int(labels.max()))
     assert out["ci_low"][c] <= out["median"][c] <= out["ci_high"][c]

@@ -13,8 +13,9 @@ import pytest
 from nimare_reference import load_nimare_dataset
 from test_ale import neurosynth_subset
 
-from neurochange.meta.mkda import KDA, MKDADensity, sphere_counts, sphere_ma_numpy, sphere_offsets
+from neurochange.meta.mkda import KDA, MKDADensity
 from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS
+from neurochange.meta.spheres import sphere_counts, sphere_ma_numpy, sphere_offsets
 from neurochange.sources.io import read_studyset
 from neurochange.space import mask_img, mni_2mm
 
@@ -130,10 +131,10 @@ def mc_pair(pain):
     """Our and NiMARE's Monte Carlo nulls for MKDADensity on the pain set, N_MC iterations each."""
     from nimare.correct import FWECorrector
 
-    from neurochange.inference.engines import sphere as mm
+    from neurochange.inference.montecarlo import MonteCarloFWE
 
     studyset, dset = pain
-    ours = mm.correct_fwe(MKDADensity().fit(studyset), n_iters=N_MC, seed=4)
+    ours = MonteCarloFWE(n_iters=N_MC, seed=4).correct(MKDADensity().fit(studyset))
     est, theirs = nimare_fit("MKDADensity", dset, random_state=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -172,22 +173,24 @@ def test_montecarlo_voxel_null_matches_nimare(mc_pair):
 
 
 def test_montecarlo_maps_and_cores(pain):
-    from neurochange.inference.engines import sphere as mm
-    from neurochange.meta.result import FWE_MAPS
+    from neurochange.inference.executors import CHUNK_SIZE
+    from neurochange.inference.montecarlo import MonteCarloFWE
+    from neurochange.meta.result import FWE_MAPS, NULL_VOXEL
 
     studyset, _ = pain
     result = KDA().fit(studyset)
-    one = mm.montecarlo_null(result, n_iters=mm.CHUNK_ITERS + 3, seed=9, cores=1)
-    two = mm.montecarlo_null(result, n_iters=mm.CHUNK_ITERS + 3, seed=9, cores=2)
-    np.testing.assert_array_equal(one, two)
-    maps = mm.fwe_maps(result, one)
-    assert set(maps) == set(FWE_MAPS)
-    logp = maps["logp_level-voxel_corr-FWE_method-montecarlo"]
-    n = len(one)
+    one = MonteCarloFWE(n_iters=CHUNK_SIZE + 3, seed=9, n_cores=1).correct(result)
+    two = MonteCarloFWE(n_iters=CHUNK_SIZE + 3, seed=9, n_cores=2).correct(result)
+    for key, values in one.nulls.items():
+        np.testing.assert_array_equal(values, two.nulls[key])
+    assert set(FWE_MAPS) <= set(one.maps)
+    logp = one.maps["logp_level-voxel_corr-FWE_method-montecarlo"]
+    null = one.nulls[NULL_VOXEL]
+    n = len(null)
     assert logp.max() <= -np.log10(1 / n) + 1e-12 and logp.min() >= -np.log10(1 - 1 / n) - 1e-12
     # voxel-level p = share of null maxima >= the voxel's statistic
     best = np.argmax(result.maps["stat"])
-    expected = max(np.mean(one[:, 0] >= result.maps["stat"][best]), 1 / n)
+    expected = max(np.mean(null >= result.maps["stat"][best]), 1 / n)
     assert logp[best] == pytest.approx(-np.log10(expected))
 
 
@@ -207,6 +210,6 @@ def test_montecarlo_labelling_equals_scipy_reference(pain, cls):
     for stat in maps:
         for thresh in np.unique(np.quantile(stat, [0.5, 0.9, 0.99])):
             ours = max_clusters(stat, float(thresh), neighbours, *work)
-            ref = mm._max_cluster(np.zeros(grid.shape), grid.mask, stat, float(thresh))
+            ref = mm.max_cluster_numpy(np.zeros(grid.shape), grid.mask, stat, float(thresh))
             assert ours[0] == ref[0] and ours[1] == ref[1], thresh
             assert ours[0] > 0

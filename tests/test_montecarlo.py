@@ -71,7 +71,7 @@ def _threshold(result, p=0.001):
 @pytest.mark.parametrize("two_stage", [False, True])
 def test_iterations_equal_dense_reference_pain(pain, two_stage):
     threshold = _threshold(pain)
-    plan = null_ale.build_plan(pain, pain.grid.mask, threshold, two_stage=two_stage)
+    plan = null_ale.build_plan(pain.inputs, pain.estimator.experiment_kernels(pain.inputs), pain.grid.mask, threshold, two_stage=two_stage)
     draws = montecarlo.chunk_draws(11, 0, 6, plan.n_foci, plan.n_null)
     voxel, size, mass = null_ale.run_iterations(plan, draws, null_ale.make_work(plan, 1))
     for it in range(len(draws)):
@@ -89,7 +89,7 @@ def test_iterations_equal_dense_reference_small_grid(two_stage, p):
     grid = small_grid()
     result = ALE().fit(small_studyset(grid), grid)
     threshold = _threshold(result, p)
-    plan = null_ale.build_plan(result, grid.mask, threshold, two_stage=two_stage)
+    plan = null_ale.build_plan(result.inputs, result.estimator.experiment_kernels(result.inputs), grid.mask, threshold, two_stage=two_stage)
     draws = montecarlo.chunk_draws(3, 0, 40, plan.n_foci, plan.n_null)
     voxel, size, mass = null_ale.run_iterations(plan, draws, null_ale.make_work(plan, 2))
     assert 0 < np.mean(size > 0) < 1 if p == 0.001 else size.min() > 20
@@ -103,7 +103,7 @@ def test_both_engines_give_identical_nulls(pain):
     # the corrector picks the faster engine by timing: results must not depend on it
     grid = small_grid()
     for result in (pain, ALE().fit(small_studyset(grid), grid)):
-        plan = null_ale.build_plan(result, result.grid.mask, _threshold(result), two_stage=True)
+        plan = null_ale.build_plan(result.inputs, result.estimator.experiment_kernels(result.inputs), result.grid.mask, _threshold(result), two_stage=True)
         draws = montecarlo.chunk_draws(8, 0, 30, plan.n_foci, plan.n_null)
         work = null_ale.make_work(plan, 2)
         two = null_ale.run_iterations(plan, draws, work, two_stage=True)
@@ -114,19 +114,19 @@ def test_both_engines_give_identical_nulls(pain):
 
 def test_stage_two_overflow_falls_back_to_the_whole_map(pain):
     threshold = _threshold(pain)
-    plan = null_ale.build_plan(pain, pain.grid.mask, threshold, two_stage=True)
+    plan = null_ale.build_plan(pain.inputs, pain.estimator.experiment_kernels(pain.inputs), pain.grid.mask, threshold, two_stage=True)
     draws = montecarlo.chunk_draws(12, 0, 4, plan.n_foci, plan.n_null)
     roomy = null_ale.run_iterations(plan, draws, null_ale.make_work(plan, 1))
     cramped = null_ale.run_iterations(plan, draws, null_ale.make_work(plan, 1, n_entries=10))
     for a, b in zip(roomy, cramped):
         np.testing.assert_array_equal(a, b)
-    assert plan.two_stage and not null_ale.build_plan(pain, pain.grid.mask, threshold, two_stage=False).two_stage
+    assert plan.two_stage and not null_ale.build_plan(pain.inputs, pain.estimator.experiment_kernels(pain.inputs), pain.grid.mask, threshold, two_stage=False).two_stage
 
 
 def test_largest_cluster_union_find_equals_scipy_label():
     grid = small_grid(20)
     result = ALE().fit(small_studyset(grid), grid)
-    plan = null_ale.build_plan(result, grid.mask, 0.5)
+    plan = null_ale.build_plan(result.inputs, result.estimator.experiment_kernels(result.inputs), grid.mask, 0.5)
     geo = plan.geometry
     rng = np.random.default_rng(5)
     labels = np.zeros(plan.n_compact, np.int32)

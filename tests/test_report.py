@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from browser import chromium, chromium_images
+from workflow_helpers import analysis_folder, conjunction_folder, contrast_folder
 
 from neurochange.errors import InputError
 from neurochange.report import figures, write_report
 from neurochange.results import atlas
 from neurochange.results.provenance import sha256_file, write_json
 from neurochange.sources.io import read_studyset, write_studyset
-from neurochange.workflows.ale import run_ale
-from neurochange.workflows.contrast import run_conjunction, run_contrast
 
 N_ITERS = 300
 
@@ -47,7 +46,7 @@ def build_review(out: Path, pain_json: Path) -> Path:
             "pain_dir-increase": inputs / "b.json"}
     clusters = {}
     for name, path in runs.items():
-        summary = run_ale(path, out / f"{name}_est-ale", n_iters=N_ITERS, seed=7, n_cores=1)
+        _, cluster_table = analysis_folder(path, out / f"{name}_est-ale", n_iters=N_ITERS, seed=7, n_cores=1)
         table_path = out / f"{name}_est-ale" / "clusters.tsv"
         table = pd.read_csv(table_path, sep="\t")
         if not any(c.startswith("label_") for c in table.columns):
@@ -55,10 +54,10 @@ def build_review(out: Path, pain_json: Path) -> Path:
         if name == "pain":  # a diagnostics column, as a diagnostics step would add it
             table["jackknife_min_share"] = np.round(np.linspace(0.5, 1.0, len(table)), 3)
         table.to_csv(table_path, sep="\t", index=False, float_format="%.6g")
-        clusters[name] = summary["clusters"]
-    run_contrast(inputs / "a.json", inputs / "b.json", out / "pain_a_vs_pain_b_contrast", n_iters=N_ITERS, seed=7,
-                 n_cores=1)
-    record = run_conjunction(out / "pain_a_est-ale", out / "pain_b_est-ale", out / "pain_a_and_pain_b_conjunction")
+        clusters[name] = cluster_table
+    contrast_folder(inputs / "a.json", inputs / "b.json", out / "pain_a_vs_pain_b_contrast", n_iters=N_ITERS, seed=7,
+                    n_cores=1)
+    record = conjunction_folder(out / "pain_a_est-ale", out / "pain_b_est-ale", out / "pain_a_and_pain_b_conjunction")
     record.update(a="pain_a_est-ale", b="pain_b_est-ale")
     write_json(out / "pain_a_and_pain_b_conjunction" / "overlap.json", record)
 

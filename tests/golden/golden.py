@@ -2,6 +2,7 @@
 
     python tests/golden/golden.py make    # write tests/golden/manifest.json
     python tests/golden/golden.py check   # rerun and compare; exit 1 on any difference
+    python tests/golden/golden.py check --keep DIR   # also keep the outputs in DIR (to diff them)
 
 Used to show that a reorganisation changes no number a user sees. Hashes are of content:
 NIfTI images are hashed decompressed (header + data), TSV/JSON/PNG/HTML/NPZ byte for byte,
@@ -40,8 +41,7 @@ IGNORED = {
 
 
 def _cli(*args: str, env: dict) -> None:
-    exe = Path(sys.executable).parent / "neurochange"
-    subprocess.run([str(exe), *args], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "neurochange", *args], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
 def _strip(obj, drop: set[str]):
@@ -110,11 +110,16 @@ def run_all(work: Path) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
+    keep = None
+    if len(argv) == 3 and argv[1] == "--keep":
+        argv, keep = argv[:1], Path(argv[2])
     if len(argv) != 1 or argv[0] not in {"make", "check"}:
         print(__doc__)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         hashes = run_all(Path(tmp))
+        if keep is not None:
+            shutil.copytree(Path(tmp) / "out", keep)
     if argv[0] == "make":
         MANIFEST.write_text(json.dumps({"ignored": IGNORED, "files": hashes}, indent=1) + "\n")
         print(f"{len(hashes)} files hashed into {MANIFEST}")

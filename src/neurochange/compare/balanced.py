@@ -20,13 +20,14 @@ As NiMARE 0.22.1's ``BalancedALESubtraction`` (Frahm et al.) computes it:
 - **probability maps** (``prob_desc-group1``, ``prob_desc-group2``): the share of subsets of
   ``target_n`` experiments of each group (all subsets when there are at most ``n_subsamples``,
   else ``n_subsamples`` distinct random ones) whose ALE (approximate-null z > the
-  ``voxel_thresh`` quantile) reaches the voxel inside a cluster larger than the
+  ``cluster_forming_p`` quantile) reaches the voxel inside a cluster larger than the
   ``1 - alpha`` percentile of the largest null cluster (``n_iters`` random-foci draws of
   ``target_n`` experiments); ``stat_desc-conjunction`` = their minimum.
 
-Differences from NiMARE, on purpose: random draws come from ``numpy.random.SeedSequence(seed)``
-(child 0: observed subsets; 1 and 2: each group's cluster-size null; 3 onwards: chunks of
-``CHUNK`` null iterations), so results do not depend on cores; null MA maps use each
+Differences from NiMARE, on purpose: random draws come from seeded chunks of
+:mod:`neurochange.inference.executors` (stream (0,): observed subsets; (k, 0) and (k, 1): group
+k's cluster-size null and subset schedule; (3,): the null iterations), so results do not depend
+on cores; null MA maps use each
 experiment's own kernel (NiMARE rebuilds them from sample sizes even with a fixed FWHM).
 ``arithmetic="nimare"`` does the subset products and the mean difference in float32, in
 NiMARE's order (equal to the bit given the same subsets); the default is float64.
@@ -35,8 +36,6 @@ NiMARE's order (equal to the bit given the same subsets); the default is float64
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 
 import numpy as np
@@ -44,10 +43,12 @@ from numba import njit
 from scipy import ndimage, special
 
 from neurochange import space as _space
+from neurochange._docs import fill_doc
 from neurochange.compare.subtraction import two_group_result
 from neurochange.errors import InputError
 from neurochange.inference import null_masks
 from neurochange.inference import stats as inference
+from neurochange.inference.executors import RANDOM_STREAMS, ThreadExecutor, chunk_rng, resolve_seed, run_chunks
 from neurochange.inference.unionfind import max_clusters, neighbour_table
 from neurochange.meta import kernels
 from neurochange.meta.ale import ALE
@@ -56,8 +57,6 @@ from neurochange.meta.result import MetaResult
 DESC = "balancedGroup1MinusGroup2"
 NULL_MIN = "values_desc-balancedMinNull_corr-none"
 NULL_MAX = "values_desc-balancedMaxNull_corr-none"
-#: Null iterations per seeded chunk (fixed, so results do not depend on cores).
-CHUNK = 8
 FACE = ndimage.generate_binary_structure(3, 1)
 
 
@@ -194,6 +193,7 @@ def _one_tailed_z(p):
 
 
 # ---------------------------------------------------------------------------- the estimator
+@fill_doc
 class BalancedSubtraction:
     """Balanced ALE subtraction of group 1 minus group 2 (NiMARE 0.22.1 ``BalancedALESubtraction``).
 
@@ -209,23 +209,23 @@ class BalancedSubtraction:
         Subset draws averaged into each balanced difference (NiMARE: 1,000).
     n_iters : int
         Null iterations, for the extrema and for each group's cluster-size null (NiMARE: 1,000).
-    voxel_thresh : float
-        Uncorrected p defining clusters in the probability maps.
+    cluster_forming_p : float
+        Uncorrected p defining clusters in the probability maps (NiMARE's ``voxel_thresh``).
     null_method : {"random-foci", "label-permutation"}
     mask_coverage : {"gm", "brain"}
         The prior: where differences are computed and null foci fall.
     alpha : float
         FWE rate of the extrema percentiles and the cluster-size threshold.
-    seed : int
-    n_cores : int, optional (default: all cores; results do not depend on it)
+    %(seed)s
+    %(n_cores)s
     arithmetic : {"float64", "nimare"}
         ``"nimare"``: float32 subset products and means, as NiMARE (see the module docstring).
     """
 
     def __init__(self, estimator=None, target_n: int | None = None, n_subsamples: int = 2500,
-                 difference_iterations: int = 1000, n_iters: int = 1000, voxel_thresh: float = 0.001,
+                 difference_iterations: int = 1000, n_iters: int = 1000, cluster_forming_p: float = 0.001,
                  null_method: str = "random-foci", mask_coverage: str = "gm", alpha: float = 0.05,
-                 seed: int = 0, n_cores: int | None = None, arithmetic: str = "float64"):
+                 seed: int | None = None, n_cores: int | None = None, arithmetic: str = "float64"):
         if null_method not in ("random-foci", "label-permutation"):
             raise ValueError(f"null_method must be 'random-foci' or 'label-permutation', got {null_method!r}")
         if mask_coverage not in ("gm", "brain"):
@@ -239,13 +239,20 @@ class BalancedSubtraction:
         self.n_subsamples = int(n_subsamples)
         self.difference_iterations = int(difference_iterations)
         self.n_iters = int(n_iters)
-        self.voxel_thresh = float(voxel_thresh)
+        self.cluster_forming_p = float(cluster_forming_p)
         self.null_method = null_method
         self.mask_coverage = mask_coverage
         self.alpha = float(alpha)
-        self.seed = int(seed)
+        self.seed = seed
         self.n_cores = n_cores
         self.arithmetic = arithmetic
+
+    def get_params(self) -> dict:
+        return {"estimator": self.estimator, "target_n": self.target_n, "n_subsamples": self.n_subsamples,
+                "difference_iterations": self.difference_iterations, "n_iters": self.n_iters,
+                "cluster_forming_p": self.cluster_forming_p, "null_method": self.null_method,
+                "mask_coverage": self.mask_coverage, "alpha": self.alpha, "seed": self.seed, "n_cores": self.n_cores,
+                "arithmetic": self.arithmetic}
 
     # ------------------------------------------------------------------ helpers
     def _keep(self, vals: np.ndarray) -> np.ndarray:
@@ -282,42 +289,37 @@ class BalancedSubtraction:
         """Sparse MA maps of ``members`` of ``result`` with their foci redrawn from ``sample_space`` (ijk)."""
         rows = []
         counts = np.bincount(result.focus_experiment, minlength=result.n_experiments)
+        experiment_kernels = result.estimator.experiment_kernels(result.inputs)
         for i in members:
             ijk = sample_space[rng.integers(0, len(sample_space), size=counts[i])]
-            rows.append(calc(result.kernel(i), ijk))
+            rows.append(calc(experiment_kernels[i], ijk))
         return rows
 
-    def _run_chunks(self, fn, n_items: int, children, progress=None, offset=0):
-        """Run ``fn(chunk_index, start, stop, rng)`` over chunks of ``CHUNK`` items on threads."""
-        n_chunks = -(-n_items // CHUNK)
+    def _run_chunks(self, fn, n_items: int, seed: int, stream: tuple[int, ...], progress=None):
+        """Run ``fn(chunk, rng)`` over the seeded chunks of ``n_items`` iterations (stream ``stream``) on threads."""
+        with ThreadExecutor(self.n_cores) as executor:
+            run_chunks(lambda chunk: fn(chunk, chunk_rng(seed, chunk.index, stream)), n_items, executor,
+                       progress=progress)
 
-        def run(c):
-            return fn(c, c * CHUNK, min(n_items, (c + 1) * CHUNK), np.random.default_rng(children[offset + c]))
-
-        with ThreadPoolExecutor(max_workers=self.n_cores or os.cpu_count() or 1) as pool:
-            for done, _ in enumerate(pool.map(run, range(n_chunks)), start=1):
-                if progress is not None:
-                    progress(min(done * CHUNK, n_items), n_items)
-
-    def _cluster_threshold(self, result, target_n, sample_space, z_threshold, seed_seq) -> tuple[float, np.ndarray]:
+    def _cluster_threshold(self, result, target_n, sample_space, z_threshold, seed: int,
+                           stream: tuple[int, ...]) -> tuple[float, np.ndarray]:
         """The ``1 - alpha`` percentile of the largest null cluster (random foci, ``target_n`` experiments)."""
         mask = result.grid.mask
         n_mask = result.grid.n_voxels
-        children = seed_seq.spawn(-(-self.n_iters // CHUNK))
         largest = np.zeros(self.n_iters)
         neighbours = neighbour_table(np.arange(n_mask), mask)
 
-        def fn(c, start, stop, rng):
+        def fn(chunk, rng):
             calc = kernels.MACalculator(mask)
             work = (np.empty(n_mask, dtype=np.int64), np.empty(n_mask, dtype=np.int64), np.empty(n_mask))
-            for i in range(start, stop):
+            for i in range(chunk.start, chunk.start + chunk.count):
                 members = (rng.permutation(result.n_experiments)[:target_n] if target_n < result.n_experiments
                            else np.arange(result.n_experiments))
                 rows = self._random_rows(result, members, sample_space, rng, calc)
                 # z >= 0, so union-find's |z| > threshold clusters are scipy's z > threshold ones
                 largest[i], _ = max_clusters(approximate_z(rows, n_mask), z_threshold, neighbours, *work)
 
-        self._run_chunks(fn, self.n_iters, children)
+        self._run_chunks(fn, self.n_iters, seed, stream)
         return float(np.percentile(largest, 100.0 * (1.0 - self.alpha))), largest
 
     # ------------------------------------------------------------------ fit
@@ -337,14 +339,13 @@ class BalancedSubtraction:
         prior_masked = prior[grid.mask]
         sample_space = np.argwhere(prior)
         n_prior = int(prior_masked.sum())
-        n_chunks = -(-self.n_iters // CHUNK)
-        streams = np.random.SeedSequence(self.seed).spawn(3 + n_chunks)
+        seed = resolve_seed(self.seed)
 
         rows = [(c, v) for res in (res1, res2) for _, c, v in res.ma_maps()]
         indptr, cols, keep, support = self._csr(rows, prior_masked)
 
         # observed mean balanced difference
-        rng = np.random.default_rng(streams[0])
+        rng = chunk_rng(seed, 0, (0,))
         s1 = draw_subsets(rng, n1, target_n, self.difference_iterations)
         s2 = draw_subsets(rng, n2, target_n, self.difference_iterations) + n1
         observed = np.zeros(grid.n_voxels)
@@ -353,9 +354,9 @@ class BalancedSubtraction:
         # null extrema
         min_null, max_null = np.zeros(self.n_iters), np.zeros(self.n_iters)
 
-        def fn(c, start, stop, rng):
+        def fn(chunk, rng):
             calc = kernels.MACalculator(grid.mask)
-            for i in range(start, stop):
+            for i in range(chunk.start, chunk.start + chunk.count):
                 if self.null_method == "label-permutation":
                     perm = rng.permutation(n1 + n2).astype(np.int64)
                     min_null[i], max_null[i] = self._extrema(indptr, cols, keep, support, n_prior, n1, n2,
@@ -366,18 +367,16 @@ class BalancedSubtraction:
                     csr = self._csr(null_rows, prior_masked)
                     min_null[i], max_null[i] = self._extrema(*csr, n_prior, n1, n2, target_n, rng)
 
-        self._run_chunks(fn, self.n_iters, streams, progress, offset=3)
+        self._run_chunks(fn, self.n_iters, seed, (3,), progress)
         p, z, thresholds = balanced_p_z(observed, min_null, max_null, self.alpha)
 
         # probability maps
-        z_threshold = float(-special.ndtri(self.voxel_thresh))
+        z_threshold = float(-special.ndtri(self.cluster_forming_p))
         probs, cluster_thresholds = {}, {}
-        for k, (res, stream) in enumerate(((res1, streams[1]), (res2, streams[2])), start=1):
-            seq_null, seq_schedule = stream.spawn(2)
-            cluster_thresholds[k], _ = self._cluster_threshold(res, target_n, sample_space, z_threshold, seq_null)
+        for k, res in enumerate((res1, res2), start=1):
+            cluster_thresholds[k], _ = self._cluster_threshold(res, target_n, sample_space, z_threshold, seed, (k, 0))
             group_rows = [(c, v) for _, c, v in res.ma_maps()]
-            subsets = subset_schedule(res.n_experiments, target_n, self.n_subsamples,
-                                      np.random.default_rng(seq_schedule))
+            subsets = subset_schedule(res.n_experiments, target_n, self.n_subsamples, chunk_rng(seed, 0, (k, 1)))
             probs[k] = probability_map(group_rows, subsets, grid.mask, z_threshold, cluster_thresholds[k])
 
         maps = {
@@ -397,14 +396,14 @@ class BalancedSubtraction:
                 "n_subsamples": self.n_subsamples,
                 "difference_iterations": self.difference_iterations,
                 "n_iters": self.n_iters,
-                "voxel_thresh": self.voxel_thresh,
+                "cluster_forming_p": self.cluster_forming_p,
                 "null_method": self.null_method,
                 "mask_coverage": self.mask_coverage,
                 "prior_voxels": n_prior,
                 "alpha": self.alpha,
-                "seed": self.seed,
+                "seed": seed,
+                "random_streams": RANDOM_STREAMS,
                 "arithmetic": self.arithmetic,
-                "chunk": CHUNK,
                 "extrema_thresholds": thresholds,
                 "cluster_size_thresholds_voxels": {f"group{k}": v for k, v in cluster_thresholds.items()},
             },

@@ -1,4 +1,4 @@
-"""Comparisons between two groups of experiments: subtraction (contrast), conjunction, overlap.
+"""Subtraction (contrast) of two groups of experiments by label permutation.
 
 **Subtraction** by label permutation, as NiMARE 0.22.1's ``ALESubtraction`` does it
 (Laird et al. 2005; Eickhoff et al. 2012): the statistic of group 1 minus that of group 2
@@ -24,39 +24,33 @@ built from float32 ``log(1 - MA)`` against a float32-rounded observed difference
 falls into one tail or the other by rounding (a voxel reached by one experiment can get
 p = 1/n). ``ties="nimare"`` reproduces that arithmetic, for equivalence checks only.
 
-The estimator is pluggable: anything with ``fit(studyset, grid) -> MetaResult`` whose result
-yields sparse per-experiment maps (``ma_maps()``) and whose ``params["estimator"]["name"]``
-is a key of ``SUMMARY_STATISTICS`` (how per-experiment maps combine; ALE: ``1 - prod(1 - MA)``).
+The estimator is pluggable: ALE (``summary_statistic = "ale"``: ``1 - prod(1 - MA)``) or a sum
+statistic (MKDA density, KDA: the sum of the experiments' MA maps); its result yields the sparse
+per-experiment maps (``ma_maps()``).
 
-Permutations run in chunks of ``CHUNK`` iterations; chunk ``c`` draws from the ``c``-th child of
-one ``numpy.random.SeedSequence(seed)``, so the result does not depend on the core count.
-
-**Conjunction** (Nichols et al. 2005, minimum statistic): where both maps are positive, the
-smaller value; where both are negative, the one nearer zero; elsewhere 0. On thresholded
-(non-negative) maps this is NiMARE's ``conjunction_analysis``. **Overlap** indices count the
-voxels > 0 in each map.
+Permutations come from :class:`~neurochange.inference.permutation.LabelPermutation` (seeded
+chunks; the result does not depend on the core count); with ``early_stop`` the run stops once
+the 95th percentile of the maximum |difference| (the voxel-level FWE null) is known to that
+precision, and uncorrected p then rest on the permutations run.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
 from scipy import special
 
 from neurochange import space as _space
+from neurochange._docs import fill_doc
 from neurochange.inference import stats as inference
+from neurochange.inference.permutation import LabelPermutation
 from neurochange.inference.unionfind import max_clusters, neighbour_table, observed_cluster_p, top_quantile
 from neurochange.meta.ale import ALE
+from neurochange.meta.inputs import concat_inputs
 from neurochange.meta.result import FWE_SUFFIX, NULL_MASS, NULL_SIZE, NULL_VOXEL, MetaResult
 
-#: Permutations per seeded chunk (fixed, so results do not depend on cores).
-CHUNK = 64
-#: How an estimator's per-experiment maps combine into its statistic (numba kernels below).
-SUMMARY_STATISTICS = {"ALE": "ale"}
 DIFF = "group1MinusGroup2"
 
 
@@ -78,18 +72,23 @@ def _group_values(indptr, cols, values, members, log_space, out):
 
 
 @njit(cache=True, nogil=True)
-def _keep_difference(indptr, cols, values, perm, n_group1, total, work, out):
-    """ALE difference (group 1 minus group 2) of one split, in product form, into ``out``.
+def _keep_difference(indptr, cols, values, perm, n_group1, total, work, out, additive=False):
+    """Difference (group 1 minus group 2) of one split into ``out``.
 
-    Only the smaller group's rows are visited: its product ``g`` of (1 - MA) is built (members
-    sorted), the other group's is ``total / g`` (``total``: the product over all experiments).
-    Equal member sets give bit-equal differences, so ties with the observed split are exact.
+    ALE (``additive=False``), in product form: only the smaller group's rows are visited, its
+    product ``g`` of (1 - MA) is built (members sorted), the other group's is ``total / g``
+    (``total``: the product over all experiments). Sum statistics (``additive=True``, ``values``
+    = MA): the smaller group's sum ``g``, the other's ``total - g``. Equal member sets give
+    bit-equal differences, so ties with the observed split are exact.
     """
     n_total = perm.shape[0]
     small_is_1 = n_group1 <= n_total - n_group1
     members = perm[:n_group1] if small_is_1 else perm[n_group1:]
-    _group_values(indptr, cols, values, members, False, work)
-    if small_is_1:  # (1 - keep1) - (1 - keep2) = keep2 - keep1
+    _group_values(indptr, cols, values, members, additive, work)
+    if additive:
+        for v in range(out.shape[0]):
+            out[v] = work[v] - (total[v] - work[v]) if small_is_1 else (total[v] - work[v]) - work[v]
+    elif small_is_1:  # (1 - keep1) - (1 - keep2) = keep2 - keep1
         for v in range(out.shape[0]):
             out[v] = total[v] / work[v] - work[v]
     else:
@@ -98,7 +97,8 @@ def _keep_difference(indptr, cols, values, perm, n_group1, total, work, out):
 
 
 @njit(cache=True, nogil=True)
-def _permutation_tails(indptr, cols, values, perms, n_group1, total, observed, upper, lower, abs_max, keep_diffs):
+def _permutation_tails(indptr, cols, values, perms, n_group1, total, observed, upper, lower, abs_max, keep_diffs,
+                       additive=False):
     """For each permutation (row of ``perms``): ALE difference, tail counts and max |difference|.
 
     ``upper[v] += diff >= observed[v]``, ``lower[v] += diff <= observed[v]`` (int64, in place);
@@ -110,7 +110,7 @@ def _permutation_tails(indptr, cols, values, perms, n_group1, total, observed, u
     work = np.empty(n_vox)
     d = np.empty(n_vox)
     for i in range(perms.shape[0]):
-        _keep_difference(indptr, cols, values, perms[i], n_group1, total, work, d)
+        _keep_difference(indptr, cols, values, perms[i], n_group1, total, work, d, additive)
         if keep_diffs.shape[0] > 0:
             for v in range(n_vox):
                 keep_diffs[i, v] = d[v]
@@ -151,7 +151,8 @@ def _permutation_tails_numpy(indptr, cols, values, perms, n_group1, total, obser
 
 
 @njit(cache=True, nogil=True)
-def _cluster_nulls(indptr, cols, values, perms, n_group1, total, threshold, neighbours, max_size, max_mass):
+def _cluster_nulls(indptr, cols, values, perms, n_group1, total, threshold, neighbours, max_size, max_mass,
+                   additive=False):
     """Largest cluster size and mass of each permutation's difference map (in place)."""
     n_vox = total.shape[0]
     work = np.empty(n_vox)
@@ -160,7 +161,7 @@ def _cluster_nulls(indptr, cols, values, perms, n_group1, total, threshold, neig
     size = np.empty(n_vox, dtype=np.int64)
     mass = np.empty(n_vox)
     for i in range(perms.shape[0]):
-        _keep_difference(indptr, cols, values, perms[i], n_group1, total, work, d)
+        _keep_difference(indptr, cols, values, perms[i], n_group1, total, work, d, additive)
         max_size[i], max_mass[i] = max_clusters(d, threshold, neighbours, parent, size, mass)
 
 
@@ -181,20 +182,8 @@ def _sparse_ma(results: list[MetaResult]):
 
 def two_group_result(grid, maps: dict, nulls: dict, params: dict, res1: MetaResult, res2: MetaResult) -> MetaResult:
     """A comparison's result: its maps and nulls, with the experiments and foci of group 1 then group 2."""
-    n1 = res1.n_experiments
-    return MetaResult(
-        grid=grid,
-        maps=maps,
-        nulls=nulls,
-        params=params,
-        experiment_ids=res1.experiment_ids + res2.experiment_ids,
-        foci_ijk=np.concatenate([res1.foci_ijk, res2.foci_ijk]),
-        foci_xyz=np.concatenate([res1.foci_xyz, res2.foci_xyz]),
-        focus_experiment=np.concatenate([res1.focus_experiment, res2.focus_experiment + n1]),
-        experiment_fwhm=np.concatenate([res1.experiment_fwhm, res2.experiment_fwhm]),
-        sample_sizes=np.concatenate([res1.sample_sizes, res2.sample_sizes]),
-        fixed_fwhm=res1.fixed_fwhm,
-    )
+    return MetaResult(grid=grid, maps=maps, nulls=nulls, params=params,
+                      inputs=concat_inputs([res1.inputs, res2.inputs]), estimator=res1.estimator)
 
 
 def two_sided_p(upper: np.ndarray, lower: np.ndarray, n_iters: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,18 +199,17 @@ def two_sided_z(p: np.ndarray, sign: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- subtraction
+@fill_doc
 class Subtraction:
     """Group 1 minus group 2 by label permutation (NiMARE's ``ALESubtraction``, two-sided).
 
     Parameters
     ----------
-    estimator : object with ``fit(studyset, grid) -> MetaResult``; default ``ALE()``.
-    n_iters : int
-        Permutations (NiMARE's default is 5,000; GingerALE suggests 10,000).
-    seed : int
-        Seed of the ``SeedSequence`` whose children drive the permutation chunks.
-    n_cores : int, optional
-        Worker threads (default: all cores). Results do not depend on it.
+    estimator : ALE, MKDADensity or KDA
+        Fits each group (default ``ALE()``).
+    %(n_iters)s
+    %(seed)s
+    %(n_cores)s
     ties : {"exact", "nimare"}
         How permutations equal to the observed difference count (see the module docstring).
     vfwe_only : bool
@@ -229,19 +217,31 @@ class Subtraction:
         (:mod:`neurochange.inference.unionfind`), which replays the permutations once more.
     cluster_forming_p : float
         Share of permutation ``|difference|`` values above the cluster-forming threshold.
+    %(early_stop)s
     """
 
-    def __init__(self, estimator=None, n_iters: int = 10000, seed: int = 0, n_cores: int | None = None,
-                 ties: str = "exact", vfwe_only: bool = True, cluster_forming_p: float = 0.001):
-        self.vfwe_only = bool(vfwe_only)
-        self.cluster_forming_p = float(cluster_forming_p)
+    def __init__(self, estimator=None, n_iters: int = 10000, seed: int | None = None, n_cores: int | None = None,
+                 ties: str = "exact", vfwe_only: bool = True, cluster_forming_p: float = 0.001,
+                 early_stop: float | None = None):
         if ties not in ("exact", "nimare"):
             raise ValueError(f"ties must be 'exact' or 'nimare', got {ties!r}")
-        self.ties = ties
         self.estimator = estimator if estimator is not None else ALE()
         self.n_iters = int(n_iters)
-        self.seed = int(seed)
+        self.seed = seed
         self.n_cores = n_cores
+        self.ties = ties
+        self.vfwe_only = bool(vfwe_only)
+        self.cluster_forming_p = float(cluster_forming_p)
+        self.early_stop = early_stop
+
+    def __repr__(self) -> str:
+        return (f"Subtraction({self.estimator!r}, n_iters={self.n_iters}, seed={self.seed}, ties={self.ties!r}, "
+                f"vfwe_only={self.vfwe_only})")
+
+    def get_params(self) -> dict:
+        return {"estimator": self.estimator, "n_iters": self.n_iters, "seed": self.seed, "n_cores": self.n_cores,
+                "ties": self.ties, "vfwe_only": self.vfwe_only, "cluster_forming_p": self.cluster_forming_p,
+                "early_stop": self.early_stop}
 
     def fit(self, studyset1, studyset2, grid: _space.Grid | None = None, progress=None) -> MetaResult:
         """Maps ``{stat,p,z,logp}_desc-group1MinusGroup2`` and each group's ``{stat,p,z,logp}_desc-group<k>``.
@@ -251,33 +251,43 @@ class Subtraction:
         grid = grid or _space.mni_2mm()
         res1 = self.estimator.fit(studyset1, grid)
         res2 = self.estimator.fit(studyset2, grid)
-        name = res1.params["estimator"]["name"]
-        if SUMMARY_STATISTICS.get(name) != "ale":
-            raise NotImplementedError(f"subtraction is not implemented for estimator {name!r} yet")
+        additive = self.estimator.summary_statistic == "sum"
+        if additive and self.ties == "nimare":
+            raise ValueError("ties='nimare' reproduces NiMARE's ALE arithmetic; it does not apply to sum statistics")
+        permutation = LabelPermutation(self.n_iters, self.seed, self.n_cores, early_stop=self.early_stop)
 
         support, indptr, cols, ma = _sparse_ma([res1, res2])
         n1, n_total = res1.n_experiments, res1.n_experiments + res2.n_experiments
         identity = np.arange(n_total, dtype=np.int64)
         log_space = self.ties == "nimare"
-        # NiMARE: log(1 - MA) in float32, summed in float64; the observed difference in float32
-        values = np.log1p(-ma.astype(np.float32)).astype(np.float64) if log_space else 1.0 - ma
         total = np.empty(len(support))
-        _group_values(indptr, cols, values, identity, log_space, total)
-        if log_space:
+        observed = np.empty(len(support))
+        if additive:
+            values = ma
+            _group_values(indptr, cols, values, identity, True, total)
+            _keep_difference(indptr, cols, values, identity, n1, total, np.empty(len(support)), observed, True)
+        elif log_space:
+            # NiMARE: log(1 - MA) in float32, summed in float64; the observed difference in float32
+            values = np.log1p(-ma.astype(np.float32)).astype(np.float64)
+            _group_values(indptr, cols, values, identity, True, total)
             g1, g2 = np.empty(len(support)), np.empty(len(support))
             _group_values(indptr, cols, values, identity[:n1], True, g1)
             _group_values(indptr, cols, values, identity[n1:], True, g2)
             observed = ((1.0 - np.exp(g1)).astype(np.float32) - (1.0 - np.exp(g2)).astype(np.float32))
             observed = observed.astype(np.float64)
         else:
-            observed = np.empty(len(support))
+            values = 1.0 - ma
+            _group_values(indptr, cols, values, identity, False, total)
             _keep_difference(indptr, cols, values, identity, n1, total, np.empty(len(support)), observed)
 
         n_top = 0 if self.vfwe_only else int(np.ceil(self.cluster_forming_p * (self.n_iters * grid.n_voxels - 1))) + 2
-        upper, lower, abs_max, tops = self._permute(indptr, cols, values, log_space, total, n_total, n1, observed,
-                                                    progress, n_top)
-        p_support, sign = two_sided_p(upper, lower, self.n_iters)
-        p = np.full(grid.n_voxels, 1.0 - 1.0 / self.n_iters)
+        tails = _Tails(indptr, cols, values, total, n1, observed, log_space, additive, n_top)
+        run = permutation.run(tails.chunk, n_total, watch=lambda parts: {NULL_VOXEL: np.concatenate(parts)},
+                              consume=tails.consume, progress=progress)
+        n_done = run.n_done
+        abs_max = np.concatenate(run.results)
+        p_support, sign = two_sided_p(tails.upper, tails.lower, n_done)
+        p = np.full(grid.n_voxels, 1.0 - 1.0 / n_done)
         z = np.zeros(grid.n_voxels)
         p[support] = p_support
         z[support] = two_sided_z(p_support, sign)
@@ -295,17 +305,24 @@ class Subtraction:
         maps[f"logp_desc-{DIFF}_level-voxel{FWE_SUFFIX}"] = np.maximum(-np.log10(p_fwe), 0.0)
         nulls = {NULL_VOXEL: abs_max}
         if not self.vfwe_only:
-            threshold = top_quantile(tops, self.n_iters * grid.n_voxels, 1.0 - self.cluster_forming_p)
+            threshold = top_quantile([tails.kept], n_done * grid.n_voxels, 1.0 - self.cluster_forming_p)
             if log_space:  # cluster nulls in product form: equal to the last bits
                 values, total = 1.0 - ma, np.empty(len(support))
                 _group_values(indptr, cols, values, identity, False, total)
                 _keep_difference(indptr, cols, values, identity, n1, total, np.empty(len(support)), observed)
             neighbours = neighbour_table(support, grid.mask)
-            null_size, null_mass = self._cluster_nulls(indptr, cols, values, total, n_total, n1, threshold,
-                                                       neighbours)
+
+            def cluster_chunk(chunk, perms):
+                size, mass = np.zeros(len(perms), dtype=np.int64), np.zeros(len(perms))
+                _cluster_nulls(indptr, cols, values, perms, n1, total, threshold, neighbours, size, mass, additive)
+                return size, mass
+
+            replay = permutation.run(cluster_chunk, n_total, n_iters=n_done, early_stop=False)
+            null_size = np.concatenate([size for size, _ in replay.results]).astype(np.float64)
+            null_mass = np.concatenate([mass for _, mass in replay.results])
             p_size, p_mass, _ = observed_cluster_p(observed, threshold, neighbours, null_size, null_mass)
             for desc, p_support in (("Size", p_size), ("Mass", p_mass)):
-                p_c = np.full(grid.n_voxels, 1.0 - 1.0 / self.n_iters)
+                p_c = np.full(grid.n_voxels, 1.0 - 1.0 / n_done)
                 p_c[support] = p_support
                 name = f"desc-{DIFF}{desc}_level-cluster{FWE_SUFFIX}"
                 maps[f"p_{name}"] = p_c
@@ -318,13 +335,13 @@ class Subtraction:
         params = {
             "estimator": res1.params["estimator"],
             "subtraction": {
-                "method": "label permutation (NiMARE 0.22.1 ALESubtraction, two-sided)",
-                "n_iters": self.n_iters,
-                "seed": self.seed,
+                "method": "label permutation (NiMARE 0.22.1 ALESubtraction, two-sided)" if not additive else
+                          f"label permutation (NiMARE 0.22.1 ALESubtraction's procedure on the "
+                          f"{res1.params['estimator']['name']} statistic, two-sided)",
+                **{k: v for k, v in permutation.record(run).items() if k != "method"},
                 "ties": self.ties,
                 "vfwe_only": self.vfwe_only,
                 "cluster_forming_p": None if self.vfwe_only else self.cluster_forming_p,
-                "chunk": CHUNK,
                 "voxels_reached": int(len(support)),
                 # how many different splits exist: fewer than n_iters means repeats, and p cannot
                 # fall below about 1 / distinct_splits
@@ -334,74 +351,50 @@ class Subtraction:
         }
         return two_group_result(grid, maps, nulls, params, res1, res2)
 
-    def _chunk_perms(self, children, c, n_total):
-        """The permutations (int64 (size, n_total)) of chunk ``c``."""
-        size = min(CHUNK, self.n_iters - c * CHUNK)
-        rng = np.random.default_rng(children[c])
-        return np.stack([rng.permutation(n_total) for _ in range(size)]).astype(np.int64)
 
-    def _cluster_nulls(self, indptr, cols, values, total, n_total, n1, threshold, neighbours):
-        """Largest cluster size and mass of every permutation (the same permutations, replayed)."""
-        n_chunks = -(-self.n_iters // CHUNK)
-        children = np.random.SeedSequence(self.seed).spawn(n_chunks)
-        null_size = np.zeros(self.n_iters, dtype=np.int64)
-        null_mass = np.zeros(self.n_iters)
+class _Tails:
+    """One permutation chunk's tail counts, max |difference| and largest |differences| (``chunk``), folded
+    into running totals in chunk order (``consume``) so memory stays flat in the number of permutations."""
 
-        def run(c):
-            perms = self._chunk_perms(children, c, n_total)
-            sl = slice(c * CHUNK, c * CHUNK + len(perms))
-            _cluster_nulls(indptr, cols, values, perms, n1, total, threshold, neighbours, null_size[sl], null_mass[sl])
-
-        with ThreadPoolExecutor(max_workers=self.n_cores or os.cpu_count() or 1) as pool:
-            list(pool.map(run, range(n_chunks)))
-        return null_size.astype(np.float64), null_mass
-
-    def _permute(self, indptr, cols, values, log_space, total, n_total, n1, observed, progress, n_top=0):
-        """Tail counts, max |difference| and (``n_top`` > 0) each chunk's largest |difference| values."""
-        n_chunks = -(-self.n_iters // CHUNK)
-        children = np.random.SeedSequence(self.seed).spawn(n_chunks)
+    def __init__(self, indptr, cols, values, total, n1, observed, log_space, additive, n_top):
+        self.args = (indptr, cols, values, total, n1, observed)
+        self.log_space, self.additive, self.n_top = log_space, additive, n_top
         n_vox = len(observed)
-        abs_max = np.zeros(self.n_iters)
+        self.upper = np.zeros(n_vox, dtype=np.int64)
+        self.lower = np.zeros(n_vox, dtype=np.int64)
+        self.kept = np.zeros(0, dtype=np.float32)  # the n_top largest |differences| so far
 
-        def top(diffs):
-            flat = np.abs(diffs).ravel()
-            return _largest(flat, n_top)
-
-        def run(c):
-            perms = self._chunk_perms(children, c, n_total)
-            size = len(perms)
-            diffs = np.zeros((size if n_top else 0, n_vox), dtype=np.float32)
-            upper = np.zeros(n_vox, dtype=np.int64)
-            lower = np.zeros(n_vox, dtype=np.int64)
-            if log_space:  # NiMARE's arithmetic: numpy's exp, whose last bits numba's need not match
-                g1, g2 = np.empty(n_vox), np.empty(n_vox)
-                for i, perm in enumerate(perms):
-                    _group_values(indptr, cols, values, perm[:n1], True, g1)
-                    _group_values(indptr, cols, values, perm[n1:], True, g2)
-                    d = (1.0 - np.exp(g1)) - (1.0 - np.exp(g2))
-                    if n_top:
-                        diffs[i] = d
-                    upper += d >= observed
-                    lower += d <= observed
-                    abs_max[c * CHUNK + i] = np.abs(d).max()
-                return upper, lower, top(diffs) if n_top else None
-            _permutation_tails(indptr, cols, values, perms, n1, total, observed, upper, lower,
-                               abs_max[c * CHUNK: c * CHUNK + size], diffs)
-            return upper, lower, top(diffs) if n_top else None
-
+    def chunk(self, chunk, perms):
+        indptr, cols, values, total, n1, observed = self.args
+        n_vox = len(observed)
+        diffs = np.zeros((len(perms) if self.n_top else 0, n_vox), dtype=np.float32)
         upper = np.zeros(n_vox, dtype=np.int64)
         lower = np.zeros(n_vox, dtype=np.int64)
-        kept = np.zeros(0, dtype=np.float32)  # the n_top largest |differences| so far: memory flat in n_iters
-        workers = self.n_cores or os.cpu_count() or 1
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for done, (u, lo, t) in enumerate(pool.map(run, range(n_chunks)), start=1):
-                upper += u
-                lower += lo
-                if t is not None:
-                    kept = _largest(np.concatenate([kept, t]), n_top)
-                if progress is not None:
-                    progress(min(done * CHUNK, self.n_iters), self.n_iters)
-        return upper, lower, abs_max, [kept] if n_top else []
+        abs_max = np.zeros(len(perms))
+        if self.log_space:  # NiMARE's arithmetic: numpy's exp, whose last bits numba's need not match
+            g1, g2 = np.empty(n_vox), np.empty(n_vox)
+            for i, perm in enumerate(perms):
+                _group_values(indptr, cols, values, perm[:n1], True, g1)
+                _group_values(indptr, cols, values, perm[n1:], True, g2)
+                d = (1.0 - np.exp(g1)) - (1.0 - np.exp(g2))
+                if self.n_top:
+                    diffs[i] = d
+                upper += d >= observed
+                lower += d <= observed
+                abs_max[i] = np.abs(d).max()
+        else:
+            _permutation_tails(indptr, cols, values, perms, n1, total, observed, upper, lower, abs_max, diffs,
+                               self.additive)
+        top = _largest(np.abs(diffs).ravel(), self.n_top) if self.n_top else None
+        return upper, lower, abs_max, top
+
+    def consume(self, part):
+        upper, lower, abs_max, top = part
+        self.upper += upper
+        self.lower += lower
+        if top is not None:
+            self.kept = _largest(np.concatenate([self.kept, top]), self.n_top)
+        return abs_max
 
 
 def _largest(values: np.ndarray, n: int) -> np.ndarray:
@@ -409,39 +402,3 @@ def _largest(values: np.ndarray, n: int) -> np.ndarray:
     if len(values) <= n:
         return values.copy()
     return np.partition(values, len(values) - n)[-n:].copy()
-
-
-# ---------------------------------------------------------------------------- conjunction, overlap
-def conjunction(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Minimum-statistic conjunction of two maps of one shape (float64)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    out = np.zeros(np.broadcast(a, b).shape)
-    pos = (a > 0) & (b > 0)
-    neg = (a < 0) & (b < 0)
-    out[pos] = np.minimum(a, b)[pos]
-    out[neg] = np.maximum(a, b)[neg]
-    return out
-
-
-def overlap(a: np.ndarray, b: np.ndarray, voxel_mm3: float = 8.0) -> dict:
-    """Overlap of the significant (> 0) voxels of two maps.
-
-    Returns voxel counts (``voxels_a``, ``voxels_b``, ``voxels_both``), volumes in mm3, the Dice
-    coefficient ``2 |A and B| / (|A| + |B|)`` (None when both are empty), and the share of each
-    map's significant volume inside the other (``share_a_in_b``, ``share_b_in_a``; None when empty).
-    """
-    sig_a = np.asarray(a) > 0
-    sig_b = np.asarray(b) > 0
-    na, nb, both = int(sig_a.sum()), int(sig_b.sum()), int((sig_a & sig_b).sum())
-    return {
-        "voxels_a": na,
-        "voxels_b": nb,
-        "voxels_both": both,
-        "volume_a_mm3": na * voxel_mm3,
-        "volume_b_mm3": nb * voxel_mm3,
-        "volume_both_mm3": both * voxel_mm3,
-        "dice": 2 * both / (na + nb) if na + nb else None,
-        "share_a_in_b": both / na if na else None,
-        "share_b_in_a": both / nb if nb else None,
-    }

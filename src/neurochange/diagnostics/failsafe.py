@@ -1,4 +1,4 @@
-"""Fail-safe N of ALE clusters (Acar et al. 2018, doi:10.1371/journal.pone.0208177).
+"""Fail-safe N of clusters (Acar et al. 2018, doi:10.1371/journal.pone.0208177), for any estimator.
 
 How many null experiments must join the meta-analysis before a cluster is no longer
 significant? A null ("noise") experiment reports foci drawn as the Monte Carlo null draws
@@ -10,16 +10,16 @@ analysis (cluster-forming p and cluster-size FWE at ``cluster_p``; voxel-level F
 main analysis had only that), with the threshold and null of K + m experiments. Both depend
 only on the experiments' kernels and foci counts, not on where the foci lie, so they are
 computed once per ``m`` on a grid (``null_curve``: 0, K/2, K, 2K, 4K, 7K, 10K added, each a
-fresh ALE fit for the cluster-forming threshold and ``n_iters`` Monte Carlo iterations for
-the critical cluster size or ALE value; m = 0 reuses the main analysis's own nulls) and
+fresh fit for the cluster-forming threshold and ``n_iters`` Monte Carlo iterations for
+the critical cluster size or statistic value; m = 0 reuses the main analysis's own nulls) and
 interpolated linearly in between. The grid's null experiments are drawn like those of the
 repetitions but from their own stream: this is the one approximation against re-running
 Monte Carlo for every repetition and every ``m`` (about a hundred times the cost).
 
 One repetition draws ``max_added`` null experiments and adds the first ``m``. The
-cluster survives ``m`` if a cluster of the enlarged ALE map (above the cluster-forming
+cluster survives ``m`` if a cluster of the enlarged statistic map (above the cluster-forming
 threshold at ``m``, face-connected) larger than the critical size at ``m`` shares a voxel with
-it (voxel level: one of its voxels exceeds the critical ALE at ``m``). The search, shared by
+it (voxel level: one of its voxels exceeds the critical value at ``m``). The search, shared by
 all clusters, doubles ``m`` from K until the cluster is lost (or ``max_added`` is reached),
 then bisects to one experiment. The fail-safe N of a cluster in one repetition is the
 smallest ``m`` at which it was lost; one that survives ``max_added`` (default 10 K) is
@@ -38,12 +38,12 @@ from scipy import ndimage
 from neurochange.diagnostics.jackknife import child_seed, refit
 from neurochange.inference import null_masks
 from neurochange.inference import stats as inference
+from neurochange.inference.clusters import FACE_CONNECTIVITY
 from neurochange.inference.montecarlo import MonteCarloFWE
-from neurochange.meta import kernels
+from neurochange.meta.inputs import analysis_inputs
 from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS, NULL_SIZE, NULL_VOXEL, MetaResult
 from neurochange.studyset import StudySet
 
-FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
 #: Multiples of K at which the null is computed (then interpolated).
 GRID_FACTORS = (0.0, 0.5, 1.0, 2.0, 4.0, 7.0, 10.0)
 
@@ -98,27 +98,26 @@ class NullCurve:
         return float(np.interp(m, self.added, self.threshold)), float(np.interp(m, self.added, self.critical))
 
 
-def null_curve(result: MetaResult, settings: dict, max_added: int, *, n_iters: int, seed: int, n_cores=None,
-               null_voxels=None, progress=None) -> NullCurve:
-    """Threshold and critical value at ``GRID_FACTORS`` x K added null experiments (capped at ``max_added``)."""
+def null_curve(result: MetaResult, corrector: MonteCarloFWE, cluster_p: float, max_added: int, *, n_iters: int,
+               seed: int, n_cores=None, null_voxels=None, progress=None) -> NullCurve:
+    """Threshold and critical value at ``GRID_FACTORS`` x K added null experiments (capped at ``max_added``).
+
+    At m = 0 the main analysis's own nulls (in ``result.nulls``) are used when present.
+    """
     k = result.n_experiments
-    level = "voxel" if settings.get("vfwe_only") else "cluster"
-    cluster_p = settings.get("cluster_p", 0.05)
+    level = "voxel" if corrector.vfwe_only else "cluster"
     grid = sorted({min(max_added, int(round(f * k))) for f in GRID_FACTORS} | {max_added})
     rng = np.random.default_rng(child_seed(seed, 4))
     noise = noise_experiments(result, max_added, rng, null_voxels, prefix="calib")
     thresholds, critical = [], []
     for g, m in enumerate(grid):
-        if m == 0 and settings.get("main_nulls"):  # the main analysis's own threshold and null
-            nulls = settings["main_nulls"]
-            u = inference.hist_threshold(nulls[NULL_APPROXIMATE], nulls[NULL_BINS], settings["cluster_forming_p"])
+        if m == 0 and NULL_VOXEL in result.nulls:  # the main analysis's own threshold and null
+            nulls = result.nulls
+            u = inference.hist_threshold(nulls[NULL_APPROXIMATE], nulls[NULL_BINS], corrector.cluster_forming_p)
         else:
             fit = refit(result, extra=_first(noise, m) if m else None)
-            nulls, run = MonteCarloFWE(
-                n_iters=n_iters, cluster_forming_p=settings.get("cluster_forming_p", 0.001),
-                null_mask=settings.get("null_mask", "brain"), seed=child_seed(seed, 5, m), n_cores=n_cores,
-                vfwe_only=level == "voxel",
-            ).null_distributions(fit)
+            nulls, run = corrector.replace(n_iters=n_iters, seed=child_seed(seed, 5, m), n_cores=n_cores,
+                                           early_stop=None).null_distributions(fit)
             u = run["cluster_forming_stat"]
         thresholds.append(u)
         critical.append(critical_value(nulls[NULL_VOXEL if level == "voxel" else NULL_SIZE], cluster_p))
@@ -129,32 +128,25 @@ def null_curve(result: MetaResult, settings: dict, max_added: int, *, n_iters: i
 
 # ---------------------------------------------------------------------------- one evaluation
 class AddedNull:
-    """The ALE map of ``result`` with the first ``m`` of ``noise``'s experiments added (MA cached)."""
+    """The statistic map of ``result`` with the first ``m`` of ``noise``'s experiments added
+    (their MA maps from the result's estimator, computed once)."""
 
     def __init__(self, result: MetaResult, noise: StudySet):
         self.result = result
-        self.keep = 1.0 - result.maps["stat"]
-        self.calc = kernels.MACalculator(result.grid.mask)
-        ex = noise.experiments
-        foci = noise.foci
-        self.ids = ex["experiment_id"].tolist()
-        self.n = ex["n"].to_numpy(dtype=float, na_value=np.nan)
-        xyz = {eid: g[["x", "y", "z"]].to_numpy(float) for eid, g in foci.groupby("experiment_id", sort=False)}
-        self.ijk = [result.grid.mm_to_vox(xyz[eid]) for eid in self.ids]
+        self._source = result.estimator.ma_maps(analysis_inputs(noise, result.grid))
         self._ma: list = []
 
-    def _kernel(self, j: int) -> kernels.KernelCube:
-        r = self.result
-        if r.fixed_fwhm:
-            return kernels.ale_kernel(float(r.experiment_fwhm[0]), r.grid.voxel_size, fixed=True)
-        return kernels.ale_kernel(float(kernels.fwhm_from_sample_size(self.n[j])), r.grid.voxel_size)
-
     def stat(self, m: int) -> np.ndarray:
-        """Masked ALE (float64) with ``m`` null experiments added."""
+        """Masked statistic (float64) with ``m`` null experiments added."""
         while len(self._ma) < m:
-            j = len(self._ma)
-            self._ma.append(self.calc(self._kernel(j), self.ijk[j]))
-        keep = self.keep.copy()
+            _, cols, vals = next(self._source)
+            self._ma.append((cols, vals))
+        if self.result.estimator.summary_statistic == "sum":
+            stat = self.result.maps["stat"].copy()
+            for cols, vals in self._ma[:m]:
+                stat[cols] += vals
+            return stat
+        keep = 1.0 - self.result.maps["stat"]
         for cols, vals in self._ma[:m]:
             keep[cols] *= 1.0 - vals
         return 1.0 - keep
@@ -215,13 +207,13 @@ def search(survive, n_clusters: int, start: int, max_added: int) -> tuple[np.nda
     return np.where(censored, max_added, hi), censored, len(seen)
 
 
-def fail_safe_n(result: MetaResult, labels: np.ndarray, settings: dict, *, n_repetitions: int = 10,
-                n_iters: int = 2000, max_added: int | None = None, seed: int = 0, n_cores=None,
-                progress=None) -> dict:
+def fail_safe_n(result: MetaResult, labels: np.ndarray, corrector: MonteCarloFWE, cluster_p: float = 0.05, *,
+                n_repetitions: int = 10, n_iters: int = 2000, max_added: int | None = None, seed: int = 0,
+                n_cores=None, progress=None) -> dict:
     """Fail-safe N of every cluster of ``labels`` (3-D, 1..C) over ``n_repetitions`` repetitions.
 
-    ``settings``: the main analysis's ``cluster_forming_p``, ``null_mask``, ``vfwe_only``,
-    ``cluster_p`` and optionally ``main_nulls`` (its nulls, used at m = 0). Streams: the null
+    ``corrector``: the main analysis's (cluster-forming p, null mask, correction level);
+    ``result.nulls`` its Monte Carlo nulls (used at m = 0 when present). Streams: the null
     grid's experiments ``child_seed(seed, 4)``, its Monte Carlo at m ``child_seed(seed, 5, m)``,
     repetition r's null experiments ``child_seed(seed, 2, r)``. ``progress(done, total)`` counts
     grid points, then repetitions.
@@ -232,7 +224,7 @@ def fail_safe_n(result: MetaResult, labels: np.ndarray, settings: dict, *, n_rep
     n_clusters = int(labels.max()) if labels.size else 0
     k = result.n_experiments
     max_added = int(max_added) if max_added is not None else 10 * k
-    null_voxels = null_masks.null_mask(result.grid, settings.get("null_mask", "brain"))
+    null_voxels = null_masks.null_mask(result.grid, corrector.null_mask)
     values = np.zeros((n_repetitions, n_clusters), dtype=np.int64)
     censored = np.zeros((n_repetitions, n_clusters), dtype=bool)
     evaluations: list[int] = []
@@ -245,7 +237,7 @@ def fail_safe_n(result: MetaResult, labels: np.ndarray, settings: dict, *, n_rep
             if progress is not None:
                 progress(done, total)
 
-        curve = null_curve(result, settings, max_added, n_iters=n_iters, seed=seed, n_cores=n_cores,
+        curve = null_curve(result, corrector, cluster_p, max_added, n_iters=n_iters, seed=seed, n_cores=n_cores,
                            null_voxels=null_voxels, progress=grid_progress)
         for r in range(n_repetitions):
             noise = noise_experiments(result, max_added, np.random.default_rng(child_seed(seed, 2, r)), null_voxels)

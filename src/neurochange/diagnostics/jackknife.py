@@ -1,19 +1,20 @@
 """How much a cluster rests on single experiments: contributions, focus counts, leave-one-out jackknife.
 
-All functions take an ALE :class:`~neurochange.meta.result.MetaResult` (experiments, foci and
-kernels kept) and the 3-D cluster labels of its corrected map (``clusters_index.nii.gz``,
-numbered by size), and return arrays of shape (n_experiments, n_clusters), experiments in
-the result's order (sorted ids), cluster ``c`` in column ``c - 1``.
+All functions take a corrected :class:`~neurochange.meta.result.MetaResult` of any estimator
+(its experiments, foci and estimator kept) and the 3-D cluster labels of its corrected map
+(``clusters_index.nii.gz``, numbered by size), and return arrays of shape (n_experiments,
+n_clusters), experiments in the result's order (sorted ids), cluster ``c`` in column ``c - 1``.
 
 - :func:`contributions`: NiMARE 0.22.1 ``Jackknife``'s number: the mean over the
-  cluster's voxels of ``1 - ALE_without_i / ALE`` (the share of the cluster's ALE that
-  leaving experiment ``i`` out takes away).
+  cluster's voxels of ``1 - stat_without_i / stat`` (the share of the cluster's statistic that
+  leaving experiment ``i`` out takes away; ALE: ``1 - prod (1 - MA)``, MKDA density and KDA:
+  the sum of the MA maps, so the share is ``MA_i / stat``).
 - :func:`focus_counts`: NiMARE ``FocusCounter``'s number: foci of experiment ``i``
   whose voxel (half-to-even rounding) lies in the cluster.
 - :func:`jackknife`: does the cluster survive, with the same correction, when experiment
-  ``i`` is left out? Each leave-one-out set is analysed afresh: ALE, approximate null and
-  its cluster-forming threshold, and a new Monte Carlo null (same cluster-forming p, null
-  mask and correction level as the main analysis; ``n_iters`` iterations). Reusing the
+  ``i`` is left out? Each leave-one-out set is analysed afresh: the estimator, approximate null
+  and its cluster-forming threshold, and a new Monte Carlo null (the main analysis's corrector:
+  same cluster-forming p, null mask and correction level; ``n_iters`` iterations). Reusing the
   main analysis's threshold and null instead would judge K - 1 experiments against the
   null of K (a higher threshold and larger null clusters), so a cluster would look more
   fragile than it is. The cluster survives if a cluster of the leave-one-out map that
@@ -25,10 +26,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from neurochange.inference.clusters import significant_clusters
 from neurochange.inference.montecarlo import MonteCarloFWE
-from neurochange.meta.ale import ALE
 from neurochange.meta.result import MetaResult
-from neurochange.results.write import significant_clusters
 from neurochange.studyset import StudySet
 
 
@@ -41,7 +41,7 @@ def child_seed(seed: int, *keys: int) -> int:
 def result_studyset(result: MetaResult, keep=None, extra: StudySet | None = None) -> StudySet:
     """The experiments ``keep`` (indices; default all) of ``result`` as a StudySet, plus ``extra``.
 
-    Foci are the analysed MNI coordinates, so :class:`ALE` maps them to the same voxels.
+    Foci are the analysed MNI coordinates, so the estimator maps them to the same voxels.
     """
     keep = np.arange(result.n_experiments) if keep is None else np.asarray(keep, dtype=np.int64)
     ids = [result.experiment_ids[i] for i in keep]
@@ -58,22 +58,8 @@ def result_studyset(result: MetaResult, keep=None, extra: StudySet | None = None
 
 
 def refit(result: MetaResult, keep=None, extra: StudySet | None = None) -> MetaResult:
-    """ALE of experiments ``keep`` of ``result`` (plus ``extra``), with the same kernels and grid."""
-    fwhm = float(result.experiment_fwhm[0]) if result.fixed_fwhm else None
-    return ALE(fwhm=fwhm).fit(result_studyset(result, keep, extra), result.grid)
-
-
-def correct_like(result: MetaResult, settings: dict, seed: int, n_iters: int, n_cores=None) -> MetaResult:
-    """Monte Carlo FWE of ``result`` with the main analysis's ``settings`` (cluster_forming_p,
-    null_mask, vfwe_only) and ``n_iters`` iterations from ``seed``."""
-    return MonteCarloFWE(
-        n_iters=n_iters,
-        cluster_forming_p=settings.get("cluster_forming_p", 0.001),
-        null_mask=settings.get("null_mask", "brain"),
-        seed=seed,
-        n_cores=n_cores,
-        vfwe_only=bool(settings.get("vfwe_only", False)),
-    ).correct(result)
+    """The result's estimator on experiments ``keep`` of ``result`` (plus ``extra``), on the same grid."""
+    return result.estimator.fit(result_studyset(result, keep, extra), result.grid)
 
 
 def surviving(corrected: MetaResult, labels: np.ndarray, cluster_p: float) -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +88,9 @@ def cluster_members(result: MetaResult, labels: np.ndarray) -> list[np.ndarray]:
 def contributions(result: MetaResult, labels: np.ndarray) -> np.ndarray:
     """NiMARE Jackknife's contribution of each experiment to each cluster, (n_experiments, C) float64.
 
-    ``mean over cluster voxels of 1 - ALE_{-i} / ALE``, with ``ALE_{-i} = 1 - prod_{j != i} (1 - MA_j)``
-    computed exactly (prefix and suffix products over the experiments, in analysis order).
+    ``mean over cluster voxels of 1 - stat_{-i} / stat``. ALE: ``ALE_{-i} = 1 - prod_{j != i} (1 - MA_j)``
+    computed exactly (prefix and suffix products over the experiments, in analysis order); sum
+    statistics (MKDA density, KDA): ``stat_{-i} = stat - MA_i``.
     """
     members = cluster_members(result, labels)
     n_exp = result.n_experiments
@@ -112,11 +99,18 @@ def contributions(result: MetaResult, labels: np.ndarray) -> np.ndarray:
     voxels = np.concatenate(members)
     position = np.full(result.grid.n_voxels, -1, dtype=np.int64)
     position[voxels] = np.arange(len(voxels))
-    keep = np.ones((n_exp, len(voxels)))  # 1 - MA of each experiment at the cluster voxels
+    ma = np.zeros((n_exp, len(voxels)))  # MA of each experiment at the cluster voxels
     for i, cols, vals in result.ma_maps():
         at = position[cols]
         hit = at >= 0
-        keep[i, at[hit]] = 1.0 - vals[hit]
+        ma[i, at[hit]] = vals[hit]
+    bounds = np.cumsum([0] + [len(m) for m in members])
+    if result.estimator.summary_statistic == "sum":
+        stat = ma.sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.nan_to_num(ma / stat)
+        return np.stack([share[:, bounds[c]:bounds[c + 1]].mean(axis=1) for c in range(len(members))], axis=1)
+    keep = 1.0 - ma
     prefix = np.ones((n_exp + 1, len(voxels)))
     suffix = np.ones((n_exp + 1, len(voxels)))
     for i in range(n_exp):
@@ -127,7 +121,6 @@ def contributions(result: MetaResult, labels: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.nan_to_num(ale_without / ale)
     share = 1.0 - share
-    bounds = np.cumsum([0] + [len(m) for m in members])
     return np.stack([share[:, bounds[c]:bounds[c + 1]].mean(axis=1) for c in range(len(members))], axis=1)
 
 
@@ -144,13 +137,14 @@ def focus_counts(result: MetaResult, labels: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- jackknife
-def jackknife(result: MetaResult, labels: np.ndarray, settings: dict, *, n_iters: int = 2000, seed: int = 0,
-              n_cores=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+def jackknife(result: MetaResult, labels: np.ndarray, corrector: MonteCarloFWE, cluster_p: float = 0.05, *,
+              n_iters: int = 2000, seed: int = 0, n_cores=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-experiment-out: (survived (n_experiments, C) bool, best corrected p (n_experiments, C)).
 
-    ``settings``: the main analysis's ``cluster_forming_p``, ``null_mask``, ``vfwe_only`` and
-    ``cluster_p``. Experiment ``i``'s Monte Carlo uses seed ``child_seed(seed, 1, i)``.
-    ``progress(done, total)`` is called after each experiment.
+    ``corrector``: the main analysis's (its cluster-forming p, null mask and correction level
+    are kept; ``n_iters`` iterations, no early stopping). A cluster survives when a cluster
+    passing FWE at ``cluster_p`` overlaps it. Experiment ``i``'s Monte Carlo uses seed
+    ``child_seed(seed, 1, i)``. ``progress(done, total)`` is called after each experiment.
     """
     n_exp = result.n_experiments
     n_clusters = int(labels.max()) if labels.size else 0
@@ -162,8 +156,8 @@ def jackknife(result: MetaResult, labels: np.ndarray, settings: dict, *, n_iters
     for i in range(n_exp):
         if n_exp > 1:
             sub = refit(result, everyone[everyone != i])
-            corrected = correct_like(sub, settings, child_seed(seed, 1, i), n_iters, n_cores)
-            survived[i], best_p[i] = surviving(corrected, labels, settings.get("cluster_p", 0.05))
+            again = corrector.replace(n_iters=n_iters, seed=child_seed(seed, 1, i), n_cores=n_cores, early_stop=None)
+            survived[i], best_p[i] = surviving(again.correct(sub), labels, cluster_p)
         if progress is not None:
             progress(i + 1, n_exp)
     return survived, best_p

@@ -40,10 +40,7 @@ Verdict (thresholds from the model file's ``[verdict]`` table):
 from __future__ import annotations
 
 import json
-import math
-import os
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -57,9 +54,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from neurochange import space as _space
 from neurochange.errors import InputError
 from neurochange.inference import null_masks
-from neurochange.inference.montecarlo import CHUNK_SIZE, chunk_draws
+from neurochange.inference.executors import ThreadExecutor, run_chunks
+from neurochange.inference.montecarlo import chunk_draws
 from neurochange.meta import kernels
-from neurochange.meta.ale import _analysis_inputs
+from neurochange.meta.ale import ALE
+from neurochange.meta.inputs import analysis_inputs
 from neurochange.results import atlas as _atlas
 from neurochange.sources.references import load_bib
 from neurochange.studyset import StudySet
@@ -393,47 +392,32 @@ def region_convergence(studyset: StudySet, masks: dict[str, np.ndarray], grid: _
     """
     grid = grid or _space.mni_2mm()
     setup = RegionSetup.from_masks(masks)
-    inputs = _analysis_inputs(studyset, grid, fixed_fwhm=fwhm)
-    exp_kernel, kvalues, kstart, kradius = _kernel_table(inputs["experiment_fwhm"], grid.voxel_size,
+    inputs = analysis_inputs(studyset, grid)
+    exp_kernel, kvalues, kstart, kradius = _kernel_table(ALE(fwhm).experiment_fwhm(inputs), grid.voxel_size,
                                                          fixed=fwhm is not None)
-    counts = np.bincount(inputs["focus_experiment"], minlength=len(inputs["experiment_ids"]))
+    counts = inputs.foci_per_experiment()
     exp_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     args = (exp_start, exp_kernel, kvalues, kstart, kradius, setup.vox_k, setup.row_ptr, setup.shape,
             setup.region_ptr, setup.region_idx)
     n_regions = len(setup.names)
 
     observed = np.zeros(n_regions)
-    _region_means(np.ascontiguousarray(inputs["foci_ijk"], dtype=np.int64), *args, observed,
+    _region_means(np.ascontiguousarray(inputs.foci_ijk, dtype=np.int64), *args, observed,
                   np.zeros(len(setup.vox_k)), np.ones(len(setup.vox_k)), np.zeros(len(setup.vox_k), dtype=np.int64))
 
     null_ijk = np.argwhere(null_masks.null_mask(grid, null_mask)).astype(np.int64)
     n_foci = int(exp_start[-1])
     null = np.zeros((n_iters, n_regions))
-    chunks = range(math.ceil(n_iters / CHUNK_SIZE))
 
-    def run(c):
-        size = min(CHUNK_SIZE, n_iters - c * CHUNK_SIZE)
-        draws = _chunk_draws(seed, stream, c, size, n_foci, len(null_ijk))
-        _null_block(draws, null_ijk, *args, null[c * CHUNK_SIZE: c * CHUNK_SIZE + size])
-        return size
+    def task(chunk):
+        draws = chunk_draws(seed, chunk.index, chunk.count, n_foci, len(null_ijk), (stream,) if stream else ())
+        _null_block(draws, null_ijk, *args, null[chunk.start: chunk.start + chunk.count])
 
-    workers = _n_workers(n_cores)
-    done = 0
-    if workers == 1:
-        results = map(run, chunks)
-        for size in results:
-            done += size
-            if progress is not None:
-                progress(done, n_iters)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            for size in pool.map(run, chunks):
-                done += size
-                if progress is not None:
-                    progress(done, n_iters)
+    with ThreadExecutor(n_cores) as executor:
+        run_chunks(task, n_iters, executor, progress=progress)
     exceed = (null >= observed[None, :] - 1e-12 * np.abs(observed[None, :])).sum(axis=0)
     return {
-        "n_experiments": len(inputs["experiment_ids"]),
+        "n_experiments": inputs.n_experiments,
         "n_foci": n_foci,
         "observed": observed,
         "null": null,
@@ -441,20 +425,6 @@ def region_convergence(studyset: StudySet, masks: dict[str, np.ndarray], grid: _
         "regions": setup.names,
         "n_voxels": setup.n_voxels,
     }
-
-
-def _chunk_draws(seed: int, stream: int, chunk: int, n_iters: int, n_foci: int, n_null: int) -> np.ndarray:
-    if stream == 0:
-        return chunk_draws(seed, chunk, n_iters, n_foci, n_null)
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, chunk)))
-    return rng.integers(0, n_null, size=(n_iters, n_foci), dtype=np.int32)
-
-
-def _n_workers(n_cores: int | None) -> int:
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if n_cores is None or n_cores <= 0:
-        return available
-    return max(1, min(int(n_cores), available))
 
 
 # ---------------------------------------------------------------------------- correction and verdict

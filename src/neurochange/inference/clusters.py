@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from neurochange.meta.result import FWE_SUFFIX, MetaResult
+
 FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
+#: The corrected maps that decide which clusters are significant (cluster size, else voxel level).
+SIZE_MAP = f"logp_desc-size_level-cluster{FWE_SUFFIX}"
+VOXEL_MAP = f"logp_level-voxel{FWE_SUFFIX}"
 
 
 def label_clusters(supra: np.ndarray, min_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -115,3 +120,22 @@ def cluster_table(
     columns = ["cluster_id", "peak_x", "peak_y", "peak_z", "size_vox", "size_mm3", "peak_stat", "peak_zscore",
                "p_fwe", "n_experiments", "experiments", "is_subpeak"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def significant_clusters(result: MetaResult, cluster_p: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Clusters that survive FWE correction, numbered by size.
+
+    Uses cluster-size FWE when the result has it (voxels above the cluster-forming
+    threshold in clusters with corrected p < ``cluster_p``), else voxel-level FWE
+    (voxels with corrected p < ``cluster_p``). Returns the 3-D label array, cluster
+    sizes (voxels), each cluster's corrected p, and the name of the map used.
+    """
+    name = SIZE_MAP if SIZE_MAP in result.maps else VOXEL_MAP
+    if name not in result.maps:
+        raise KeyError("the result has no FWE-corrected map; run Monte Carlo correction first")
+    logp = result.get_volume(name)
+    labels, sizes = label_clusters(logp > -np.log10(cluster_p))
+    # cluster-size maps are constant within a cluster; for voxel-level, the best voxel
+    best = ndimage.maximum(logp, labels, np.arange(1, len(sizes) + 1)) if len(sizes) else []
+    p_fwe = 10 ** -np.asarray(best, dtype=float)
+    return labels, sizes, p_fwe, name

@@ -2,12 +2,13 @@
 
 ``ALE`` reproduces NiMARE 0.22.1's ``ALE`` (``null_method="approximate"``) on the same
 input: the same kernels, foci-to-voxel rounding, MA maps, ALE values (float64 here,
-float32 in NiMARE) and approximate null. Which experiments and foci enter:
+float32 in NiMARE) and approximate null. Which experiments and foci enter: :func:`neurochange.meta.inputs.analysis_inputs`.
 
-- foci beyond +-128 mm on any axis are left out (and counted);
-- experiments left without foci are dropped and counted (NiMARE drops them too);
-- foci outside the brain mask stay in (their kernel still reaches mask voxels), counted;
-- experiments are analysed in sorted id order, as NiMARE orders them.
+Every estimator offers the same protocol (checked on each by ``tests/test_estimator_checks.py``):
+``fit(studyset, grid=None) -> MetaResult``, ``fit_inputs(inputs)``, ``get_params()``,
+``ma_maps(inputs)`` (sparse modelled activation of each experiment) and
+``null_engine(result, null_voxels, threshold, n_workers)`` (the iterations that
+:class:`~neurochange.inference.montecarlo.MonteCarloFWE` runs).
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 from neurochange import space as _space
+from neurochange._docs import fill_doc
 from neurochange.errors import InputError
 from neurochange.inference import stats as inference
+from neurochange.inference.engines.ale import AleNullEngine
 from neurochange.meta import kernels
+from neurochange.meta.inputs import AnalysisInputs, analysis_inputs
 from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS, MetaResult
 from neurochange.studyset import StudySet
 
 
+@fill_doc
 class ALE:
     """Activation likelihood estimation (Turkeltaub 2002; Eickhoff 2009, 2012).
 
@@ -33,6 +38,11 @@ class ALE:
     null_method : {"approximate"}
         How p values are computed: the approximate (histogram convolution) null.
     """
+
+    #: NiMARE's class name, written to ``params["estimator"]["name"]``.
+    name = "ALE"
+    #: How experiments' MA maps combine into the statistic: ``1 - prod(1 - MA)``.
+    summary_statistic = "ale"
 
     def __init__(self, fwhm: float | None = None, null_method: str = "approximate"):
         if null_method != "approximate":
@@ -48,20 +58,58 @@ class ALE:
     def get_params(self) -> dict:
         return {"fwhm": self.fwhm, "null_method": self.null_method}
 
-    # ------------------------------------------------------------------ fit
-    def fit(self, studyset: StudySet, grid: _space.Grid | None = None) -> MetaResult:
-        """ALE, p, z and -log10 p maps of ``studyset`` on ``grid`` (default: MNI 2 mm)."""
-        grid = grid or _space.mni_2mm()
-        inputs = _analysis_inputs(studyset, grid, fixed_fwhm=self.fwhm)
-        n_mask = grid.n_voxels
+    # ------------------------------------------------------------------ kernels
+    def experiment_fwhm(self, inputs: AnalysisInputs) -> np.ndarray:
+        """Kernel FWHM (mm) of each experiment, (n_experiments,) float64."""
+        if self.fwhm is not None:
+            return np.full(inputs.n_experiments, self.fwhm)
+        missing = [e for e, n in zip(inputs.experiment_ids, inputs.sample_sizes) if np.isnan(n)]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise InputError(
+                f"sample size missing for experiment {shown}: the ALE kernel width follows the "
+                "sample size; give n for every experiment or a fixed FWHM (--fwhm)",
+                field="n",
+            )
+        return np.asarray(kernels.fwhm_from_sample_size(inputs.sample_sizes), dtype=float).reshape(-1)
 
-        calc = kernels.MACalculator(grid.mask)
+    def experiment_kernels(self, inputs: AnalysisInputs) -> list[kernels.KernelCube]:
+        """The kernel of each experiment (one shared object per distinct width)."""
+        voxel_size = inputs.grid.voxel_size
+        return [kernels.ale_kernel(float(f), voxel_size, fixed=self.fwhm is not None)
+                for f in self.experiment_fwhm(inputs)]
+
+    def ma_maps(self, inputs: AnalysisInputs):
+        """Yield ``(i, masked voxel indices, MA values)`` of every experiment (MA = max over its foci)."""
+        calc = kernels.MACalculator(inputs.grid.mask)
+        for i, kernel in enumerate(self.experiment_kernels(inputs)):
+            cols, vals = calc(kernel, inputs.experiment_foci(i))
+            yield i, cols, vals
+
+    def experiment_columns(self, inputs: AnalysisInputs) -> dict:
+        """Per-experiment kernel columns of ``experiments.tsv``."""
+        return {"fwhm_mm": self.experiment_fwhm(inputs)}
+
+    # ------------------------------------------------------------------ fit
+    @fill_doc
+    def fit(self, studyset: StudySet, grid: _space.Grid | None = None) -> MetaResult:
+        """ALE, p, z and -log10 p maps.
+
+        Parameters
+        ----------
+        %(studyset)s
+        %(grid)s
+        """
+        return self.fit_inputs(analysis_inputs(studyset, grid or _space.mni_2mm()))
+
+    def fit_inputs(self, inputs: AnalysisInputs) -> MetaResult:
+        """ALE, p, z and -log10 p maps of ``inputs``."""
+        grid = inputs.grid
+        n_mask = grid.n_voxels
         keep = np.ones(n_mask)  # running product of (1 - MA) over experiments
         ma_values: list[np.ndarray] = []
-        max_ma = np.zeros(len(inputs["experiment_ids"]))
-        for i, fwhm in enumerate(inputs["experiment_fwhm"]):
-            kernel = kernels.ale_kernel(fwhm, grid.voxel_size, fixed=self.fwhm is not None)
-            cols, vals = calc(kernel, inputs["foci_ijk"][inputs["focus_experiment"] == i])
+        max_ma = np.zeros(inputs.n_experiments)
+        for i, cols, vals in self.ma_maps(inputs):
             keep[cols] *= 1.0 - vals
             ma_values.append(vals)
             max_ma[i] = vals.max() if len(vals) else 0.0
@@ -73,92 +121,18 @@ class ALE:
         maps = {"stat": stat, "p": p, "z": inference.p_to_z(p), "logp": inference.p_to_logp(p)}
         params = {
             "estimator": {
-                "name": "ALE",
+                "name": self.name,
                 "null_method": self.null_method,
                 "fwhm": self.fwhm,
                 "kernel": "fixed FWHM" if self.fwhm is not None else "FWHM from sample size (Eickhoff 2009)",
                 "reference": "NiMARE 0.22.1 ALE",
             },
-            "counts": inputs["counts"],
+            "counts": inputs.counts,
         }
-        return MetaResult(
-            grid=grid,
-            maps=maps,
-            nulls={NULL_BINS: bins, NULL_APPROXIMATE: weights},
-            params=params,
-            experiment_ids=inputs["experiment_ids"],
-            foci_ijk=inputs["foci_ijk"],
-            foci_xyz=inputs["foci_xyz"],
-            focus_experiment=inputs["focus_experiment"],
-            experiment_fwhm=inputs["experiment_fwhm"],
-            sample_sizes=inputs["sample_sizes"],
-            fixed_fwhm=self.fwhm is not None,
-        )
+        return MetaResult(grid=grid, maps=maps, nulls={NULL_BINS: bins, NULL_APPROXIMATE: weights}, params=params,
+                          inputs=inputs, estimator=self)
 
-
-def _analysis_inputs(studyset: StudySet, grid: _space.Grid, fixed_fwhm: float | None) -> dict:
-    """Experiments (sorted by id), their foci as voxels, kernel widths and counts."""
-    foci = studyset.foci
-    xyz_all = foci[["x", "y", "z"]].to_numpy(dtype=float)
-    out_of_bounds = _space.out_of_bounds(xyz_all)
-    foci = foci[~out_of_bounds]
-    experiments = studyset.experiments
-    has_foci = experiments["experiment_id"].isin(foci["experiment_id"])
-    dropped = sorted(experiments["experiment_id"][~has_foci].astype(str).tolist())
-    experiments = experiments[has_foci.to_numpy()]
-    if len(foci) == 0:
-        raise InputError(
-            "no foci to analyse: the StudySet has "
-            + ("no foci" if len(studyset.foci) == 0 else "only foci beyond +-128 mm")
-            + "; add experiments with coordinates",
-            field="foci",
-        )
-
-    ids = sorted(experiments["experiment_id"].astype(str).tolist())
-    index = {eid: i for i, eid in enumerate(ids)}
-    n = experiments.set_index(experiments["experiment_id"].astype(str))["n"].reindex(ids)
-    if fixed_fwhm is None:
-        missing = n[n.isna()].index.tolist()
-        if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise InputError(
-                f"sample size missing for experiment {shown}: the ALE kernel width follows the "
-                "sample size; give n for every experiment or a fixed FWHM (--fwhm)",
-                field="n",
-            )
-        fwhm = np.asarray(kernels.fwhm_from_sample_size(n.to_numpy(dtype=float)), dtype=float).reshape(-1)
-    else:
-        fwhm = np.full(len(ids), float(fixed_fwhm))
-    sample_sizes = n.to_numpy(dtype=float, na_value=np.nan)
-
-    focus_experiment = foci["experiment_id"].astype(str).map(index).to_numpy(dtype=np.int64)
-    order = np.argsort(focus_experiment, kind="stable")
-    xyz = foci[["x", "y", "z"]].to_numpy(dtype=float)[order]
-    focus_experiment = focus_experiment[order]
-    ijk = grid.mm_to_vox(xyz)
-    outside_mask = ~grid.in_mask(xyz)
-    if outside_mask.all():
-        raise InputError(
-            f"all {len(xyz)} foci fall outside the brain mask: are the coordinates in MNI mm "
-            "(Talairach converted) and is the mask the right one?",
-            field="xyz",
-        )
-    counts = {
-        "experiments": len(ids),
-        "foci": int(len(xyz)),
-        "subjects": None if np.isnan(sample_sizes).any() else int(np.sum(sample_sizes)),
-        "experiments_without_foci": len(dropped),
-        "experiments_without_foci_ids": dropped,
-        "foci_out_of_bounds": int(out_of_bounds.sum()),
-        "foci_outside_mask": int(outside_mask.sum()),
-    }
-    return {
-        "experiment_ids": ids,
-        "experiment_fwhm": fwhm,
-        "sample_sizes": sample_sizes,
-        "foci_ijk": ijk,
-        "foci_xyz": xyz,
-        "focus_experiment": focus_experiment,
-        "counts": counts,
-    }
-
+    def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float,
+                    n_workers: int = 1) -> AleNullEngine:
+        """Null ALE iterations of ``result``'s experiments (:mod:`neurochange.inference.engines.ale`)."""
+        return AleNullEngine(result.inputs, self.experiment_kernels(result.inputs), null_voxels, threshold, n_workers)

@@ -13,13 +13,11 @@ experiment is in the selection" and A = "the experiment's MKDA map covers the vo
 p values are two-sided chi-square (1 dof) tails computed in log space; z = signed
 two-tailed normal quantile. Corrections: FDR (Benjamini-Hochberg, NiMARE's
 ``FDRCorrector(method="indep")``) and FWE by label permutation (experiments reshuffled
-between the two groups; voxel max chi-square, cluster size and mass above the chi-square
-of p = ``voxel_thresh``), in seeded chunks from one ``SeedSequence``.
+between the two groups by :class:`~neurochange.inference.permutation.LabelPermutation`; voxel max
+chi-square, cluster size and mass above the chi-square of p = ``cluster_forming_p``).
 """
 
 from __future__ import annotations
-
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
@@ -28,14 +26,15 @@ from scipy.stats import chi2 as chi2_dist
 
 from neurochange import space as _space
 from neurochange.inference.clusters import FACE_CONNECTIVITY
-from neurochange.meta import mkda
-from neurochange.meta.result import MetaResult
+from neurochange.inference.permutation import LabelPermutation
+from neurochange.meta import spheres
+from neurochange.meta.inputs import AnalysisInputs, analysis_inputs, concat_inputs
+from neurochange.meta.mkda import MKDADensity
+from neurochange.meta.result import FWE_SUFFIX, MetaResult
 from neurochange.studyset import StudySet
 
 LABELS = ("uniformity", "group2", "association")
 FDR_SUFFIX = "_corr-FDR_method-indep"
-FWE_SUFFIX = "_corr-FWE_method-montecarlo"
-CHUNK_ITERS = 50
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -135,11 +134,11 @@ def chi2_maps(sel_counts, n_sel, rest_counts, n_rest, prior: float | None = 0.5)
 
 
 # ---------------------------------------------------------------------------- estimator
-def _group(studyset: StudySet, grid: _space.Grid, radius: float) -> dict:
-    inputs = mkda._sphere_inputs(studyset, grid)
-    n = len(inputs["experiment_ids"])
-    counts, _ = mkda.sphere_counts(inputs["foci_ijk"], inputs["focus_experiment"], n, grid, radius)
-    return {**inputs, "n": n, "active": counts}
+def _group(studyset: StudySet, grid: _space.Grid, radius: float) -> tuple[AnalysisInputs, np.ndarray]:
+    """The group's inputs and its coverage counts (experiments whose MKDA map covers each voxel)."""
+    inputs = analysis_inputs(studyset, grid)
+    counts, _ = spheres.sphere_counts(inputs.foci_ijk, inputs.focus_experiment, inputs.n_experiments, grid, radius)
+    return inputs, counts
 
 
 class MKDAChi2:
@@ -153,7 +152,9 @@ class MKDAChi2:
         Uniform prior of p(F) for the ``*_prior`` probability maps (default 0.5; None: no such maps).
     """
 
-    def __init__(self, radius: float = mkda.DEFAULT_RADIUS_MM, prior: float | None = 0.5):
+    name = "MKDAChi2"
+
+    def __init__(self, radius: float = spheres.DEFAULT_RADIUS_MM, prior: float | None = 0.5):
         self.radius = float(radius)
         self.prior = prior
 
@@ -166,24 +167,23 @@ class MKDAChi2:
     def fit(self, selection: StudySet, rest: StudySet, grid: _space.Grid | None = None) -> MetaResult:
         """Uncorrected chi-square, p, z, logp and probability maps; ``params['groups']`` holds both groups' ids."""
         grid = grid or _space.mni_2mm()
-        g1 = _group(selection, grid, self.radius)
-        g2 = _group(rest, grid, self.radius)
-        maps = chi2_maps(g1["active"], g1["n"], g2["active"], g2["n"], self.prior)
+        (in1, active1), (in2, active2) = _group(selection, grid, self.radius), _group(rest, grid, self.radius)
+        maps = chi2_maps(active1, in1.n_experiments, active2, in2.n_experiments, self.prior)
         params = {
-            "estimator": {"name": "MKDAChi2", "kernel": "MKDA sphere", "radius_mm": self.radius,
+            "estimator": {"name": self.name, "kernel": "MKDA sphere", "radius_mm": self.radius,
                           "prior": self.prior, "reference": "NiMARE 0.22.1 MKDAChi2"},
-            "counts": {"selection": g1["counts"], "rest": g2["counts"]},
-            "groups": {"selection": g1["experiment_ids"], "rest": g2["experiment_ids"]},
+            "counts": {"selection": in1.counts, "rest": in2.counts},
+            "groups": {"selection": list(in1.experiment_ids), "rest": list(in2.experiment_ids)},
         }
-        return MetaResult(
-            grid=grid, maps=maps, params=params,
-            experiment_ids=g1["experiment_ids"] + g2["experiment_ids"],
-            foci_ijk=np.concatenate([g1["foci_ijk"], g2["foci_ijk"]]),
-            foci_xyz=np.concatenate([g1["foci_xyz"], g2["foci_xyz"]]),
-            focus_experiment=np.concatenate([g1["focus_experiment"], g2["focus_experiment"] + g1["n"]]),
-            experiment_fwhm=np.full(g1["n"] + g2["n"], np.nan),
-            sample_sizes=np.concatenate([g1["sample_sizes"], g2["sample_sizes"]]),
-        )
+        return MetaResult(grid=grid, maps=maps, params=params, inputs=concat_inputs([in1, in2]), estimator=self)
+
+    def ma_maps(self, inputs: AnalysisInputs):
+        """Yield ``(i, masked voxel indices, MA values)``: the binary MKDA map of every experiment."""
+        return MKDADensity(self.radius).ma_maps(inputs)
+
+    def experiment_columns(self, inputs: AnalysisInputs) -> dict:
+        """Per-experiment kernel columns of ``experiments.tsv`` (none: one sphere for all)."""
+        return {}
 
 
 # ---------------------------------------------------------------------------- FDR
@@ -205,7 +205,7 @@ def correct_fdr(result: MetaResult) -> MetaResult:
 # ---------------------------------------------------------------------------- FWE by label permutation
 def experiment_ma_csr(result: MetaResult, radius: float) -> sparse.csr_matrix:
     """Binary MKDA maps of the result's experiments, (n_experiments, n_mask) CSR of float32 ones."""
-    indptr, indices = mkda.mkda_ma_csr(result.foci_ijk, result.focus_experiment, result.n_experiments,
+    indptr, indices = spheres.mkda_ma_csr(result.foci_ijk, result.focus_experiment, result.n_experiments,
                                        result.grid, radius)
     return sparse.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
                              shape=(result.n_experiments, result.grid.n_voxels))
@@ -257,32 +257,29 @@ def permutation_stats(pooled: sparse.csr_matrix, total, group1: np.ndarray, grid
     return out
 
 
-def _chunk(pooled, n_sel, n_iters, seed, grid_mask, thresh):
-    rng = np.random.default_rng(seed)
-    total = np.asarray(pooled.sum(axis=0)).ravel().astype(np.float64)
-    out = np.zeros((n_iters, 3, 3))
-    for it in range(n_iters):
-        group1 = rng.permutation(pooled.shape[0])[:n_sel]
-        out[it] = permutation_stats(pooled, total, group1, grid_mask, thresh)
-    return out
+def fwe_null(result: MetaResult, permutation: LabelPermutation, cluster_forming_p: float = 0.001,
+             radius: float | None = None, progress=None) -> tuple[np.ndarray, object]:
+    """Label-permutation null, (n_iters run, 3 tests [uniformity, group2, association], 3 [max chi2, size, mass]),
+    and the permutation run (:class:`~neurochange.inference.executors.ChunkRun`).
 
-
-def fwe_null(result: MetaResult, n_iters: int = 1000, seed: int = 0, voxel_thresh: float = 0.001,
-             cores: int = 1, radius: float = mkda.DEFAULT_RADIUS_MM) -> np.ndarray:
-    """Label-permutation null, (n_iters, 3 tests [uniformity, group2, association], 3 [max chi2, size, mass]).
-
-    Iterations run in chunks of ``CHUNK_ITERS``, each with its own stream spawned from
-    ``SeedSequence(seed)``, so the null does not depend on ``cores``.
+    Early stopping (``permutation``'s) watches the three tests' voxel and cluster-size maxima.
     """
+    radius = result.params["estimator"]["radius_mm"] if radius is None else radius
     n_sel = len(result.params["groups"]["selection"])
     pooled = experiment_ma_csr(result, radius)
-    thresh = float(chi2_dist.isf(voxel_thresh, 1))
-    sizes = [min(CHUNK_ITERS, n_iters - s) for s in range(0, n_iters, CHUNK_ITERS)]
-    seeds = np.random.SeedSequence(seed).spawn(len(sizes))
-    args = [(pooled, n_sel, k, s, result.grid.mask, thresh) for k, s in zip(sizes, seeds)]
-    with ThreadPoolExecutor(max_workers=max(1, cores)) as pool:
-        parts = list(pool.map(lambda a: _chunk(*a), args))
-    return np.concatenate(parts) if parts else np.zeros((0, 3, 3))
+    total = np.asarray(pooled.sum(axis=0)).ravel().astype(np.float64)
+    thresh = float(chi2_dist.isf(cluster_forming_p, 1))
+
+    def statistic(chunk, perms):
+        return np.stack([permutation_stats(pooled, total, perm[:n_sel], result.grid.mask, thresh) for perm in perms])
+
+    def watch(parts):
+        null = np.concatenate(parts)
+        return {f"{label}_{kind}": null[:, row, col] for row, label in enumerate(LABELS)
+                for col, kind in ((0, "voxel"), (1, "size"))}
+
+    run = permutation.run(statistic, pooled.shape[0], watch=watch, progress=progress)
+    return np.concatenate(run.results), run
 
 
 def _null_p(values, null):
@@ -292,21 +289,19 @@ def _null_p(values, null):
     return np.clip(p, 1.0 / len(null), 1.0 - 1.0 / len(null))
 
 
-def correct_fwe(result: MetaResult, n_iters: int = 1000, seed: int = 0, voxel_thresh: float = 0.001,
-                cores: int = 1, radius: float | None = None) -> MetaResult:
+def correct_fwe(result: MetaResult, permutation: LabelPermutation, cluster_forming_p: float = 0.001,
+                radius: float | None = None, progress=None) -> MetaResult:
     """Voxel, cluster-size and cluster-mass FWE maps (NiMARE names + ``_corr-FWE_method-montecarlo``)."""
-    radius = result.params["estimator"]["radius_mm"] if radius is None else radius
-    null = fwe_null(result, n_iters, seed, voxel_thresh, cores, radius)
-    maps, nulls = fwe_maps(result, null, voxel_thresh)
-    params = {"montecarlo": {"method": "label permutation", "n_iters": n_iters, "seed": seed,
-                             "chunk_iters": CHUNK_ITERS, "voxel_thresh": voxel_thresh,
-                             "cluster_forming_chi2": float(chi2_dist.isf(voxel_thresh, 1))}}
-    return result.with_maps(maps, nulls, params)
+    null, run = fwe_null(result, permutation, cluster_forming_p, radius, progress)
+    maps, nulls = fwe_maps(result, null, cluster_forming_p)
+    record = {**permutation.record(run), "cluster_forming_p": cluster_forming_p,
+              "cluster_forming_chi2": float(chi2_dist.isf(cluster_forming_p, 1))}
+    return result.with_maps(maps, nulls, {"montecarlo": record})
 
 
-def fwe_maps(result: MetaResult, null: np.ndarray, voxel_thresh: float = 0.001) -> tuple[dict, dict]:
+def fwe_maps(result: MetaResult, null: np.ndarray, cluster_forming_p: float = 0.001) -> tuple[dict, dict]:
     """FWE maps and NiMARE-keyed nulls from a label-permutation ``null`` (n_iters, 3, 3) (see :func:`fwe_null`)."""
-    thresh = float(chi2_dist.isf(voxel_thresh, 1))
+    thresh = float(chi2_dist.isf(cluster_forming_p, 1))
     grid = result.grid
     maps, nulls = {}, {}
     descs = {"uniformity": "pAgF", "group2": "group2", "association": "pFgA"}

@@ -20,9 +20,9 @@ iteration), ``values_desc-size_level-cluster_corr-fwe_method-montecarlo`` (large
 cluster, voxels) and ``values_desc-mass_level-cluster_corr-fwe_method-montecarlo``
 (largest cluster mass: sum over its voxels of ALE minus the cluster-forming threshold).
 
-The experiments, their foci (voxel indices) and kernel widths are kept so that later
-steps (cluster tables, contributions, jackknife) can rebuild any experiment's MA map
-with :meth:`MetaResult.ma_map`.
+The experiments and their foci (:class:`~neurochange.meta.inputs.AnalysisInputs`) and the
+estimator that fitted them are kept, so that later steps (cluster tables, contributions,
+jackknife, Monte Carlo) can rebuild any experiment's MA map and refit subsets.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import nibabel as nib
 import numpy as np
 
-from neurochange.meta import kernels
+from neurochange.meta.inputs import AnalysisInputs
 from neurochange.space import Grid
 
 #: NiMARE's names of the corrected maps written by Monte Carlo FWE correction.
@@ -64,38 +64,24 @@ class MetaResult:
     nulls : dict[str, ndarray]
         Null distributions by NiMARE key.
     params : dict
-        JSON-ready settings and counts: ``estimator`` (name, fwhm, kernel rule),
+        JSON-ready settings and counts: ``estimator`` (name and kernel settings),
         ``counts`` (experiments, foci, subjects, experiments dropped and why), and after
         correction ``montecarlo`` (iterations requested and run, seed, chunk size,
-        cluster-forming p and ALE threshold, null mask and its voxel count, early stopping
+        cluster-forming p and threshold, null mask and its voxel count, early stopping
         with the final quantile intervals).
-    experiment_ids : list[str]
-        Experiments analysed, in analysis order (sorted by id, as NiMARE orders them).
-    foci_ijk : ndarray (n_foci, 3) int64
-        Voxel index of each focus (half-to-even rounding; may lie outside the grid).
-    foci_xyz : ndarray (n_foci, 3) float64
-        The foci in MNI mm, as analysed.
-    focus_experiment : ndarray (n_foci,) int64
-        Index into ``experiment_ids`` of each focus; foci of one experiment are contiguous.
-    experiment_fwhm : ndarray (n_experiments,) float64
-        Kernel FWHM (mm) of each experiment.
-    sample_sizes : ndarray (n_experiments,) float64
-        Sample size of each experiment (NaN where unknown and a fixed FWHM was used).
-    fixed_fwhm : bool
-        Whether the FWHM was fixed by the user (it changes float rounding of the kernel).
+    inputs : AnalysisInputs or None
+        The experiments and foci analysed (None for results read from maps alone).
+    estimator : object or None
+        The fitted estimator: it owns the kernels (``ma_maps``) and the Monte Carlo null
+        engine (``null_engine``) of the result.
     """
 
     grid: Grid
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     nulls: dict[str, np.ndarray] = field(default_factory=dict)
     params: dict = field(default_factory=dict)
-    experiment_ids: list[str] = field(default_factory=list)
-    foci_ijk: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
-    foci_xyz: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
-    focus_experiment: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    experiment_fwhm: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    sample_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    fixed_fwhm: bool = False
+    inputs: AnalysisInputs | None = None
+    estimator: object | None = None
 
     # ------------------------------------------------------------------ maps
     def get_map(self, name: str, dtype=np.float32) -> nib.Nifti1Image:
@@ -122,28 +108,51 @@ class MetaResult:
         )
 
     # ------------------------------------------------------------------ experiments
+    def _inputs(self) -> AnalysisInputs:
+        if self.inputs is None:
+            raise ValueError("this result carries no analysis inputs (experiments and foci)")
+        return self.inputs
+
     @property
     def n_experiments(self) -> int:
-        return len(self.experiment_ids)
+        return 0 if self.inputs is None else self.inputs.n_experiments
 
-    def kernel(self, i: int) -> kernels.KernelCube:
-        """The ALE kernel of experiment ``i``."""
-        return kernels.ale_kernel(float(self.experiment_fwhm[i]), self.grid.voxel_size, fixed=self.fixed_fwhm)
+    @property
+    def experiment_ids(self) -> list[str]:
+        """Experiments analysed, in analysis order (sorted by id, as NiMARE orders them)."""
+        return [] if self.inputs is None else list(self.inputs.experiment_ids)
+
+    @property
+    def foci_ijk(self) -> np.ndarray:
+        return self._inputs().foci_ijk
+
+    @property
+    def foci_xyz(self) -> np.ndarray:
+        return self._inputs().foci_xyz
+
+    @property
+    def focus_experiment(self) -> np.ndarray:
+        return self._inputs().focus_experiment
+
+    @property
+    def sample_sizes(self) -> np.ndarray:
+        return self._inputs().sample_sizes
 
     def experiment_foci(self, i: int) -> np.ndarray:
         """Voxel indices (k, 3) of experiment ``i``'s foci."""
-        return self.foci_ijk[self.focus_experiment == i]
+        return self._inputs().experiment_foci(i)
+
+    def ma_maps(self):
+        """Yield ``(i, masked voxel indices, MA values)`` for every experiment (sparse), from the estimator's kernels."""
+        if self.estimator is None:
+            raise ValueError("this result carries no estimator, so no modelled activation maps")
+        return self.estimator.ma_maps(self._inputs())
 
     def ma_map(self, i: int) -> np.ndarray:
         """Masked MA map (float64, one value per mask voxel) of experiment ``i``."""
-        cols, vals = kernels.MACalculator(self.grid.mask)(self.kernel(i), self.experiment_foci(i))
         out = np.zeros(self.grid.n_voxels)
-        out[cols] = vals
+        for j, cols, vals in self.ma_maps():
+            if j == i:
+                out[cols] = vals
+                break
         return out
-
-    def ma_maps(self):
-        """Yield ``(i, masked voxel indices, MA values)`` for every experiment (sparse)."""
-        calc = kernels.MACalculator(self.grid.mask)
-        for i in range(self.n_experiments):
-            cols, vals = calc(self.kernel(i), self.experiment_foci(i))
-            yield i, cols, vals

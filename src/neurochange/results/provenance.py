@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import platform
-import secrets
 from importlib import metadata
 from pathlib import Path
 
@@ -26,11 +25,6 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def resolve_seed(seed: int | None) -> int:
-    """The seed to use: the one given, or a fresh one drawn from the OS (to be printed and recorded)."""
-    return int(seed) if seed is not None else secrets.randbelow(2**31 - 1)
 
 
 def write_json(path: str | Path, obj) -> None:

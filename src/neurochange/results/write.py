@@ -11,49 +11,32 @@ MNI mm, i, j, k voxel indices, one row per focus that entered), ``mask.nii.gz`` 
 analysis mask), ``params.json`` (the result's settings: estimator, counts, Monte Carlo,
 plus ``fixed_fwhm`` and ``cluster_p``) and, when a StudySet is passed, ``studyset.tsv``
 (its table form, :meth:`StudySet.to_table`, for the analysed experiments).
-The folder itself is made atomic by the caller (``outdir.atomic_dir``).
+
+Workflows compute; they do not write. They return an :class:`Output` (results, images,
+tables, JSON records, as objects) and :func:`write_output`, the one writer of results
+folders, makes the folder atomically (``outdir.atomic_dir``: all of it or nothing).
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
-from neurochange.inference.clusters import cluster_table, label_clusters
+from neurochange.inference.clusters import SIZE_MAP, VOXEL_MAP, cluster_table, significant_clusters
 from neurochange.meta.result import FWE_SUFFIX, MetaResult
 from neurochange.results import provenance
 from neurochange.results.atlas import add_labels
-
-SIZE_MAP = f"logp_desc-size_level-cluster{FWE_SUFFIX}"
-VOXEL_MAP = f"logp_level-voxel{FWE_SUFFIX}"
+from neurochange.results.outdir import atomic_dir
 
 
 def thresh_name(cluster_p: float) -> str:
     """GingerALE-style name of the cluster-thresholded z map, e.g. ``..._thresh-05`` for p = .05."""
     return f"z_desc-size_level-cluster{FWE_SUFFIX}_thresh-{f'{cluster_p:.3f}'.rstrip('0').split('.')[1]}"
-
-
-def significant_clusters(result: MetaResult, cluster_p: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Clusters that survive FWE correction, numbered by size.
-
-    Uses cluster-size FWE when the result has it (voxels above the cluster-forming
-    threshold in clusters with corrected p < ``cluster_p``), else voxel-level FWE
-    (voxels with corrected p < ``cluster_p``). Returns the 3-D label array, cluster
-    sizes (voxels), each cluster's corrected p, and the name of the map used.
-    """
-    name = SIZE_MAP if SIZE_MAP in result.maps else VOXEL_MAP
-    if name not in result.maps:
-        raise KeyError("the result has no FWE-corrected map; run Monte Carlo correction first")
-    logp = result.get_volume(name)
-    labels, sizes = label_clusters(logp > -np.log10(cluster_p))
-    # cluster-size maps are constant within a cluster; for voxel-level, the best voxel
-    best = ndimage.maximum(logp, labels, np.arange(1, len(sizes) + 1)) if len(sizes) else []
-    p_fwe = 10 ** -np.asarray(best, dtype=float)
-    return labels, sizes, p_fwe, name
 
 
 def result_clusters(result: MetaResult, cluster_p: float = 0.05, min_distance: float = 8.0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -80,11 +63,7 @@ def write_result(result: MetaResult, folder: str | Path, cluster_p: float = 0.05
     ``studyset`` (optional): the StudySet analysed; its analysed experiments go to ``studyset.tsv``.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in result.maps:
-        nib.save(result.get_map(name), folder / f"{name}.nii.gz")
-    if result.nulls:
-        np.savez_compressed(folder / "nulls.npz", **result.nulls)
+    write_maps(result, folder)
     if SIZE_MAP in result.maps or VOXEL_MAP in result.maps:
         table, labels = result_clusters(result, cluster_p)
         table = add_labels(table)  # label_<atlas> columns for each peak
@@ -92,18 +71,18 @@ def write_result(result: MetaResult, folder: str | Path, cluster_p: float = 0.05
         thresh = np.where(labels > 0, z, 0.0).astype(np.float32)
         nib.save(nib.Nifti1Image(thresh, result.grid.affine), folder / f"{thresh_name(cluster_p)}.nii.gz")
         nib.save(nib.Nifti1Image(labels.astype(np.int16), result.grid.affine), folder / "clusters_index.nii.gz")
-        table.to_csv(folder / "clusters.tsv", sep="\t", index=False, float_format="%.6g")
+        write_table(table, folder / "clusters.tsv")
     else:
         table = pd.DataFrame()
     experiments = pd.DataFrame(
         {
             "experiment_id": result.experiment_ids,
             "n": result.sample_sizes,
-            "fwhm_mm": result.experiment_fwhm,
-            "n_foci": np.bincount(result.focus_experiment, minlength=result.n_experiments),
+            **result.estimator.experiment_columns(result.inputs),
+            "n_foci": result.inputs.foci_per_experiment(),
         }
     )
-    experiments.to_csv(folder / "experiments.tsv", sep="\t", index=False, float_format="%.6g")
+    write_table(experiments, folder / "experiments.tsv")
     write_analysed(result, folder, cluster_p, studyset)
     return table
 
@@ -118,10 +97,97 @@ def write_analysed(result: MetaResult, folder: Path, cluster_p: float, studyset=
                          "i": ijk[:, 0], "j": ijk[:, 1], "k": ijk[:, 2]})
     foci.to_csv(folder / "foci.tsv", sep="\t", index=False, float_format="%.10g")
     nib.save(nib.Nifti1Image(result.grid.mask.astype(np.uint8), result.grid.affine), folder / "mask.nii.gz")
-    params = {**result.params, "fixed_fwhm": bool(result.fixed_fwhm), "cluster_p": cluster_p}
+    fixed_fwhm = result.params.get("estimator", {}).get("fwhm") is not None
+    params = {**result.params, "fixed_fwhm": fixed_fwhm, "cluster_p": cluster_p}
     if "n_cores" in params.get("montecarlo", {}):  # results do not depend on it: keep params.json identical
         params["montecarlo"] = {k: v for k, v in params["montecarlo"].items() if k != "n_cores"}
     provenance.write_json(folder / "params.json", params)
     if studyset is not None:
         kept = studyset.filter_experiments(result.experiment_ids)
         kept.to_table().to_csv(folder / "studyset.tsv", sep="\t", index=False)
+
+
+#: ``float_format`` of the tables written with rounded floats (others: full precision).
+TABLE_FLOATS = {"experiments.tsv": "%.6g", "clusters.tsv": "%.6g"}
+
+
+@dataclass
+class Output:
+    """What a workflow produced, as objects; :func:`write_output` turns it into a folder.
+
+    Paths are relative to the results folder ("" is the folder itself).
+
+    Attributes
+    ----------
+    results : dict[str, tuple[MetaResult, StudySet or None]]
+        Full results folders (:func:`write_result`), with the experiments analysed
+        (their ``studies.tsv``).
+    maps : dict[str, MetaResult]
+        Maps and ``nulls.npz`` only (comparisons, whose tables are given in ``tables``).
+    images : dict[str, nibabel image]
+    tables : dict[str, DataFrame]
+        Written as TSV (``TABLE_FLOATS`` says which round floats).
+    records : dict[str, dict]
+        Written as key-sorted JSON (``provenance.json``, ``overlap.json``, ...).
+    timings : dict[str, float] or None
+        Seconds per step; ``timings.json`` gets them with the time spent writing.
+    cluster_p : float
+        Corrected p of the clusters in ``clusters.tsv`` of each result.
+    """
+
+    results: dict = field(default_factory=dict)
+    maps: dict = field(default_factory=dict)
+    images: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)
+    records: dict = field(default_factory=dict)
+    timings: dict | None = None
+    timings_extra: dict = field(default_factory=dict)
+    cluster_p: float = 0.05
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    table.to_csv(path, sep="\t", index=False, float_format=TABLE_FLOATS.get(path.name))
+
+
+def write_maps(result: MetaResult, folder: Path) -> None:
+    """Every map of ``result`` as ``<name>.nii.gz`` and its nulls as ``nulls.npz``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in result.maps:
+        nib.save(result.get_map(name), folder / f"{name}.nii.gz")
+    if result.nulls:
+        np.savez_compressed(folder / "nulls.npz", **result.nulls)
+
+
+def write_output(output: Output, out: str | Path, overwrite: bool = False) -> dict[str, pd.DataFrame]:
+    """Write ``output`` into the folder ``out`` (all of it or nothing); return the cluster tables by subfolder."""
+    start = time.perf_counter()
+    clusters = {}
+    with atomic_dir(out, overwrite) as tmp:
+        fill_folder(output, tmp, clusters)
+        if output.timings is not None:
+            seconds = {**output.timings, "write": time.perf_counter() - start}
+            provenance.write_json(tmp / "timings.json", {"seconds": seconds, **output.timings_extra})
+    return clusters
+
+
+def fill_folder(output: Output, folder: Path, clusters: dict | None = None) -> None:
+    """Write ``output`` into an existing (temporary) ``folder``, without timings."""
+    for sub, (result, studyset) in output.results.items():
+        target = folder / sub
+        table = write_result(result, target, cluster_p=output.cluster_p, studyset=studyset)
+        if clusters is not None:
+            clusters[sub] = table
+        if studyset is not None:
+            analysed = studyset.filter_experiments(result.experiment_ids)
+            analysed.resolved_experiments().to_csv(target / "studies.tsv", sep="\t", index=False)
+    for sub, result in output.maps.items():
+        write_maps(result, folder / sub)
+    for name, img in output.images.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        nib.save(img, folder / name)
+    for name, table in output.tables.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        write_table(table, folder / name)
+    for name, record in output.records.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        provenance.write_json(folder / name, record)

@@ -1,9 +1,13 @@
-"""``neurochange diagnose RESULT_DIR``: robustness diagnostics added to an existing ALE results folder.
+"""Robustness diagnostics of an analysis: in memory (:func:`diagnose_analysis`), or added to a results folder
+(``neurochange diagnose RESULT_DIR``, :func:`diagnose`).
 
-Reads what the analysis wrote (``foci.tsv``, ``experiments.tsv``, ``mask.nii.gz``,
-``params.json``, ``nulls.npz``, ``clusters_index.nii.gz``, ``clusters.tsv``, and the
-experiments' fields from ``studies.tsv`` / ``studyset.tsv``), refits the ALE (checked
-against ``stat.nii.gz``) without re-running the main Monte Carlo, and adds:
+An :class:`Analysis` is a corrected result with its cluster labels and table, its corrector
+and the experiments' fields (moderators). The review builds it from the objects it has;
+:func:`load_analysis`, the thin loader for folders, from what the analysis wrote
+(``foci.tsv``, ``experiments.tsv``, ``mask.nii.gz``, ``params.json``, ``nulls.npz``,
+``clusters_index.nii.gz``, ``clusters.tsv``, fields from ``studies.tsv`` / ``studyset.tsv``),
+refitting the estimator (checked against ``stat.nii.gz``) without re-running the main Monte
+Carlo. Any estimator with Monte Carlo FWE (ALE, MKDA density, KDA). What is added:
 
 =================================  ==========================================================
 ``clusters.tsv`` (new columns,     ``jackknife_survived`` ("k/K"), ``jackknife_k``, ``rests_on``
@@ -25,8 +29,8 @@ corr-FWE_method-permutation``
 ``diagnostics.json``               settings, seed, counts, the fail-safe null grid (no timings)
 =================================  ==========================================================
 
-Files are computed first, written to a hidden folder inside RESULT_DIR and then renamed
-into place: a failure leaves the folder as it was. Running again replaces earlier output.
+Files are computed first, written to a hidden folder inside the results folder and then
+renamed into place: a failure leaves the folder as it was. Running again replaces earlier output.
 """
 
 from __future__ import annotations
@@ -48,9 +52,15 @@ from neurochange.diagnostics import failsafe as failsafe_mod
 from neurochange.diagnostics import jackknife as diagnostics
 from neurochange.diagnostics import moderators as moderators_mod
 from neurochange.errors import InputError
+from neurochange.inference.executors import resolve_seed
+from neurochange.inference.montecarlo import MonteCarloFWE
+from neurochange.meta.inputs import AnalysisInputs
+from neurochange.meta.registry import estimator_from_record
 from neurochange.meta.result import MetaResult
 from neurochange.results import provenance
 from neurochange.space import Grid
+from neurochange.studyset import StudySet
+from neurochange.workflows.settings import DiagnosticsSettings
 
 #: Columns ``diagnose`` adds to clusters.tsv (moderator columns besides).
 CLUSTER_COLUMNS = ("jackknife_survived", "jackknife_k", "rests_on", "max_contribution", "max_contributor",
@@ -61,36 +71,53 @@ PER_CLUSTER_TABLE = "cluster_experiments.tsv"
 
 @dataclass
 class Analysis:
-    """An ALE results folder, reloaded: the refitted result, its cluster labels, table and settings."""
+    """A corrected result, its significant clusters (3-D labels, ``clusters.tsv`` table), the corrector that
+    made them, the ``cluster_p`` they pass, and the experiments' fields (moderators) indexed by experiment id."""
 
-    folder: Path
     result: MetaResult
     labels: np.ndarray
     clusters: pd.DataFrame
-    settings: dict
-    fields: pd.DataFrame  # experiment fields (moderators) indexed by experiment id
+    corrector: MonteCarloFWE
+    cluster_p: float
+    fields: pd.DataFrame
+    folder: Path | None = None
+
+    @property
+    def settings(self) -> dict:
+        """The correction, as ``diagnostics.json`` records it."""
+        return {"cluster_forming_p": self.corrector.cluster_forming_p, "null_mask": self.corrector.null_mask,
+                "vfwe_only": self.corrector.vfwe_only, "cluster_p": self.cluster_p,
+                "main_n_iters": int(self.result.params.get("montecarlo", {}).get("n_iters", 0))}
+
+
+def analysis_of(result: MetaResult, labels: np.ndarray, clusters: pd.DataFrame, corrector: MonteCarloFWE,
+                cluster_p: float, studyset: StudySet | None = None) -> Analysis:
+    """An :class:`Analysis` from in-memory objects (``studyset``: the experiments' fields)."""
+    fields = pd.DataFrame({"n": result.sample_sizes}, index=pd.Index(result.experiment_ids, name="experiment_id"))
+    if studyset is not None:
+        table = studyset.filter_experiments(result.experiment_ids).resolved_experiments()
+        table = table.drop_duplicates("experiment_id").set_index("experiment_id")
+        fields = fields.join(table.drop(columns=["n"], errors="ignore"), how="left")
+    return Analysis(result, labels, clusters, corrector, cluster_p, fields)
 
 
 def _need(folder: Path, name: str) -> Path:
     path = folder / name
     if not path.exists():
-        raise InputError(f"{name} not found: diagnose needs a results folder written by `neurochange ale` "
-                         f"(this version or later); re-run the analysis", file=folder)
+        raise InputError(f"{name} not found: diagnose needs a results folder written by `neurochange ale`, "
+                         f"`mkda` or `kda` (this version or later); re-run the analysis", file=folder)
     return path
 
 
 def load_analysis(folder: str | Path) -> Analysis:
-    """Reload an ALE results folder (see the module docstring for the files it reads)."""
+    """Reload a results folder (see the module docstring for the files it reads)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("not a folder", file=folder)
     params = json.loads(_need(folder, "params.json").read_text())
-    estimator = params.get("estimator", {}).get("name")
-    if estimator != "ALE":
-        raise InputError(f"diagnose works on ALE results; this folder holds {estimator or 'an unknown estimator'}",
-                         file=folder / "params.json", field="estimator")
+    estimator = estimator_from_record(params.get("estimator", {}), file=folder / "params.json")
     run = params.get("montecarlo")
-    if not run:
+    if not run or run.get("method", "montecarlo") != "montecarlo":
         raise InputError("the result has no Monte Carlo FWE correction to diagnose", file=folder / "params.json")
     if run.get("null_mask") not in ("brain", "gm"):
         raise InputError(f"null mask {run.get('null_mask')!r} cannot be rebuilt from the folder",
@@ -105,17 +132,11 @@ def load_analysis(folder: str | Path) -> Analysis:
     if unknown.any():
         raise InputError(f"focus of unknown experiment {foci['experiment_id'][unknown].iloc[0]!r}",
                          file=folder / "foci.tsv", line=int(np.flatnonzero(unknown)[0]) + 2, field="experiment_id")
-    bare = MetaResult(
-        grid=grid,
-        experiment_ids=ids,
-        foci_ijk=foci[["i", "j", "k"]].to_numpy(np.int64),
-        foci_xyz=foci[["x", "y", "z"]].to_numpy(float),
-        focus_experiment=foci["experiment_id"].map(index).to_numpy(np.int64),
-        experiment_fwhm=experiments["fwhm_mm"].to_numpy(float),
-        sample_sizes=experiments["n"].to_numpy(float),
-        fixed_fwhm=bool(params.get("fixed_fwhm", False)),
-    )
-    result = diagnostics.refit(bare)
+    inputs = AnalysisInputs.from_arrays(grid, ids, foci[["i", "j", "k"]].to_numpy(np.int64),
+                                        foci[["x", "y", "z"]].to_numpy(float),
+                                        foci["experiment_id"].map(index).to_numpy(np.int64),
+                                        experiments["n"].to_numpy(float))
+    result = estimator.fit_inputs(inputs)
     stat = np.asarray(nib.load(str(_need(folder, "stat.nii.gz"))).dataobj, dtype=float)[grid.mask]
     if not np.allclose(result.maps["stat"], stat, rtol=1e-5, atol=1e-7):
         raise InputError("the foci in foci.tsv do not reproduce stat.nii.gz: the folder was changed after the "
@@ -125,18 +146,15 @@ def load_analysis(folder: str | Path) -> Analysis:
     result = result.with_maps(nulls=nulls, params={"montecarlo": run})
     labels = np.asarray(nib.load(str(_need(folder, "clusters_index.nii.gz"))).dataobj).astype(np.int32)
     clusters = pd.read_csv(_need(folder, "clusters.tsv"), sep="\t")
-    settings = {
-        "cluster_forming_p": float(run["cluster_forming_p"]),
-        "null_mask": run["null_mask"],
-        "vfwe_only": bool(run.get("vfwe_only", False)),
-        "cluster_p": float(params.get("cluster_p", 0.05)),
-        "main_n_iters": int(run.get("n_iters", 0)),
-    }
-    return Analysis(folder, result, labels, clusters, settings, experiment_fields(folder, experiments))
+    corrector = MonteCarloFWE(n_iters=max(1, int(run.get("n_iters", 1))),
+                              cluster_forming_p=float(run["cluster_forming_p"]),
+                              null_mask=run["null_mask"], vfwe_only=bool(run.get("vfwe_only", False)))
+    return Analysis(result, labels, clusters, corrector, float(params.get("cluster_p", 0.05)),
+                    experiment_fields(folder, experiments), folder)
 
 
 def experiment_fields(folder: Path, experiments: pd.DataFrame) -> pd.DataFrame:
-    """Experiment-level fields (tags, dose, n, year) indexed by experiment id."""
+    """Experiment-level fields (tags, dose, n, year) of a results folder, indexed by experiment id."""
     fields = experiments.set_index("experiment_id")[["n"]]
     studies = folder / "studies.tsv"
     if studies.exists():
@@ -153,39 +171,62 @@ def experiment_fields(folder: Path, experiments: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- the run
-def diagnose(folder, *, failsafe: bool = True, moderators: list[str] | None = None, whole_brain: bool = False,
-             jackknife: bool = True, n_iters: int = 2000, n_repetitions: int = 10, n_perm: int = 5000,
-             max_added: int | None = None, seed: int | None = None, n_cores: int | None = None,
-             progress=None) -> dict:
-    """Add per-cluster diagnostics to the ALE results folder ``folder`` (see the module docstring).
+@dataclass
+class Diagnostics:
+    """What :func:`diagnose_analysis` found: the updated ``clusters`` table, the per-cluster tables,
+    fail-safe N, moderator plots and maps (``files``), ``diagnostics.json``'s ``record``, timings."""
 
-    ``n_iters``: Monte Carlo iterations of each leave-one-out analysis and of each fail-safe
-    null grid point. ``n_repetitions``: fail-safe repetitions. ``n_perm``: moderator
-    permutations (whole-brain: ``min(n_perm, 1000)``). ``progress(done, total)`` over all steps.
+    clusters: pd.DataFrame
+    per_cluster: pd.DataFrame
+    moderators: pd.DataFrame | None
+    failsafe: dict | None
+    files: dict
+    record: dict
+    timings: dict
+
+
+def diagnose(folder, settings: DiagnosticsSettings | None = None, *, seed: int | None = None,
+             n_cores: int | None = None, progress=None) -> dict:
+    """Add per-cluster diagnostics to the results folder ``folder`` (see the module docstring).
 
     Returns a dict: ``seed``, ``clusters`` (the updated clusters.tsv), ``per_cluster``
     (cluster_experiments.tsv), ``moderators`` (DataFrame or None), ``failsafe`` (dict or
     None), ``files`` (names written), ``timings`` (s).
     """
-    names = [m.strip() for m in (moderators or []) if m.strip()]
-    seed = provenance.resolve_seed(seed)
-    timings: dict[str, float] = {}
     start = time.perf_counter()
     analysis = load_analysis(folder)
-    result, labels, settings = analysis.result, analysis.labels, analysis.settings
+    load = time.perf_counter() - start
+    seed = resolve_seed(seed)
+    found = diagnose_analysis(analysis, settings or DiagnosticsSettings(), seed=seed, n_cores=n_cores,
+                              progress=progress)
+    written = write_diagnostics(found, analysis.folder, analysis.result)
+    return {"seed": seed, "clusters": found.clusters, "per_cluster": found.per_cluster,
+            "moderators": found.moderators, "failsafe": found.failsafe, "files": written,
+            "timings": {"load": load, **found.timings}}
+
+
+def diagnose_analysis(analysis: Analysis, settings: DiagnosticsSettings, *, seed: int, n_cores: int | None = None,
+                      progress=None) -> Diagnostics:
+    """Jackknife, contributions, focus counts, fail-safe N and moderator tests of ``analysis``'s clusters.
+
+    ``settings.n_iters``: Monte Carlo iterations of each leave-one-out analysis and of each
+    fail-safe null grid point. ``progress(done, total)`` over all steps.
+    """
+    names = [m.strip() for m in settings.moderators if m.strip()]
+    timings: dict[str, float] = {}
+    result, labels = analysis.result, analysis.labels
     unknown = [m for m in names if m not in analysis.fields.columns]
     if unknown:
         raise InputError(f"unknown moderator {unknown[0]!r}; experiment fields: {', '.join(analysis.fields.columns)}",
                          field="moderators")
-    timings["load"] = time.perf_counter() - start
     n_clusters = int(labels.max()) if labels.size else 0
     k = result.n_experiments
-    steps = (k if jackknife else 0) + (len(names) * (2 if whole_brain else 1))
+    steps = (k if settings.jackknife else 0) + (len(names) * (2 if settings.whole_brain else 1))
     n_grid = 0
-    if failsafe and n_clusters:
-        limit = int(max_added) if max_added is not None else 10 * k
+    if settings.failsafe and n_clusters:
+        limit = int(settings.max_added) if settings.max_added is not None else 10 * k
         n_grid = len({min(limit, int(round(f * k))) for f in failsafe_mod.GRID_FACTORS} | {limit})
-        steps += n_grid + n_repetitions
+        steps += n_grid + settings.n_repetitions
     done = 0
 
     def step(n=1):
@@ -198,29 +239,32 @@ def diagnose(folder, *, failsafe: bool = True, moderators: list[str] | None = No
     share = diagnostics.contributions(result, labels)
     counts = diagnostics.focus_counts(result, labels)
     survived = None
-    if jackknife and n_clusters:
-        survived, _ = diagnostics.jackknife(result, labels, settings, n_iters=n_iters, seed=seed, n_cores=n_cores,
+    if settings.jackknife and n_clusters:
+        survived, _ = diagnostics.jackknife(result, labels, analysis.corrector, analysis.cluster_p,
+                                            n_iters=settings.n_iters, seed=seed, n_cores=n_cores,
                                             progress=lambda d, t: step())
-    elif jackknife:
+    elif settings.jackknife:
         step(k)
     timings["jackknife"] = time.perf_counter() - start
     summary, per_cluster = diagnostics.cluster_summary(result.experiment_ids, share, counts, survived)
 
     fs = None
-    if failsafe and n_clusters:
+    if settings.failsafe and n_clusters:
         start = time.perf_counter()
         base = done
-        fs = failsafe_mod.fail_safe_n(result, labels, {**settings, "main_nulls": result.nulls},
-                                      n_repetitions=n_repetitions, n_iters=n_iters, max_added=max_added, seed=seed,
-                                      n_cores=n_cores, progress=lambda d, t: step(base + d - done))
+        fs = failsafe_mod.fail_safe_n(result, labels, analysis.corrector, analysis.cluster_p,
+                                      n_repetitions=settings.n_repetitions, n_iters=settings.n_iters,
+                                      max_added=settings.max_added, seed=seed, n_cores=n_cores,
+                                      progress=lambda d, t: step(base + d - done))
         summary["fail_safe_n"] = fs["median"]
         summary["fail_safe_n_ci_low"] = fs["ci_low"]
         summary["fail_safe_n_ci_high"] = fs["ci_high"]
-        summary["fail_safe_n_censored"] = fs["censored"].mean(axis=0) if n_repetitions else np.nan
+        summary["fail_safe_n_censored"] = fs["censored"].mean(axis=0) if settings.n_repetitions else np.nan
         timings["failsafe"] = time.perf_counter() - start
 
     files: dict[str, object] = {}
     mod_rows = None
+    n_perm = settings.n_perm
     if names:
         start = time.perf_counter()
         response = moderators_mod.cluster_response(result, labels)
@@ -234,7 +278,7 @@ def diagnose(folder, *, failsafe: bool = True, moderators: list[str] | None = No
             files[f"moderator_{name}.png"] = ("plot", name, values, kind, response)
             step()
         timings["moderators"] = time.perf_counter() - start
-        if whole_brain:
+        if settings.whole_brain:
             start = time.perf_counter()
             for name in names:
                 out = moderators_mod.whole_brain(result, analysis.fields, name, n_perm=min(n_perm, 1000), seed=seed)
@@ -250,16 +294,19 @@ def diagnose(folder, *, failsafe: bool = True, moderators: list[str] | None = No
             timings["whole_brain"] = time.perf_counter() - start
 
     clusters = _merge(analysis.clusters, summary, names)
+    stat = result.estimator.name if result.estimator.name == "ALE" else "the statistic"
     record = {
         "command": "diagnose",
         "seed": seed,
-        "settings": {"jackknife": jackknife, "failsafe": failsafe, "moderators": names, "whole_brain": whole_brain,
-                     "n_iters": n_iters, "n_repetitions": n_repetitions, "n_perm": n_perm, "max_added": max_added,
-                     "correction": settings},
+        "settings": {"jackknife": settings.jackknife, "failsafe": settings.failsafe, "moderators": names,
+                     "whole_brain": settings.whole_brain, "n_iters": settings.n_iters,
+                     "n_repetitions": settings.n_repetitions, "n_perm": n_perm, "max_added": settings.max_added,
+                     "correction": analysis.settings},
         "methods": {
-            "contribution": "NiMARE 0.22.1 Jackknife: mean over cluster voxels of 1 - ALE without the experiment / ALE",
+            "contribution": f"NiMARE 0.22.1 Jackknife: mean over cluster voxels of 1 - {stat} without the experiment "
+                            f"/ {stat}",
             "focus_counts": "NiMARE 0.22.1 FocusCounter: foci whose voxel lies in the cluster",
-            "jackknife": "each leave-one-out set re-analysed (ALE, approximate-null threshold, new Monte Carlo with "
+            "jackknife": f"each leave-one-out set re-analysed ({stat}, approximate-null threshold, new Monte Carlo with "
                          "n_iters); survives = a cluster passing FWE at cluster_p overlaps it",
             "fail_safe_n": failsafe_mod.__doc__.split("\n\n")[0].strip(),
             "moderators": "permutation tests of moderator vs modelled activation (see neurochange.diagnostics.moderators)",
@@ -275,10 +322,7 @@ def diagnose(folder, *, failsafe: bool = True, moderators: list[str] | None = No
         "whole_brain": files.pop("_whole_brain", None),
         "versions": provenance.versions(),
     }  # no timings here: same folder and seed give the same diagnostics.json (timings are returned)
-    written = _write_all(analysis.folder, clusters, per_cluster, mod_rows, fs, files, record, result)
-    return {"seed": seed, "clusters": clusters, "per_cluster": per_cluster, "moderators": mod_rows,
-            "failsafe": fs, "files": written, "timings": timings}
-
+    return Diagnostics(clusters, per_cluster, mod_rows, fs, files, record, timings)
 
 
 def _merge(clusters: pd.DataFrame, summary: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -290,8 +334,10 @@ def _merge(clusters: pd.DataFrame, summary: pd.DataFrame, names: list[str]) -> p
     return base.merge(summary, on="cluster_id", how="left")
 
 
-def _write_all(folder: Path, clusters, per_cluster, mod_rows, fs, files, record, result) -> list[str]:
-    """Write every output into a hidden folder inside ``folder``, then rename each into place."""
+def write_diagnostics(found: Diagnostics, folder: Path, result: MetaResult) -> list[str]:
+    """Write the diagnostics into a hidden folder inside the results ``folder``, then rename each file into place."""
+    clusters, per_cluster, mod_rows, fs = found.clusters, found.per_cluster, found.moderators, found.failsafe
+    files, record = found.files, found.record
     staging = Path(tempfile.mkdtemp(prefix=".diagnose.tmp-", dir=folder))
     names = []
     try:

@@ -4,10 +4,12 @@ Order of work (each step a plain call into the modules that own it):
 
 1. check the spec and the output folder, open (or build and tag) the corpus, select every
    group and check the comparisons on the selections, all before any Monte Carlo;
-2. per group: pool dependent contrasts, ALE + Monte Carlo FWE on all experiments, and on
-   increases and decreases apart where signed experiments exist; ``figure.png``;
-3. comparisons: label-permutation contrast (:func:`compare_run.run_contrast`) and
-   minimum-statistic conjunction with overlap indices (:func:`compare_run.run_conjunction`);
+2. per group: pool dependent contrasts, the estimator (ALE, MKDA density or KDA) + Monte Carlo
+   FWE on all experiments, and on increases and decreases apart where signed experiments
+   exist; diagnostics; ``figure.png``;
+3. comparisons, on the groups' StudySets and results in memory: label-permutation contrast
+   (:func:`neurochange.workflows.contrast.contrast`) and minimum-statistic conjunction with
+   overlap indices (:func:`neurochange.workflows.contrast.conjunction_output`);
 4. hypotheses: predicted neural models tested on their group (:mod:`neurochange.hypotheses.models`);
 5. ``review.json`` (the summary the report reads), ``studies.tsv``, ``flow.json``,
    ``provenance.json``, ``timings.json``, then ``report.html``.
@@ -21,23 +23,27 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from neurochange import __version__
-from neurochange.compare.signed import DIRECTIONS, split_by_direction
+from neurochange.compare.signed import DIRECTIONS, split_by_direction, thresholded_z
+from neurochange.compare.subtraction import DIFF
 from neurochange.corpus.pooling import pool_experiments
 from neurochange.errors import InputError
-from neurochange.inference.montecarlo import MonteCarloFWE
-from neurochange.meta.ale import ALE
+from neurochange.inference.clusters import significant_clusters
+from neurochange.inference.executors import resolve_seed
 from neurochange.meta.kernels import fwhm_from_sample_size
 from neurochange.results import provenance
 from neurochange.results.outdir import atomic_dir, check_out
-from neurochange.results.write import write_result
+from neurochange.results.write import Output, fill_folder, thresh_name
 from neurochange.space import mni_2mm
 from neurochange.studyset import StudySet
+from neurochange.workflows.analysis import analyse
+from neurochange.workflows.settings import DiagnosticsSettings, InferenceSettings, KernelSettings, RunSettings
 from neurochange.workflows.spec import ReviewSpec, default_spec, load_spec, resolve
 
 #: A group needs at least this many experiments with foci to be analysed at all.
@@ -55,7 +61,7 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
     log = log or (lambda message: None)
     spec, spec_path = default_spec() if spec_path is None else (load_spec(spec_path), Path(spec_path))
     check_out(out, overwrite)
-    settings = _settings(spec, n_iters, seed)
+    settings = review_settings(spec, n_iters, seed)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -69,7 +75,7 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
             + ", ".join(f"{g.name} {len(selections[g.name].studyset.experiments)}" for g in spec.groups))
 
         grid = mni_2mm()
-        seeds = _seeds(settings["seed"], spec)
+        seeds = _seeds(settings.seed, spec)
         with atomic_dir(out, overwrite) as tmp:
             groups, analysed = [], {}
             for g in spec.groups:
@@ -109,33 +115,87 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
 
 
 # ------------------------------------------------------------------ set-up
-def _settings(spec: ReviewSpec, n_iters, seed) -> dict:
+@dataclass(frozen=True)
+class ReviewSettings:
+    """The review's settings, typed: what every group, comparison and model test is run with.
+
+    ``model_iters``: Monte Carlo iterations of each model test; ``diagnostics_iters``: of each
+    diagnostic re-analysis (recorded even when diagnostics are off); ``min_experiments``: groups
+    with fewer are marked underpowered; ``signed``: "auto" (increase/decrease maps where
+    signed experiments exist) or "no"; ``sample_size``: the assumed n behind ``kernel.fwhm``.
+    """
+
+    kernel: KernelSettings
+    inference: InferenceSettings
+    diagnostics: DiagnosticsSettings | None
+    model_iters: int
+    min_experiments: int
+    keep_contrasts: bool
+    signed: str
+    seed: int
+    sample_size: int | None
+    corpus: str
+    source: str
+    selection: str
+    diagnostics_iters: int = 0
+
+    def to_dict(self) -> dict:
+        """As ``review.json`` and ``provenance.json`` record them."""
+        d = self.diagnostics
+        out = {
+            "estimator": self.kernel.estimator,
+            "fwhm": self.kernel.fwhm,
+            "sample_size": self.sample_size,
+            "n_iters": self.inference.n_iters,
+            "model_iters": self.model_iters,
+            "diagnostics": d is not None,
+            "failsafe": d is not None and d.failsafe,
+            "moderators": list(d.moderators) if d is not None else [],
+            "diagnostics_iters": self.diagnostics_iters,
+            "early_stop": self.inference.early_stop,
+            "cluster_forming_p": self.inference.cluster_forming_p,
+            "cluster_p": self.inference.cluster_p,
+            "null_mask": self.inference.null_mask,
+            "min_experiments": self.min_experiments,
+            "keep_contrasts": self.keep_contrasts,
+            "signed": self.signed,
+            "seed": self.seed,
+            "corpus": self.corpus,
+            "source": self.source,
+            "selection": self.selection,
+            "space": "MNI152 2 mm (NiMARE ALE brain mask, 228,483 voxels)",
+        }
+        if self.kernel.estimator != "ale":
+            out["radius_mm"] = self.kernel.radius
+        return out
+
+
+def review_settings(spec: ReviewSpec, n_iters: int | None, seed: int | None) -> ReviewSettings:
+    """The typed settings of ``spec``; ``n_iters`` and ``seed`` (when given) override the spec's."""
     a = spec.analysis
     fwhm = a.fwhm if a.fwhm is not None else (
         float(fwhm_from_sample_size(a.sample_size)) if a.sample_size is not None else None)
-    return {
-        "estimator": a.estimator,
-        "fwhm": fwhm,
-        "sample_size": a.sample_size,
-        "n_iters": int(n_iters) if n_iters is not None else a.n_iters,
-        "model_iters": min(a.model_iters, int(n_iters)) if n_iters is not None else a.model_iters,
-        "diagnostics": a.diagnostics,
-        "failsafe": a.failsafe,
-        "moderators": list(a.moderators),
-        "diagnostics_iters": min(a.diagnostics_iters, int(n_iters)) if n_iters is not None else a.diagnostics_iters,
-        "early_stop": a.early_stop,
-        "cluster_forming_p": a.cluster_forming_p,
-        "cluster_p": a.cluster_p,
-        "null_mask": a.null_mask,
-        "min_experiments": a.min_experiments,
-        "keep_contrasts": a.keep_contrasts,
-        "signed": a.signed,
-        "seed": provenance.resolve_seed(seed if seed is not None else a.seed),
-        "corpus": spec.corpus.description or (Path(spec.corpus.file).name if spec.corpus.file else "corpus"),
-        "source": spec.corpus.source,
-        "selection": spec.selection,
-        "space": "MNI152 2 mm (NiMARE ALE brain mask, 228,483 voxels)",
-    }
+    capped = (lambda value: min(value, int(n_iters))) if n_iters is not None else (lambda value: value)
+    diagnostics_iters = capped(a.diagnostics_iters)
+    diagnostics = DiagnosticsSettings(failsafe=a.failsafe, moderators=tuple(a.moderators),
+                                      n_iters=diagnostics_iters) if a.diagnostics else None
+    return ReviewSettings(
+        kernel=KernelSettings(estimator=a.estimator, fwhm=fwhm, radius=a.radius),
+        inference=InferenceSettings(n_iters=int(n_iters) if n_iters is not None else a.n_iters,
+                                    cluster_forming_p=a.cluster_forming_p, cluster_p=a.cluster_p,
+                                    null_mask=a.null_mask, early_stop=a.early_stop),
+        diagnostics=diagnostics,
+        model_iters=capped(a.model_iters),
+        min_experiments=a.min_experiments,
+        keep_contrasts=a.keep_contrasts,
+        signed=a.signed,
+        seed=resolve_seed(seed if seed is not None else a.seed),
+        sample_size=a.sample_size,
+        corpus=spec.corpus.description or (Path(spec.corpus.file).name if spec.corpus.file else "corpus"),
+        source=spec.corpus.source,
+        selection=spec.selection,
+        diagnostics_iters=diagnostics_iters,
+    )
 
 
 def _seeds(seed: int, spec: ReviewSpec) -> dict[str, int]:
@@ -221,28 +281,25 @@ def _load_models(spec: ReviewSpec, spec_path: Path) -> list:
 
 
 # ------------------------------------------------------------------ groups
-def _ale(studyset: StudySet, grid, settings: dict, seed: int, n_cores, progress):
-    result = ALE(fwhm=settings["fwhm"]).fit(studyset, grid)
-    return MonteCarloFWE(n_iters=settings["n_iters"], cluster_forming_p=settings["cluster_forming_p"],
-                         null_mask=settings["null_mask"], early_stop=settings["early_stop"], seed=seed,
-                         n_cores=n_cores).correct(result, progress=progress)
-
-
-def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settings: dict, seed: int = 0,
+def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settings: ReviewSettings, seed: int = 0,
                     n_cores=None, progress=None) -> pd.DataFrame:
     """The group's results folder: maps and tables, the analysed experiments (``studies.tsv``, and
-    ``studyset.tsv`` that ``neurochange ale`` re-runs and ``neurochange diagnose`` reads) and ``figure.png``."""
+    ``studyset.tsv`` that ``neurochange ale`` re-runs), diagnostics (in memory) and ``figure.png``."""
     from neurochange.report.figures import analysis_figure
 
-    clusters = write_result(result, folder, cluster_p=settings["cluster_p"], studyset=studyset)
-    analysed = studyset.filter_experiments(result.experiment_ids)
-    analysed.resolved_experiments().to_csv(folder / "studies.tsv", sep="\t", index=False, lineterminator="\n")
-    if settings["diagnostics"] and len(clusters):
-        from neurochange.workflows.diagnose import diagnose
+    cluster_p = settings.inference.cluster_p
+    clusters = {}
+    fill_folder(Output(results={"": (result, studyset)}, cluster_p=cluster_p), folder, clusters)
+    clusters = clusters[""]
+    if settings.diagnostics is not None and len(clusters):
+        from neurochange.workflows.diagnose import analysis_of, diagnose_analysis, write_diagnostics
 
-        clusters = diagnose(folder, failsafe=settings["failsafe"], moderators=settings["moderators"],
-                            n_iters=settings["diagnostics_iters"], seed=seed, n_cores=n_cores,
-                            progress=progress)["clusters"]
+        labels, _, _, _ = significant_clusters(result, cluster_p)
+        analysis = analysis_of(result, labels, clusters, settings.inference.corrector(seed, n_cores), cluster_p,
+                               studyset)
+        found = diagnose_analysis(analysis, settings.diagnostics, seed=seed, n_cores=n_cores, progress=progress)
+        write_diagnostics(found, folder, result)
+        clusters = found.clusters
     analysis_figure(folder, title)
     return clusters
 
@@ -251,12 +308,13 @@ def _n_clusters(clusters: pd.DataFrame) -> int:
     return int(clusters["cluster_id"].nunique()) if len(clusters) else 0
 
 
-def _run_group(g, studyset: StudySet, grid, settings: dict, seed: int, tmp: Path, n_cores, progress,
+def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int, tmp: Path, n_cores, progress,
                log) -> tuple[dict, dict]:
-    """Analyse one group; return its ``review.json`` entry and the StudySets analysed (all, by direction)."""
+    """Analyse one group; return its ``review.json`` entry and the StudySets and results analysed
+    (``sets``: all, by direction; ``results``: the corrected results, same keys)."""
     label = g.label or g.name.replace("_", " ").capitalize()
     pooled = []
-    if not settings["keep_contrasts"] and len(studyset.experiments):
+    if not settings.keep_contrasts and len(studyset.experiments):
         studyset, pooled = pool_experiments(studyset)
     with_foci = set(studyset.foci["experiment_id"])
     k = int(studyset.experiments["experiment_id"].isin(with_foci).sum())
@@ -268,28 +326,31 @@ def _run_group(g, studyset: StudySet, grid, settings: dict, seed: int, tmp: Path
         "n_foci": int(len(studyset.foci)),
         "n_increase": counts["increase"], "n_decrease": counts["decrease"],
         "n_unsigned": int(len(directions) - counts["increase"] - counts["decrease"]),
-        "signed": False, "underpowered": k < settings["min_experiments"],
+        "signed": False, "underpowered": k < settings.min_experiments,
         "folder": None, "signed_folders": {d: None for d in DIRECTIONS}, "n_clusters": 0,
         "pooled": len(pooled), "note": "",
     }
     notes, sets = [], {"all": None, **{d: None for d in DIRECTIONS}}
+    est = settings.kernel.estimator
+    estimator_label = {"ale": "ALE", "mkda": "MKDA", "kda": "KDA"}[est]
     if k < MIN_TO_RUN:
         entry["note"] = f"not analysed: {k} experiment(s) with foci (at least {MIN_TO_RUN} needed)"
         log(f"{g.name}: {entry['note']}")
         return entry, sets
     sets["all"] = studyset
-    log(f"{g.name}: ALE on {k} experiments ({entry['n_foci']} foci)")
-    result = _ale(studyset, grid, settings, seed, n_cores, _task(progress, g.name))
-    entry["folder"] = f"{g.name}_est-ale"
+    log(f"{g.name}: {estimator_label} on {k} experiments ({entry['n_foci']} foci)")
+    result = analyse(studyset, grid, settings.kernel, settings.inference, seed, n_cores, _task(progress, g.name))
+    sets["results"] = {"all": result}
+    entry["folder"] = f"{g.name}_est-{est}"
     clusters = _write_analysis(result, studyset, tmp / entry["folder"], label, settings, seed, n_cores,
                                _task(progress, f"{g.name} diagnostics"))
     entry["n_clusters"] = _n_clusters(clusters)
     entry["n_iters_run"] = int(result.params["montecarlo"]["n_iters"])
     if entry["underpowered"]:
-        notes.append(f"{k} experiments: fewer than {settings['min_experiments']} (Eickhoff et al. 2016), "
+        notes.append(f"{k} experiments: fewer than {settings.min_experiments} (Eickhoff et al. 2016), "
                      "underpowered; results are shown but should not be relied on")
     signed_n = counts["increase"] + counts["decrease"]
-    if settings["signed"] == "no":
+    if settings.signed == "no":
         notes.append("signed analysis switched off in the spec")
     elif signed_n == 0:
         notes.append(f"0 of {k} experiments carry a direction (increase/decrease): no signed maps; "
@@ -302,9 +363,10 @@ def _run_group(g, studyset: StudySet, grid, settings: dict, seed: int, tmp: Path
             if n_d < MIN_TO_RUN:
                 notes.append(f"{n_d} {d} experiment(s): no {d} map")
                 continue
-            folder = f"{g.name}_dir-{d}_est-ale"
-            log(f"{g.name}: ALE on {n_d} {d} experiments")
-            r = _ale(part, grid, settings, seed, n_cores, _task(progress, f"{g.name} ({d})"))
+            folder = f"{g.name}_dir-{d}_est-{est}"
+            log(f"{g.name}: {estimator_label} on {n_d} {d} experiments")
+            r = analyse(part, grid, settings.kernel, settings.inference, seed, n_cores, _task(progress, f"{g.name} ({d})"))
+            sets["results"][d] = r
             _write_analysis(r, part, tmp / folder, f"{label}: {d}s", settings, seed, n_cores,
                             _task(progress, f"{g.name} ({d}) diagnostics"))
             entry["signed_folders"][d] = folder
@@ -323,8 +385,16 @@ def _task(progress, name: str):
 
 
 # ------------------------------------------------------------------ comparisons
-def _run_comparison(c, groups: dict, analysed: dict, settings: dict, seed: int, tmp: Path, n_cores, progress, log) -> dict:
-    from neurochange.workflows.contrast import run_conjunction, run_contrast
+def _run_comparison(c, groups: dict, analysed: dict, settings: ReviewSettings, seed: int, tmp: Path, n_cores,
+                    progress, log) -> dict:
+    from neurochange.report.figures import contrast_figure, overlap_figure
+    from neurochange.workflows.contrast import (
+        DEFAULT_CONJUNCTION_MAP,
+        conjunction_output,
+        contrast,
+        contrast_clusters,
+        contrast_output,
+    )
 
     a, b = groups[c.a], groups[c.b]
     entry = {"name": f"{c.a}_{'vs' if c.kind == 'contrast' else 'and'}_{c.b}", "kind": c.kind, "a": c.a, "b": c.b,
@@ -334,81 +404,45 @@ def _run_comparison(c, groups: dict, analysed: dict, settings: dict, seed: int, 
         return entry
     entry["folder"] = f"{entry['name']}_{c.kind}"
     folder = tmp / entry["folder"]
+    cluster_p = settings.inference.cluster_p
     if c.kind == "conjunction":
         log(f"conjunction {c.a} and {c.b}")
-        record = run_conjunction(tmp / a["folder"], tmp / b["folder"], folder)
-        record.update(a=a["folder"], b=b["folder"])  # relative names, not the temporary folder's path
-        provenance.write_json(folder / "overlap.json", record)
+        # each group's cluster-FWE thresholded z map, as its file holds it (float32)
+        volumes = [thresholded_z(analysed[name]["results"]["all"], cluster_p).astype(np.float32).astype(np.float64)
+                   for name in (c.a, c.b)]
+        output, record = conjunction_output(*volumes, analysed[c.a]["results"]["all"].grid.affine,
+                                            (a["folder"], b["folder"]), DEFAULT_CONJUNCTION_MAP)
+        fill_folder(output, folder)
         entry["n_clusters"] = int(record["clusters"])
         entry["overlap"] = {k: v for k, v in record.items() if k not in ("a", "b", "map", "method", "clusters")}
-        from neurochange.report.figures import overlap_figure
-        from neurochange.results.write import thresh_name
-
-        name = f"{thresh_name(settings['cluster_p'])}.nii.gz"
+        name = f"{thresh_name(cluster_p)}.nii.gz"
         overlap_figure(tmp / a["folder"] / name, tmp / b["folder"] / name, folder / "figure.png",
                        labels=(a["label"], b["label"]), title=f"{a['label']} and {b['label']}: overlap")
         return entry
     log(f"contrast {c.a} vs {c.b}: label permutation")
-    with _as_files(tmp, {c.a: analysed[c.a]["all"], c.b: analysed[c.b]["all"]}) as (path_a, path_b):
-        summary = run_contrast(path_a, path_b, folder, n_iters=settings["n_iters"], seed=seed, n_cores=n_cores,
-                               fwhm=settings["fwhm"], keep_contrasts=True,
-                               cluster_forming_p=settings["cluster_forming_p"],
-                               progress=_task(progress, f"{c.a} vs {c.b}"))
-    entry.update(voxels_p05=summary["voxels_p05"], voxels_p001=summary["voxels_p001"])
-    entry["n_clusters"] = _contrast_clusters(folder, settings["cluster_p"])
-    from neurochange.report.figures import contrast_figure
-
+    start = time.perf_counter()
+    set_a, set_b = analysed[c.a]["all"], analysed[c.b]["all"]
+    grid = analysed[c.a]["results"]["all"].grid
+    result = contrast(set_a, set_b, grid, settings.kernel, settings.inference, seed, n_cores,
+                      progress=_task(progress, f"{c.a} vs {c.b}"))
+    seconds = time.perf_counter() - start
+    run = RunSettings(seed=seed, n_cores=n_cores, keep_contrasts=True)
+    output, _ = contrast_output(result, {"group1": c.a, "group2": c.b}, settings.kernel, settings.inference, run,
+                                None, "contrasts kept apart (--keep-contrasts)")
+    table, _ = contrast_clusters(result, cluster_p)
+    output.tables["clusters.tsv"] = table
+    output.records["timings.json"] = {"seconds": {"subtraction": seconds}}
+    fill_folder(output, folder)
+    p = result.maps[f"p_desc-{DIFF}"]
+    entry.update(voxels_p05=int((p < 0.05).sum()), voxels_p001=int((p < 0.001).sum()))
+    entry["n_clusters"] = int(table["cluster_id"].nunique()) if len(table) else 0
     contrast_figure(folder, f"{a['label']} minus {b['label']}")
     return entry
 
 
-class _as_files:
-    """StudySets by group name as NiMARE JSON files in ``tmp`` (the contrast reads files), removed afterwards."""
-
-    def __init__(self, tmp: Path, sets: dict):
-        self.sets = sets
-        self.paths = [tmp / f".{name}.studyset.json" for name in sets]
-
-    def __enter__(self):
-        from neurochange.sources.io import write_studyset
-
-        for studyset, path in zip(self.sets.values(), self.paths):
-            write_studyset(studyset, path)
-        return self.paths
-
-    def __exit__(self, *exc):
-        for path in self.paths:
-            path.unlink(missing_ok=True)
-        return False
-
-
-def _contrast_clusters(folder: Path, cluster_p: float) -> int:
-    """``clusters.tsv`` of a contrast: voxels with cluster-size FWE p < ``cluster_p`` (else voxel-level FWE),
-    peaks on |z| (positive z: A > B); returns the number of clusters."""
-    import nibabel as nib
-    from scipy import ndimage
-
-    from neurochange.inference.clusters import cluster_table, label_clusters
-
-    diff = "group1MinusGroup2"
-    img = nib.load(folder / f"z_desc-{diff}.nii.gz")
-    z = np.asarray(img.get_fdata())
-    for name in (f"p_desc-{diff}Size_level-cluster_corr-FWE_method-montecarlo",
-                 f"p_desc-{diff}_level-voxel_corr-FWE_method-montecarlo"):
-        if (folder / f"{name}.nii.gz").exists():
-            p = np.asarray(nib.load(folder / f"{name}.nii.gz").get_fdata())
-            break
-    labels, sizes = label_clusters((p < cluster_p) & (z != 0))
-    p_fwe = ndimage.minimum(p, labels, np.arange(1, len(sizes) + 1)) if len(sizes) else None
-    table = cluster_table(np.abs(z), z, labels, sizes, img.affine, p_fwe=p_fwe)
-    table.drop(columns=["n_experiments", "experiments"]).to_csv(
-        folder / "clusters.tsv", sep="\t", index=False, float_format="%.6g")
-    return int(len(sizes))
-
-
 # ------------------------------------------------------------------ hypotheses
-def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: dict, seed: int, tmp: Path, n_cores, progress,
-                    log) -> dict:
+def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: ReviewSettings, seed: int, tmp: Path,
+                    n_cores, progress, log) -> dict:
     from neurochange.hypotheses.models import test_model, write_model_test
 
     g = groups[h.group]
@@ -417,9 +451,9 @@ def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: dict
     if g["folder"] is None:
         entry["summary"] = {"note": g["note"]}
         return entry
-    sets = analysed[h.group]
+    sets = {key: value for key, value in analysed[h.group].items() if key != "results"}
     log(f"model {model.name} on {h.group}")
-    test = test_model(model, sets, grid, fwhm=settings["fwhm"], n_iters=settings["model_iters"], seed=seed,
+    test = test_model(model, sets, grid, fwhm=settings.kernel.fwhm, n_iters=settings.model_iters, seed=seed,
                       n_cores=n_cores, progress=_task(progress, f"model {model.name}"))
     stem = f"{model.name}_{h.group}"
     write_model_test(test, tmp / "models", stem)
@@ -428,7 +462,7 @@ def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: dict
 
 
 # ------------------------------------------------------------------ summary
-def _summary(spec: ReviewSpec, settings: dict, groups, comparisons, tested) -> dict:
+def _summary(spec: ReviewSpec, settings: ReviewSettings, groups, comparisons, tested) -> dict:
     from neurochange.results import atlas
     from neurochange.sources.references import load_bib
 
@@ -444,8 +478,8 @@ def _summary(spec: ReviewSpec, settings: dict, groups, comparisons, tested) -> d
         "title": spec.title,
         "question": spec.question.strip(),
         "neurochange_version": __version__,
-        "seed": settings["seed"],
-        "settings": {k: v for k, v in settings.items() if k != "seed"},
+        "seed": settings.seed,
+        "settings": {k: v for k, v in settings.to_dict().items() if k != "seed"},
         "flow": "flow.json",
         "studies": "studies.tsv",
         "groups": groups,
@@ -468,16 +502,17 @@ def _write_tables(selections: dict, spec: ReviewSpec, tmp: Path) -> None:
     write_json(tmp / "flow.json", flow)
 
 
-def _provenance(spec: ReviewSpec, spec_path: Path, settings: dict, seeds: dict, selections: dict, groups) -> dict:
+def _provenance(spec: ReviewSpec, spec_path: Path, settings: ReviewSettings, seeds: dict, selections: dict,
+                groups) -> dict:
     studyset = selections["_all"].studyset
     return {
         "command": "review",
         "spec": spec.model_dump(mode="json"),
         "spec_file": spec_path.name,
         "spec_sha256": provenance.sha256_file(spec_path),
-        "seed": settings["seed"],
+        "seed": settings.seed,
         "analysis_seeds": seeds,
-        "settings": settings,
+        "settings": settings.to_dict(),
         "sources": studyset.provenance.get("sources", []),
         "tagging": selections["_all"].flow.get("tagging"),
         "curation": selections["_all"].flow.get("curation"),

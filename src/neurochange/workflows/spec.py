@@ -49,8 +49,9 @@ class CorpusSpec(_Strict):
 class AnalysisSpec(_Strict):
     """Estimator and inference settings shared by every group."""
 
-    estimator: Literal["ale"] = "ale"
+    estimator: Literal["ale", "mkda", "kda"] = "ale"
     fwhm: float | None = Field(default=None, gt=0, le=40)
+    radius: float = Field(default=10.0, gt=0, le=30)
     sample_size: int | None = Field(default=None, gt=0)
     n_iters: int = Field(default=10000, ge=10)
     early_stop: float | None = Field(default=None, gt=0, lt=1)
@@ -203,9 +204,10 @@ def _check(spec: ReviewSpec, path: Path, text: str) -> None:
     for name in a.moderators:
         if name not in fields:
             fail(f"unknown moderator {name!r}; experiment fields: {', '.join(fields)}", ("analysis", "moderators"))
-    if spec.corpus.file is None and a.fwhm is None and a.sample_size is None:
-        fail("the databases carry no sample sizes: set fwhm (mm) or sample_size for the ALE kernel",
-             ("analysis", "fwhm"))
+    if spec.corpus.file is None and a.fwhm is None and a.sample_size is None and (
+            a.estimator == "ale" or spec.hypotheses):
+        fail("the databases carry no sample sizes: set fwhm (mm) or sample_size for the ALE kernel"
+             + ("" if a.estimator == "ale" else " (the model tests use ALE kernels)"), ("analysis", "fwhm"))
     for key in ("file", "path", "curation"):
         value = getattr(spec.corpus, key)
         if value is not None and key != "path" and not resolve(spec, path, value).is_file():

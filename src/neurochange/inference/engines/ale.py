@@ -36,6 +36,8 @@ densely with NumPy and SciPy, only faster.
 
 from __future__ import annotations
 
+import queue
+import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,11 +46,12 @@ import numpy as np
 from numba import njit
 from scipy import ndimage
 
+from neurochange.inference.clusters import FACE_CONNECTIVITY
 from neurochange.inference.unionfind import _find  # union-find root with path halving, shared
 from neurochange.meta import kernels
+from neurochange.meta.inputs import AnalysisInputs
 from neurochange.meta.result import MetaResult
 
-FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
 #: Tails left out of the kernel cores may add at most this share of the cluster-forming threshold.
 CORE_SLACK = 0.03
 #: Two stages are used when the cores hold at most this share of the kernel rows.
@@ -180,18 +183,20 @@ def _bound_table(
 
 
 def build_plan(
-    result: MetaResult, null_voxels: np.ndarray, threshold: float, two_stage: bool | None = None
+    inputs: AnalysisInputs, experiment_kernels: list, null_voxels: np.ndarray, threshold: float,
+    two_stage: bool | None = None
 ) -> NullPlan:
-    """The plan for ``result``'s experiments drawing foci from ``null_voxels`` (3-D bool).
+    """The plan for the experiments of ``inputs`` (kernel ``experiment_kernels[i]`` each) drawing
+    foci from ``null_voxels`` (3-D bool).
 
     ``two_stage``: None chooses (two stages when kernel cores hold at most
     ``CORE_ROW_SHARE`` of the kernel rows); True/False force it (for tests).
     """
-    grid = result.grid
+    grid = inputs.grid
     kernel_list: list[kernels.KernelCube] = []
-    exp_kernel = np.zeros(result.n_experiments, dtype=np.int64)
-    for i in range(result.n_experiments):
-        kernel = result.kernel(i)
+    exp_kernel = np.zeros(inputs.n_experiments, dtype=np.int64)
+    for i in range(inputs.n_experiments):
+        kernel = experiment_kernels[i]
         matches = [j for j, known in enumerate(kernel_list) if known is kernel]
         if matches:
             exp_kernel[i] = matches[0]
@@ -210,8 +215,8 @@ def build_plan(
     row_off = np.concatenate([[0], np.cumsum(row_hi - row_lo)[:-1]]).astype(np.int64)
     outside = np.concatenate([~rows[q, row_lo[q]:row_hi[q]] for q in np.flatnonzero(has)]).astype(np.float64)
 
-    counts = np.bincount(result.focus_experiment, minlength=result.n_experiments)
-    tau = CORE_SLACK * threshold / max(1, result.n_experiments)
+    counts = inputs.foci_per_experiment()
+    tau = CORE_SLACK * threshold / max(1, inputs.n_experiments)
     if two_stage is None:
         core_rows = sum(c * ((k.array() >= tau).any(axis=2)).sum() for c, k in
                         zip(np.bincount(exp_kernel, weights=counts), kernel_list))
@@ -704,13 +709,13 @@ def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, ex
 
 
 @njit(cache=True, nogil=True)
-def _run_worker(w, n_workers, draws, null_row, null_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel, table,
-                bound, geo, threshold, tail_keep, two_stage, work, out_voxel, out_size, out_mass):
-    """Iterations w, w + n_workers, ... of ``draws`` on work space ``w`` (releases the GIL)."""
+def _run_worker(w, first, step, draws, null_row, null_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel,
+                table, bound, geo, threshold, tail_keep, two_stage, work, out_voxel, out_size, out_mass):
+    """Iterations first, first + step, ... of ``draws`` on work space ``w`` (releases the GIL)."""
     n_it, n_foci = draws.shape
     foci_row = np.empty(n_foci, dtype=np.int64)
     foci_k = np.empty(n_foci, dtype=np.int64)
-    for it in range(w, n_it, n_workers):
+    for it in range(first, n_it, step):
         for f in range(n_foci):
             foci_row[f] = null_row[draws[it, f]]
             foci_k[f] = null_k[draws[it, f]]
@@ -742,7 +747,7 @@ def run_iterations(plan: NullPlan, draws: np.ndarray, work: Work, pool: ThreadPo
     draws = np.ascontiguousarray(draws, dtype=np.int32)
 
     def worker(w):
-        _run_worker(w, n_workers, draws, plan.null_row, plan.null_k, foci_kernel, foci_r, focus_exp, plan.exp_offsets,
+        _run_worker(w, w, n_workers, draws, plan.null_row, plan.null_k, foci_kernel, foci_r, focus_exp, plan.exp_offsets,
                     plan.exp_kernel, plan.kernels, plan.bound, plan.geometry, plan.threshold, plan.tail_keep,
                     two_stage, work, out_voxel, out_size, out_mass)
 
@@ -756,14 +761,73 @@ def run_iterations(plan: NullPlan, draws: np.ndarray, work: Work, pool: ThreadPo
     return out_voxel, out_size, out_mass
 
 
+class AleNullEngine:
+    """Null ALE iterations for :class:`~neurochange.inference.montecarlo.MonteCarloFWE`.
+
+    ``run(draws)`` may be called from ``n_workers`` threads at once: each call takes a free
+    work space, runs every iteration of its draws there (nogil) and gives it back. The two
+    exact engines give identical numbers; :meth:`warm_up` times both and keeps the faster.
+    """
+
+    def __init__(self, inputs: AnalysisInputs, experiment_kernels: list, null_voxels: np.ndarray, threshold: float,
+                 n_workers: int = 1):
+        self.plan = build_plan(inputs, experiment_kernels, null_voxels, threshold)
+        self.work = make_work(self.plan, n_workers)
+        self.two_stage = self.plan.two_stage
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for w in range(n_workers):
+            self._free.put(w)
+
+    @property
+    def n_foci(self) -> int:
+        return self.plan.n_foci
+
+    @property
+    def n_null(self) -> int:
+        return self.plan.n_null
+
+    def warm_up(self, draws: np.ndarray) -> None:
+        """Compile, then time both exact engines on ``draws`` and keep the faster (numbers are equal)."""
+        self._run(draws[:1], self.two_stage)
+        if self.plan.two_stage:
+            seconds = []
+            for two_stage in (True, False):
+                started = time.perf_counter()
+                self._run(draws, two_stage)
+                seconds.append(time.perf_counter() - started)
+            self.two_stage = seconds[0] <= seconds[1]
+
+    def run(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(max ALE, largest cluster size, largest cluster mass), each (n_it,), for the foci ``draws``
+        ((n_it, n_foci) int32 indices into the null voxels, foci in experiment order)."""
+        return self._run(draws, self.two_stage)
+
+    def _run(self, draws: np.ndarray, two_stage: bool):
+        plan = self.plan
+        n_it = draws.shape[0]
+        out_voxel, out_size, out_mass = np.zeros(n_it), np.zeros(n_it, dtype=np.int64), np.zeros(n_it)
+        focus_exp = np.repeat(np.arange(len(plan.exp_kernel)), np.diff(plan.exp_offsets)).astype(np.int64)
+        foci_kernel = plan.exp_kernel[focus_exp]
+        w = self._free.get()
+        try:
+            _run_worker(w, 0, 1, np.ascontiguousarray(draws, dtype=np.int32), plan.null_row, plan.null_k, foci_kernel,
+                        plan.kernels.radius[foci_kernel], focus_exp, plan.exp_offsets, plan.exp_kernel, plan.kernels,
+                        plan.bound, plan.geometry, plan.threshold, plan.tail_keep, two_stage and plan.two_stage,
+                        self.work, out_voxel, out_size, out_mass)
+        finally:
+            self._free.put(w)
+        return out_voxel, out_size, out_mass
+
+
 # ---------------------------------------------------------------------------- NumPy reference
 def null_iteration_numpy(result: MetaResult, foci_ijk: np.ndarray, threshold: float) -> tuple[float, int, float]:
     """Reference iteration: dense ALE of ``result``'s experiments with foci moved to
     ``foci_ijk`` (n_foci, 3); returns (max ALE, largest cluster size, largest cluster mass)."""
     grid = result.grid
     keep = np.ones(grid.shape)
+    experiment_kernels = result.estimator.experiment_kernels(result.inputs)
     for i in range(result.n_experiments):
-        ma = kernels.experiment_ma_numpy(result.kernel(i), foci_ijk[result.focus_experiment == i], grid.shape)
+        ma = kernels.experiment_ma_numpy(experiment_kernels[i], foci_ijk[result.focus_experiment == i], grid.shape)
         keep *= 1.0 - ma
     ale = np.where(grid.mask, 1.0 - keep, 0.0)
     labels, n = ndimage.label(ale > threshold, structure=FACE_CONNECTIVITY)

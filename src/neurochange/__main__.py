@@ -1,0 +1,5 @@
+"""``python -m neurochange``: the command line."""
+
+from neurochange.cli import main
+
+main()

@@ -1,0 +1,25 @@
+"""The command line: parse, build typed settings, call a workflow, print. No statistics or file formats live here.
+
+A user mistake (any ``NeurochangeError``) prints one line and exits 2. Commands live by
+stage: :mod:`neurochange.cli.data` (data, convert, corpus, select),
+:mod:`neurochange.cli.analysis` (ale, mkda, kda, chi2, contrast, conjunction, diagnose),
+:mod:`neurochange.cli.review` (review, models, atlases).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from neurochange.cli import analysis, data, review  # noqa: F401  (each registers its commands)
+from neurochange.cli._common import cli
+
+__all__ = ["cli", "main"]
+
+
+def main(argv=None) -> None:
+    """Entry point of the ``neurochange`` script."""
+    cli.main(args=argv, prog_name="neurochange", standalone_mode=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

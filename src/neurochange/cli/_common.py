@@ -1,0 +1,107 @@
+"""What every command shares: the group, its error handling, common options, progress, settings from options.
+
+A user mistake (any ``NeurochangeError``) prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from neurochange import __version__
+from neurochange.errors import NeurochangeError
+
+
+class _Group(click.Group):
+    """A click group that turns user errors into one line and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except NeurochangeError as exc:
+            click.echo(f"neurochange: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="neurochange")
+def cli():
+    """neurochange: what changes in the brain after psychotherapy, TMS or medication."""
+
+
+def out_options(func):
+    """``--out DIR`` and ``--overwrite``, shared by every command that writes a results folder."""
+    func = click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")(func)
+    func = click.option("--out", "out", required=True, type=click.Path(), help="Results folder to write.")(func)
+    return func
+
+
+def compute_options(func):
+    """``--seed``, ``--cores``, ``--iters``, shared by every command that computes."""
+    func = click.option("--iters", type=click.IntRange(min=1), default=10000, show_default=True,
+                        help="Monte Carlo iterations.")(func)
+    func = click.option("--cores", type=click.IntRange(min=1), default=None,
+                        help="Worker threads [default: all cores].")(func)
+    func = click.option("--seed", type=click.IntRange(min=0), default=None,
+                        help="Random seed [default: drawn, printed and recorded].")(func)
+    return func
+
+
+def mask_option(func):
+    """``--mask``: the analysis mask, shared by every estimator command."""
+    return click.option("--mask", type=click.Path(dir_okay=False), default=None,
+                        help="Analysis mask NIfTI [default: NiMARE's MNI152 2 mm ALE brain mask].")(func)
+
+
+def keep_contrasts_option(func):
+    """``--keep-contrasts``: NiMARE's behaviour instead of pooling a study's contrasts."""
+    return click.option("--keep-contrasts", is_flag=True,
+                        help="Keep several contrasts of one study apart (NiMARE) "
+                             "[default: pool them, Turkeltaub 2012].")(func)
+
+
+def cluster_options(func):
+    """``--cluster-forming-p`` and ``--cluster-p``, shared by the Monte Carlo FWE commands."""
+    func = click.option("--cluster-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+                        show_default=True, help="FWE p a cluster must pass to be reported.")(func)
+    func = click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                        default=0.001, show_default=True, help="Uncorrected p that defines clusters.")(func)
+    return func
+
+
+def with_progress(label: str, total: int, run, *args, **kwargs):
+    """Call ``run(*args, progress=callback, **kwargs)`` under a rich progress bar (stderr, terminals only)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(label, total=total)
+        return run(*args, progress=lambda done, of: bar.update(task, completed=done, total=of), **kwargs)
+
+
+def run_and_write(label: str, total: int, out, overwrite: bool, run, *args, **kwargs):
+    """Check ``out`` first, compute ``run(*args, progress=..., **kwargs)`` under a progress bar, then write
+    its output (all of it or nothing); returns the run and the cluster tables written."""
+    from neurochange.results.outdir import check_out
+    from neurochange.results.write import write_output
+
+    check_out(out, overwrite)  # fail before any computing
+    result = with_progress(label, total, run, *args, **kwargs)
+    return result, write_output(result.output, out, overwrite)
+
+
+def inference_settings(iters, cluster_forming_p=0.001, cluster_p=0.05, null_mask="brain", vfwe_only=False,
+                       early_stop=False, precision=0.1):
+    """:class:`InferenceSettings` from the command's options."""
+    from neurochange.workflows.settings import InferenceSettings
+
+    return InferenceSettings(n_iters=iters, cluster_forming_p=cluster_forming_p, cluster_p=cluster_p,
+                             null_mask=null_mask, vfwe_only=vfwe_only, early_stop=precision if early_stop else None)
+
+
+def run_settings(seed, cores, mask=None, keep_contrasts=False, overwrite=False):
+    """:class:`RunSettings` from the command's options (the seed drawn here when not given)."""
+    from neurochange.workflows.settings import RunSettings
+
+    return RunSettings.resolve(seed, n_cores=cores, mask=mask, keep_contrasts=keep_contrasts, overwrite=overwrite)

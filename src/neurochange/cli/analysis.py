@@ -1,0 +1,273 @@
+"""Commands that analyse coordinate files: ``ale``, ``mkda``, ``kda``, ``chi2``, ``contrast``, ``conjunction``, ``diagnose``."""
+
+from __future__ import annotations
+
+import click
+
+from neurochange.cli._common import (
+    cli,
+    cluster_options,
+    compute_options,
+    inference_settings,
+    keep_contrasts_option,
+    mask_option,
+    out_options,
+    run_and_write,
+    run_settings,
+    with_progress,
+)
+
+FWHM_OPTION = click.option("--fwhm", type=click.FloatRange(min=0, min_open=True), default=None,
+                           help="One kernel FWHM in mm for every experiment [default: from each sample size].")
+RADIUS_OPTION = click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0,
+                             show_default=True, help="Sphere radius in mm.")
+
+# --- ale, mkda, kda: one estimator with Monte Carlo FWE ------------------------------------------------
+
+DESCRIPTIONS = {
+    "ale": """ALE meta-analysis of INPUT (Sleuth .txt, NiMARE .json, or a .tsv/.csv/.xlsx table) with Monte Carlo FWE.
+
+    Writes NiMARE 0.22.1's maps (stat, p, z, logp and the *_corr-FWE_method-montecarlo maps),
+    nulls.npz, clusters.tsv, clusters_index.nii.gz and the cluster-thresholded z map into --out.
+    """,
+    "mkda": "MKDA density of INPUT (NiMARE MKDADensity: 10 mm spheres, approximate null) with Monte Carlo FWE.",
+    "kda": "KDA of INPUT (NiMARE KDA: summed 10 mm spheres, approximate null) with Monte Carlo FWE.",
+}
+
+
+def _analysis_command(kind: str):
+    kernel_option = FWHM_OPTION if kind == "ale" else RADIUS_OPTION
+
+    @click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
+    @out_options
+    @compute_options
+    @kernel_option
+    @cluster_options
+    @mask_option
+    @click.option("--null-mask", type=click.Choice(["brain", "gm"]), default="brain", show_default=True,
+                  help="Where Monte Carlo null foci fall: the brain mask (NiMARE) or grey matter (GingerALE, JALE).")
+    @click.option("--vfwe-only", is_flag=True, help="Voxel-level FWE only (no cluster-level inference).")
+    @click.option("--early-stop", is_flag=True,
+                  help="Stop once the FWE thresholds are known to --precision (at most --iters iterations).")
+    @click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True,
+                  help="With --early-stop: stop when each 95th-percentile FWE threshold is known within this "
+                       "relative error (distribution-free 99.9% order-statistic interval, checked every 1,000 "
+                       "iterations).")
+    @keep_contrasts_option
+    @click.option("--signed", is_flag=True,
+                  help="Analyse increases and decreases separately and combine them (signed and conflict maps).")
+    def command(input_file, out, overwrite, seed, cores, iters, cluster_forming_p, cluster_p, mask, null_mask,
+                vfwe_only, early_stop, precision, keep_contrasts, signed, fwhm=None, radius=10.0):
+        from neurochange.workflows.analysis import run_analysis, run_signed
+        from neurochange.workflows.settings import KernelSettings
+
+        kernel = KernelSettings(estimator=kind, fwhm=fwhm, radius=radius)
+        inference = inference_settings(iters, cluster_forming_p, cluster_p, null_mask, vfwe_only, early_stop, precision)
+        run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
+        done, clusters = run_and_write("Monte Carlo FWE", iters, out, overwrite, run_signed if signed else run_analysis,
+                                       input_file, kernel, inference, run)
+        if signed:
+            _echo_signed(done.summary, clusters, run.seed, cluster_p, out)
+            return
+        if done.pooled and not keep_contrasts:
+            click.echo(f"pooled the contrasts of {len(done.pooled)} studies into one experiment each "
+                       "(--keep-contrasts to keep them apart)")
+        counts = done.summary["counts"]
+        subjects = counts.get("subjects")
+        click.echo(f"{counts['experiments']} experiments, {counts['foci']} foci, "
+                   f"{'unknown' if subjects is None else subjects} subjects analysed; "
+                   f"{counts['experiments_without_foci']} experiments without foci left out; "
+                   f"{done.summary['n_iters']} Monte Carlo iterations, seed {run.seed}")
+        table = clusters[""]
+        n_clusters = int(table["cluster_id"].nunique()) if len(table) else 0
+        click.echo(f"{n_clusters} clusters at FWE p < {cluster_p}; wrote {out}")
+
+    command.__doc__ = DESCRIPTIONS[kind]
+    return cli.command(kind)(command)
+
+
+def _echo_signed(summary: dict, clusters: dict, seed: int, cluster_p: float, out) -> None:
+    """What a signed analysis found, and which experiments it left out and why."""
+    for d, counts in summary["directions"].items():
+        table = next((t for sub, t in clusters.items() if sub.startswith(f"dir-{d}_")), None)
+        n_clusters = int(table["cluster_id"].nunique()) if table is not None and len(table) else 0
+        click.echo(f"{d}: {counts['experiments']} experiments" + (
+            f", {counts['foci']} foci; {n_clusters} clusters at FWE p < {cluster_p}" if counts["experiments"] else ""))
+    for reason, left in summary["left_out"].items():
+        click.echo(f"left out {left['experiments']} {reason} experiments ({left['why']})")
+    both = summary["overlap"]["voxels_both"]
+    click.echo(f"conflict (both directions converge): {both} voxels; seed {seed}; wrote {out}")
+
+
+ale = _analysis_command("ale")
+mkda_command = _analysis_command("mkda")
+kda_command = _analysis_command("kda")
+
+
+@cli.command("chi2")
+@click.argument("selection", type=click.Path(dir_okay=False))
+@click.option("--against", "rest", required=True, type=click.Path(dir_okay=False),
+              help="The rest of the corpus to compare SELECTION against (a coordinate file).")
+@out_options
+@compute_options
+@RADIUS_OPTION
+@click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
+              show_default=True, help="Uncorrected p that defines clusters for cluster-level FWE.")
+@click.option("--fdr-only", is_flag=True, help="Skip FWE by label permutation (uncorrected and FDR maps only).")
+@mask_option
+@keep_contrasts_option
+def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cluster_forming_p, fdr_only, mask,
+                 keep_contrasts):
+    """MKDA chi-square of SELECTION against REST (NiMARE MKDAChi2): uniformity and association maps, FDR, FWE."""
+    from neurochange.workflows.chi2 import run_chi2
+    from neurochange.workflows.settings import KernelSettings
+
+    run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
+    done, _ = run_and_write("label permutations", iters, out, overwrite, run_chi2, selection, rest,
+                            KernelSettings(estimator="mkda", radius=radius),
+                            inference_settings(iters, cluster_forming_p), run, fwe=not fdr_only)
+    summary = done.summary
+    sel, oth = summary["counts"]["selection"], summary["counts"]["rest"]
+    sig = summary["n_significant_fdr"]
+    click.echo(f"selection {sel['experiments']} experiments ({sel['foci']} foci) vs rest {oth['experiments']} "
+               f"({oth['foci']} foci); FDR q < .05: {sig['uniformity']} uniformity voxels, "
+               f"{sig['association']} association voxels; "
+               + (f"{summary['n_iters']} label permutations, seed {summary['seed']}; " if summary["n_iters"] else "")
+               + f"wrote {out}")
+
+
+# --- comparisons: contrast and conjunction between two groups -------------------------------------------
+
+
+@cli.command("contrast")
+@click.argument("input_a", metavar="A", type=click.Path(dir_okay=False))
+@click.argument("input_b", metavar="B", type=click.Path(dir_okay=False))
+@out_options
+@compute_options
+@FWHM_OPTION
+@mask_option
+@keep_contrasts_option
+@click.option("--vfwe-only", is_flag=True, help="Voxel-level FWE only (no cluster-level inference).")
+@click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
+              show_default=True, help="Share of permutation |differences| above the cluster-forming threshold.")
+@click.option("--balanced", is_flag=True,
+              help="Balanced ALE subtraction (NiMARE's BalancedALESubtraction): both groups at one matched size; "
+                   "--iters defaults to 1000 null iterations.")
+@click.option("--target-n", type=click.IntRange(min=1), default=None,
+              help="--balanced: matched group size [default: the smaller group's].")
+@click.option("--difference-iterations", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="--balanced: subset draws averaged into each balanced difference.")
+@click.option("--subsamples", type=click.IntRange(min=1), default=2500, show_default=True,
+              help="--balanced: most subsets per group for the probability maps.")
+@click.option("--null-method", type=click.Choice(["random-foci", "label-permutation"]), default="random-foci",
+              show_default=True, help="--balanced: null of the balanced difference.")
+@click.option("--prior", type=click.Choice(["gm", "brain"]), default="gm", show_default=True,
+              help="--balanced: voxels compared and null foci drawn from (grey matter p > 0.1, or the whole mask).")
+def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, keep_contrasts, vfwe_only,
+             cluster_forming_p, balanced, target_n, difference_iterations, subsamples, null_method, prior):
+    """ALE subtraction A minus B by label permutation (NiMARE's ALESubtraction, two-sided).
+
+    A and B are input files (Sleuth .txt, NiMARE .json, or a table). Writes
+    {stat,p,z,logp}_desc-group1MinusGroup2, its voxel- and cluster-level FWE maps
+    (*_corr-FWE_method-montecarlo) and each group's {stat,p,z,logp}_desc-group<k> into --out.
+    With --balanced: {stat,p,z,logp}_desc-balancedGroup1MinusGroup2, prob_desc-group<k> and
+    stat_desc-conjunction (NiMARE's BalancedALESubtraction).
+    """
+    from neurochange.workflows.contrast import run_contrast
+    from neurochange.workflows.settings import BalancedSettings, KernelSettings
+
+    if balanced and click.get_current_context().get_parameter_source("iters").name == "DEFAULT":
+        iters = 1000
+    run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
+    settings = BalancedSettings(target_n, difference_iterations, subsamples, null_method, prior) if balanced else None
+    done, _ = run_and_write("null iterations" if balanced else "permutations", iters, out, overwrite, run_contrast,
+                            input_a, input_b, KernelSettings(fwhm=fwhm),
+                            inference_settings(iters, cluster_forming_p, vfwe_only=vfwe_only), run, settings)
+    summary = done.summary
+    for label, path in (("group1", input_a), ("group2", input_b)):
+        counts = summary["counts"][label]
+        pooled = summary["pooled"].get(label, []) if not keep_contrasts else []
+        click.echo(f"{label} ({path}): {counts['experiments']} experiments, {counts['foci']} foci"
+                   + (f"; {len(pooled)} studies' contrasts pooled" if pooled else "")
+                   + (f"; {counts['experiments_without_foci']} experiments without foci left out"
+                      if counts.get("experiments_without_foci") else ""))
+    if balanced:
+        click.echo(f"balanced at {summary['target_n']} experiments per group; {iters} null iterations ({null_method}), "
+                   f"seed {run.seed}; p < .05: {summary['voxels_a_greater']} voxels A > B, "
+                   f"{summary['voxels_b_greater']} voxels B > A; wrote {out}")
+        return
+    if summary["distinct_splits"] < iters:
+        click.echo(f"note: only {summary['distinct_splits']:,} distinct splits of these experiments exist, fewer than "
+                   f"{iters} permutations: p values cannot go below about 1/{summary['distinct_splits']:,}")
+    click.echo(f"{iters} permutations, seed {run.seed}; {summary['voxels_p001']} voxels at uncorrected p < .001; "
+               f"wrote {out}")
+
+
+@cli.command("conjunction")
+@click.argument("dir_a", type=click.Path(file_okay=False))
+@click.argument("dir_b", type=click.Path(file_okay=False))
+@out_options
+@click.option("--map", "map_name", default=None,
+              help="Map to read from each folder [default: the cluster-FWE .05 thresholded z map].")
+def conjunction_command(dir_a, dir_b, out, overwrite, map_name):
+    """Minimum-statistic conjunction (Nichols 2005) and overlap of two results folders."""
+    from neurochange.results.outdir import check_out
+    from neurochange.results.write import write_output
+    from neurochange.workflows.contrast import DEFAULT_CONJUNCTION_MAP, run_conjunction
+
+    check_out(out, overwrite)
+    output, rec = run_conjunction(dir_a, dir_b, map_name=map_name or DEFAULT_CONJUNCTION_MAP)
+    write_output(output, out, overwrite)
+    dice = "n/a" if rec["dice"] is None else f"{rec['dice']:.3f}"
+    click.echo(f"{rec['voxels_a']} and {rec['voxels_b']} significant voxels, {rec['voxels_both']} in both "
+               f"(Dice {dice}); {rec['clusters']} conjunction clusters; wrote {out}")
+
+
+# --- diagnose: robustness of the clusters of a results folder -------------------------------------------
+
+
+@cli.command("diagnose")
+@click.argument("result_dir", type=click.Path(file_okay=False))
+@click.option("--failsafe/--no-failsafe", default=True, show_default=True,
+              help="Fail-safe N of each cluster (Acar et al. 2018).")
+@click.option("--moderators", default=None,
+              help="Comma-separated experiment fields to test against each cluster, e.g. sessions,pulses.")
+@click.option("--whole-brain", is_flag=True, help="Also test each moderator voxelwise (max-statistic FWE).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Random seed [default: drawn, printed and recorded].")
+@click.option("--cores", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@click.option("--iters", type=click.IntRange(min=10), default=2000, show_default=True,
+              help="Monte Carlo iterations per leave-one-out analysis and per fail-safe null grid point.")
+@click.option("--repetitions", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Fail-safe N repetitions (fresh null experiments each).")
+@click.option("--permutations", type=click.IntRange(min=10), default=5000, show_default=True,
+              help="Moderator permutations (whole-brain: at most 1000).")
+def diagnose_command(result_dir, failsafe, moderators, whole_brain, seed, cores, iters, repetitions, permutations):
+    """Add jackknife, contributions, fail-safe N and moderator tests to the results folder RESULT_DIR
+    (of `neurochange ale`, `mkda` or `kda`).
+
+    The main analysis is not re-run. New columns go into clusters.tsv; per-cluster tables
+    (cluster_experiments.tsv, failsafe.tsv, cluster_moderators.tsv), plots and diagnostics.json
+    are written beside it.
+    """
+    from neurochange.workflows.diagnose import diagnose
+    from neurochange.workflows.settings import DiagnosticsSettings
+
+    names = tuple(m.strip() for m in moderators.split(",")) if moderators else ()
+    settings = DiagnosticsSettings(failsafe=failsafe, moderators=names, whole_brain=whole_brain, n_iters=iters,
+                                   n_repetitions=repetitions, n_perm=permutations)
+    summary = with_progress("diagnose", 1, diagnose, result_dir, settings, seed=seed, n_cores=cores)
+    click.echo(f"seed {summary['seed']}")
+    table = summary["clusters"]
+    main_rows = table[~table["is_subpeak"].astype(bool)] if "is_subpeak" in table.columns else table
+    for row in main_rows.itertuples(index=False):
+        line = (f"cluster {row.cluster_id} ({row.peak_x:g}, {row.peak_y:g}, {row.peak_z:g}): "
+                f"max contribution {row.max_contribution:.2f} ({row.max_contributor})")
+        if hasattr(row, "jackknife_survived"):
+            line += f", survives {row.jackknife_survived} leave-one-out"
+        if hasattr(row, "fail_safe_n"):
+            line += f", fail-safe N {row.fail_safe_n:g} [{row.fail_safe_n_ci_low:g}, {row.fail_safe_n_ci_high:g}]"
+        click.echo(line)
+    if table.empty:
+        click.echo("no significant clusters: nothing to diagnose")
+    click.echo(f"written to {result_dir}: {', '.join(summary['files'])}")

@@ -1,0 +1,160 @@
+"""Where Monte Carlo and permutation work is handed to workers: seeded chunks in, per-iteration maxima out.
+
+The unit of work is a :class:`Chunk` of at most ``CHUNK_SIZE`` iterations. Chunk ``c``
+draws all its random numbers from ``chunk_rng(seed, c)``, the ``c``-th child of
+``numpy.random.SeedSequence(seed)`` (PCG64), so a result depends on the seed only: not on
+the number of workers, not on which worker ran which chunk, and the first ``k`` iterations
+of a longer run are those of a run of ``k`` (chunks are whole except the last).
+
+An executor maps a function over chunks and yields the results in chunk order. One is
+here (:class:`ThreadExecutor`: local threads; the numba kernels release the GIL); others
+(a Dask cluster, a GPU) plug in by offering the same ``map``. :func:`run_chunks` is the one
+loop over chunks that every corrector and permutation driver uses: progress by callback,
+early stopping at checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from neurochange.inference import stopping
+
+#: Iterations per seeded random stream (the chunk), for every Monte Carlo and permutation null.
+CHUNK_SIZE = 100
+#: How the random streams are derived (recorded in provenance).
+RANDOM_STREAMS = "numpy SeedSequence(seed).spawn: chunk c uses child c (PCG64)"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Iterations ``start`` to ``start + count`` (exclusive) of a run: chunk ``index`` of its seed."""
+
+    index: int
+    start: int
+    count: int
+
+
+def chunk_rng(seed: int, index: int, stream: tuple[int, ...] = ()) -> np.random.Generator:
+    """The generator of chunk ``index``: child ``(*stream, index)`` of ``SeedSequence(seed)``.
+
+    ``stream`` separates independent uses of one seed (e.g. the two groups of a balanced
+    subtraction); the default stream is the plain ``c``-th child, ``SeedSequence(seed).spawn(n)[c]``.
+    """
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(*stream, int(index))))
+
+
+def chunks(stop: int, start: int = 0) -> list[Chunk]:
+    """The chunks covering iterations ``start`` to ``stop`` (``start`` a multiple of ``CHUNK_SIZE``)."""
+    if start % CHUNK_SIZE:
+        raise ValueError(f"chunks start at a multiple of {CHUNK_SIZE}, got {start}")
+    return [Chunk(s // CHUNK_SIZE, s, min(CHUNK_SIZE, stop - s)) for s in range(start, stop, CHUNK_SIZE)]
+
+
+def resolve_seed(seed: int | None) -> int:
+    """The seed to use: the one given, or a fresh one drawn from the OS (to be printed and recorded)."""
+    return int(seed) if seed is not None else secrets.randbelow(2**31 - 1)
+
+
+def n_workers(n_cores: int | None) -> int:
+    """Worker threads for ``n_cores`` (None or <= 0: every core this process may run on)."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if n_cores is None or n_cores <= 0:
+        return available
+    return max(1, min(int(n_cores), available))
+
+
+class Executor(Protocol):
+    """What a corrector needs from an executor."""
+
+    n_workers: int
+
+    def map(self, fn: Callable, items: Iterable) -> Iterator:
+        """``fn(item)`` for every item, results yielded in the order of ``items``."""
+
+
+class ThreadExecutor:
+    """Local worker threads (one when ``n_workers`` is 1: no pool at all)."""
+
+    def __init__(self, n_cores: int | None = None):
+        self.n_workers = n_workers(n_cores)
+        self._pool = ThreadPoolExecutor(self.n_workers) if self.n_workers > 1 else None
+
+    def map(self, fn: Callable, items: Iterable) -> Iterator:
+        return map(fn, items) if self._pool is None else self._pool.map(fn, items)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def __enter__(self) -> "ThreadExecutor":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Early stopping: stop once the ``confidence`` interval of the 0.95 quantile of every
+    watched null lies within ``precision`` times its estimate, checked every ``check_every``
+    iterations (a multiple of ``CHUNK_SIZE``; see :mod:`neurochange.inference.stopping`)."""
+
+    precision: float
+    confidence: float = 0.999
+    check_every: int = 1000
+
+    def __post_init__(self):
+        if not self.precision > 0:
+            raise ValueError(f"early_stop must be a positive relative precision, got {self.precision}")
+        if self.check_every < CHUNK_SIZE or self.check_every % CHUNK_SIZE:
+            raise ValueError(f"check_every must be a positive multiple of {CHUNK_SIZE}, got {self.check_every}")
+
+
+@dataclass
+class ChunkRun:
+    """What :func:`run_chunks` returns: the chunk results in order, iterations run, stopping record."""
+
+    results: list
+    n_done: int
+    stopped: bool
+    intervals: dict
+
+
+def run_chunks(task: Callable[[Chunk], object], n_iters: int, executor: Executor, *,
+               watch: Callable[[list], dict] | None = None, stop: StopRule | None = None,
+               progress: Callable[[int, int], None] | None = None, consume: Callable | None = None,
+               batch: int | None = None) -> ChunkRun:
+    """Run ``task`` on every chunk of ``n_iters`` iterations through ``executor``.
+
+    ``consume(result)``, when given, receives each chunk's result in chunk order (to fold
+    large per-chunk arrays into running totals) and what it returns is kept instead.
+    ``watch(results)`` returns the nulls early stopping watches (name -> 1-D array over the
+    iterations so far); with ``stop``, the run ends at the first checkpoint where all are
+    known to the rule's precision. ``progress(done, n_iters)`` after each chunk. ``batch``:
+    chunks handed out at once (default: 8 per worker; never past the next checkpoint).
+    """
+    if int(n_iters) < 1:
+        raise ValueError(f"n_iters must be positive, got {n_iters}")
+    batch = batch or max(1, 8 * executor.n_workers)
+    results: list = []
+    done, stopped, intervals = 0, False, {}
+    while done < n_iters and not stopped:
+        stop_at = n_iters if stop is None else min(n_iters, (done // stop.check_every + 1) * stop.check_every)
+        upto = min(stop_at, done + batch * CHUNK_SIZE)
+        todo = chunks(upto, done)
+        for chunk, result in zip(todo, executor.map(task, todo)):
+            results.append(result if consume is None else consume(result))
+            if progress is not None:
+                progress(chunk.start + chunk.count, n_iters)
+        done = upto
+        if stop is not None and watch is not None and (done % stop.check_every == 0 or done == n_iters):
+            stopped, intervals = stopping.thresholds_known(watch(results), stop.precision, stop.confidence)
+    return ChunkRun(results, done, bool(stopped and done < n_iters), intervals)

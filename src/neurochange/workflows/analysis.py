@@ -1,0 +1,168 @@
+"""One meta-analysis, from an input file to results (``neurochange ale | mkda | kda``), signed or not.
+
+:func:`analyse` fits the estimator and runs Monte Carlo FWE on an in-memory StudySet (the
+review calls it per group). :func:`run_analysis` reads an input file, pools dependent
+contrasts (Turkeltaub 2012) unless ``keep_contrasts``, analyses it, and returns an
+:class:`AnalysisRun` whose :class:`~neurochange.results.write.Output` the writer turns into
+the results folder: maps and tables (:mod:`neurochange.results.write`), ``studies.tsv``,
+``provenance.json`` (identical for the same input and seed, whatever the core count) and
+``timings.json``. :func:`run_signed` does the same on the increases and on the decreases
+(:mod:`neurochange.compare.signed`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from neurochange.compare.overlap import overlap
+from neurochange.compare.signed import DIRECTIONS, combine_signed, split_by_direction, thresholded_z
+from neurochange.corpus.pooling import pool_experiments
+from neurochange.meta.result import MetaResult
+from neurochange.results import provenance
+from neurochange.results.write import Output
+from neurochange.sources.io import read_studyset
+from neurochange.space import Grid, load_grid
+from neurochange.studyset import StudySet
+from neurochange.workflows.settings import InferenceSettings, KernelSettings, RunSettings
+
+
+@dataclass
+class AnalysisRun:
+    """A finished run: its main result(s), what was pooled, provenance, timings, and the ``output`` to write."""
+
+    output: Output
+    record: dict
+    results: dict[str, MetaResult] = field(default_factory=dict)
+    pooled: object = None
+    timings: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+
+
+def analyse(studyset: StudySet, grid: Grid, kernel: KernelSettings, inference: InferenceSettings, seed: int,
+            n_cores: int | None = None, progress=None) -> MetaResult:
+    """Fit ``kernel``'s estimator on ``studyset`` and correct it with Monte Carlo FWE."""
+    result = kernel.make().fit(studyset, grid)
+    return inference.corrector(seed, n_cores).correct(result, progress=progress)
+
+
+def read_input(path, keep_contrasts: bool) -> tuple[StudySet, list | str]:
+    """A coordinate file, its dependent contrasts pooled unless ``keep_contrasts``; and what was pooled."""
+    studyset = read_studyset(path)
+    if keep_contrasts:
+        return studyset, "contrasts kept apart (--keep-contrasts)"
+    return pool_experiments(studyset)
+
+
+def settings_record(kernel: KernelSettings, inference: InferenceSettings, run: RunSettings) -> dict:
+    """The ``settings`` of ``provenance.json``."""
+    kernel_record = {"fwhm": kernel.fwhm} if kernel.estimator == "ale" else {"radius_mm": kernel.radius}
+    return {
+        "n_iters": inference.n_iters,
+        "seed": run.seed,
+        **kernel_record,
+        "cluster_forming_p": inference.cluster_forming_p,
+        "cluster_p": inference.cluster_p,
+        **run.mask_record("MNI152 2 mm brain mask (NiMARE ALE default)"),
+        "null_mask": inference.null_mask,
+        "vfwe_only": inference.vfwe_only,
+        "early_stop": inference.early_stop,
+        "keep_contrasts": run.keep_contrasts,
+    }
+
+
+def run_analysis(input_path: str | Path, kernel: KernelSettings, inference: InferenceSettings, run: RunSettings,
+                 progress=None) -> AnalysisRun:
+    """Read ``input_path``, fit, correct; the results folder as an :class:`AnalysisRun`.
+
+    ``progress(done, total)`` is called during the Monte Carlo iterations.
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    studyset, pooled = read_input(input_path, run.keep_contrasts)
+    grid = load_grid(run.mask)
+    timings["read"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = kernel.make().fit(studyset, grid)
+    timings["fit"] = time.perf_counter() - start
+    start = time.perf_counter()
+    result = inference.corrector(run.seed, run.n_cores).correct(result, progress=progress)
+    timings["montecarlo"] = time.perf_counter() - start
+
+    params = dict(result.params)
+    montecarlo = dict(params.get("montecarlo", {}))
+    cores_used = montecarlo.pop("n_cores", None)
+    params["montecarlo"] = montecarlo
+    record = {
+        "command": kernel.estimator,
+        "input": {"file": Path(input_path).name, "sources": studyset.provenance.get("sources", [])},
+        "settings": settings_record(kernel, inference, run),
+        "pooled": pooled,
+        "params": params,
+        "versions": provenance.versions(),
+    }
+    output = Output(results={"": (result, studyset)}, records={"provenance.json": record}, timings=timings,
+                    timings_extra={"n_cores": cores_used}, cluster_p=inference.cluster_p)
+    return AnalysisRun(output, record, {"": result}, pooled, timings,
+                       {"seed": run.seed, "counts": params.get("counts", {}), "n_iters": montecarlo.get("n_iters")})
+
+
+def run_signed(input_path: str | Path, kernel: KernelSettings, inference: InferenceSettings, run: RunSettings,
+               progress=None) -> AnalysisRun:
+    """The analysis on the increases and on the decreases of ``input_path``, and their combined maps.
+
+    Both directions use the run's seed (their nulls differ because their experiments differ).
+    Folder layout: ``dir-increase_est-<est>/`` and ``dir-decrease_est-<est>/`` (each a full
+    results folder), ``z_desc-signed`` and ``z_desc-conflict``, ``overlap.json`` (increase vs
+    decrease), ``provenance.json`` (with ``directions``: experiments per direction and those left
+    out, by reason) and ``timings.json``. Summary: per-direction counts, left-out experiments,
+    overlap of the two directions.
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    studyset = read_studyset(input_path)
+    grid = load_grid(run.mask)
+    parts, left_out = split_by_direction(studyset)
+    timings["read"] = time.perf_counter() - start
+
+    results, analysed, pooled, directions = {}, {}, {}, {}
+    for d in DIRECTIONS:
+        if parts[d] is None:
+            directions[d] = {"experiments": 0, "note": f"no {d} experiments: no {d} map"}
+            continue
+        part = parts[d]
+        if not run.keep_contrasts:
+            part, pooled[d] = pool_experiments(part)
+        start = time.perf_counter()
+        results[d] = analyse(part, grid, kernel, inference, run.seed, run.n_cores, progress)
+        analysed[d] = part
+        timings[d] = time.perf_counter() - start
+        directions[d] = dict(results[d].params["counts"])
+
+    zero = np.zeros(grid.shape)
+    z_thr = {d: thresholded_z(results[d], inference.cluster_p) if d in results else zero for d in DIRECTIONS}
+    stats = overlap(z_thr["increase"], z_thr["decrease"], voxel_mm3=float(np.prod(grid.voxel_size)))
+    names = {"a": "increase", "b": "decrease"}
+    stats = {"_".join(names.get(w, w) for w in k.split("_")): v for k, v in stats.items()}
+    record = {
+        "command": f"{kernel.estimator} --signed",
+        "input": {"file": Path(input_path).name, "sources": studyset.provenance.get("sources", [])},
+        "settings": settings_record(kernel, inference, run),
+        "directions": {**directions, "left_out": left_out},
+        "pooled": pooled if not run.keep_contrasts else "contrasts kept apart (--keep-contrasts)",
+        "params": {d: {k: v for k, v in results[d].params.items() if k != "counts"} for d in results},
+        "versions": provenance.versions(),
+    }
+    images = {f"{name}.nii.gz": nib.Nifti1Image(volume.astype(np.float32), grid.affine)
+              for name, volume in combine_signed(z_thr["increase"], z_thr["decrease"]).items()}
+    output = Output(results={f"dir-{d}_est-{kernel.estimator}": (results[d], analysed[d]) for d in results},
+                    images=images, records={"overlap.json": stats, "provenance.json": record}, timings=timings,
+                    cluster_p=inference.cluster_p)
+    summary = {"seed": run.seed, "directions": directions, "left_out": left_out, "pooled": pooled, "overlap": stats,
+               "n_iters": inference.n_iters}
+    return AnalysisRun(output, record, results, pooled, timings, summary)

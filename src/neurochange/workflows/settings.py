@@ -1,0 +1,144 @@
+"""Typed, frozen settings: built once at the edge (command line, review spec), passed down whole.
+
+- :class:`KernelSettings`: which estimator and its kernel (ALE FWHM, sphere radius);
+- :class:`InferenceSettings`: Monte Carlo / permutation inference (iterations, thresholds,
+  null mask, early stopping);
+- :class:`RunSettings`: how and where a run happens (seed, cores, mask, pooling, output).
+
+Each has ``to_dict()`` for provenance; defaults live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from neurochange.inference.executors import resolve_seed
+from neurochange.inference.montecarlo import MonteCarloFWE
+from neurochange.meta.ale import ALE
+from neurochange.meta.mkda import KDA, MKDADensity
+from neurochange.meta.spheres import DEFAULT_RADIUS_MM
+from neurochange.results import provenance
+
+#: Estimators by the name a spec or command uses, and the folder suffix ``_est-<name>``.
+ESTIMATORS = {"ale": ALE, "mkda": MKDADensity, "kda": KDA}
+
+
+@dataclass(frozen=True)
+class KernelSettings:
+    """The estimator and its kernel.
+
+    ``estimator``: "ale", "mkda" (MKDA density) or "kda". ``fwhm``: one ALE kernel FWHM (mm)
+    for every experiment (None: from each sample size). ``radius``: MKDA/KDA sphere radius (mm).
+    """
+
+    estimator: Literal["ale", "mkda", "kda"] = "ale"
+    fwhm: float | None = None
+    radius: float = DEFAULT_RADIUS_MM
+
+    def make(self):
+        """A new estimator with these settings."""
+        if self.estimator == "ale":
+            return ALE(fwhm=self.fwhm)
+        return ESTIMATORS[self.estimator](radius=self.radius)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Monte Carlo FWE (and label-permutation) settings.
+
+    ``n_iters``: iterations (the most, with early stopping). ``cluster_forming_p``: uncorrected
+    p that defines clusters. ``cluster_p``: corrected p for a significant cluster.
+    ``null_mask``: "brain" or "gm". ``vfwe_only``: voxel-level FWE only. ``early_stop``:
+    relative precision of the FWE thresholds at which to stop (None: all iterations).
+    """
+
+    n_iters: int = 10000
+    cluster_forming_p: float = 0.001
+    cluster_p: float = 0.05
+    null_mask: str = "brain"
+    vfwe_only: bool = False
+    early_stop: float | None = None
+
+    def corrector(self, seed: int | None, n_cores: int | None = None, **changes) -> MonteCarloFWE:
+        """The Monte Carlo corrector for these settings (``changes``: overrides, e.g. ``n_iters``)."""
+        kwargs = {"n_iters": self.n_iters, "cluster_forming_p": self.cluster_forming_p, "null_mask": self.null_mask,
+                  "early_stop": self.early_stop, "vfwe_only": self.vfwe_only, "seed": seed, "n_cores": n_cores}
+        return MonteCarloFWE(**{**kwargs, **changes})
+
+    def with_iters(self, n_iters: int | None) -> "InferenceSettings":
+        return self if n_iters is None else replace(self, n_iters=int(n_iters))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """One run: ``seed`` (resolved: never None), ``n_cores``, the analysis ``mask`` file (None:
+    NiMARE's MNI152 2 mm ALE brain mask), ``keep_contrasts`` (NiMARE: no pooling of a study's
+    contrasts) and ``overwrite`` (replace a non-empty output folder)."""
+
+    seed: int
+    n_cores: int | None = None
+    mask: str | None = None
+    keep_contrasts: bool = False
+    overwrite: bool = False
+
+    @classmethod
+    def resolve(cls, seed: int | None = None, **kwargs) -> "RunSettings":
+        """Settings with ``seed`` drawn (and printed by the caller) when None."""
+        return cls(seed=resolve_seed(seed), **kwargs)
+
+    def mask_record(self, default: str = "MNI152 2 mm brain mask") -> dict:
+        """``mask`` and ``mask_sha256`` as provenance records them."""
+        return {"mask": default if self.mask is None else Path(self.mask).name,
+                "mask_sha256": None if self.mask is None else provenance.sha256_file(self.mask)}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BalancedSettings:
+    """The balanced subtraction (NiMARE's ``BalancedALESubtraction``): matched group size
+    ``target_n`` (None: the smaller group), ``n_subsamples`` per group, ``difference_iterations``
+    (null of the balanced difference), ``null_method`` ("random-foci" or "label-permutation")
+    and the ``prior`` coverage ("gm" or "brain")."""
+
+    target_n: int | None = None
+    difference_iterations: int = 1000
+    n_subsamples: int = 2500
+    null_method: str = "random-foci"
+    prior: str = "gm"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DiagnosticsSettings:
+    """Per-cluster diagnostics (``neurochange diagnose``, a review's ``diagnostics = true``).
+
+    ``jackknife``: leave-one-experiment-out re-analyses; ``failsafe``: fail-safe N
+    (``n_repetitions`` repetitions, ``max_added`` null experiments at most, default 10 K);
+    ``moderators``: experiment fields to test against each cluster (``whole_brain``: also
+    voxelwise); ``n_iters``: Monte Carlo iterations of each leave-one-out analysis and of
+    each fail-safe null grid point; ``n_perm``: moderator permutations.
+    """
+
+    jackknife: bool = True
+    failsafe: bool = True
+    moderators: tuple[str, ...] = ()
+    whole_brain: bool = False
+    n_iters: int = 2000
+    n_repetitions: int = 10
+    n_perm: int = 5000
+    max_added: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
