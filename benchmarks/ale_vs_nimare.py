@@ -8,6 +8,12 @@ its time then extrapolated linearly per iteration to ``--iters`` and flagged as 
 
     /work/venv/bin/python benchmarks/ale_vs_nimare.py --iters 10000 --cores 2
     /work/venv/bin/python benchmarks/ale_vs_nimare.py --iters 10000 --nimare-iters 500   # quicker
+    git worktree add /tmp/before <commit>
+    /work/venv/bin/python benchmarks/ale_vs_nimare.py --iters 1000 --baseline-src /tmp/before/src   # before/after
+
+With ``--baseline-src`` (the ``src/`` folder of another checkout) the same child also runs on that
+code (compiled once, then warm), interleaved with a second warm run of this one, and the line
+adds ``this / baseline`` warm seconds (below 1: this checkout is faster).
 
 Prints: dataset, experiments, foci, iterations, cores, seconds and peak MB for each,
 speedup (NiMARE seconds / neurochange warm seconds), and the largest map differences.
@@ -30,9 +36,14 @@ PAIN = "nimare/tests/data/test_pain_dataset.json"
 
 
 def _child_ours(path: str, iters: int, cores: int, seed: int, out: str) -> dict:
-    from neurochange.inference.montecarlo import MonteCarloFWE
-    from neurochange.meta.ale import ALE
-    from neurochange.sources.io import read_studyset
+    try:
+        from neurochange.inference.montecarlo import MonteCarloFWE
+        from neurochange.meta.ale import ALE
+        from neurochange.sources.io import read_studyset
+    except ImportError:  # a --baseline-src checkout from before the stage layout (commit d716d4d and earlier)
+        from neurochange.estimators import ALE
+        from neurochange.io import read_studyset
+        from neurochange.montecarlo import MonteCarloFWE
 
     start = time.perf_counter()
     result = ALE().fit(read_studyset(path))
@@ -93,6 +104,8 @@ def main() -> None:
     parser.add_argument("--nimare-iters", type=int, default=None, help="NiMARE iterations (default: --iters)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--baseline-src", default=None,
+                        help="src/ folder of another neurochange checkout to time beside this one (before/after)")
     parser.add_argument("--child", choices=["ours", "nimare"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -111,6 +124,14 @@ def main() -> None:
         cold = _spawn("ours", args, args.iters, tmp / "ours_cold.npz", env)
         theirs = _spawn("nimare", args, nimare_iters, tmp / "nimare.npz", env)
         warm = _spawn("ours", args, args.iters, tmp / "ours_warm.npz", env)
+        baseline = None
+        if args.baseline_src:
+            other = {**env, "PYTHONPATH": str(Path(args.baseline_src).resolve())}
+            _spawn("ours", args, args.iters, tmp / "baseline.npz", other)  # compile the baseline's kernels
+            baseline = [_spawn("ours", args, args.iters, tmp / "baseline.npz", other),
+                        _spawn("ours", args, args.iters, tmp / "ours_again.npz", env)]
+            before, after = np.load(tmp / "baseline.npz"), np.load(tmp / "ours_again.npz")
+            same = {name: bool(np.array_equal(before[name], after[name])) for name in after.files}
         ours_maps, their_maps = np.load(tmp / "ours_warm.npz"), np.load(tmp / "nimare.npz")
         diffs = {name: float(np.max(np.abs(ours_maps[name] - their_maps[name]))) for name in ("stat", "p", "z", "logp")}
         z_cut = 1.6448536269514722  # one-tailed p < 0.05
@@ -138,6 +159,15 @@ def main() -> None:
                     "nimare": round(theirs["peak_mb"])},
         "max_abs_difference": diffs,
         "fwe_significant_dice": dice,
+        **({} if baseline is None else {"baseline": {
+            "src": args.baseline_src,
+            "seconds": {"baseline_warm": round(baseline[0]["seconds"], 2),
+                        "this_warm": round(baseline[1]["seconds"], 2)},
+            "fwe_seconds": {"baseline_warm": round(baseline[0]["fwe_seconds"], 2),
+                            "this_warm": round(baseline[1]["fwe_seconds"], 2)},
+            "ratio_this_over_baseline": round(baseline[1]["seconds"] / baseline[0]["seconds"], 3),
+            "maps_identical": all(same.values()),
+        }}),
     }))
 
 

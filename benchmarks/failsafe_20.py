@@ -61,13 +61,12 @@ def main() -> None:
     from neurochange.results.write import result_clusters
 
     result = ALE().fit(_studyset(args.source, args.seed))
-    result = MonteCarloFWE(n_iters=args.iters, seed=args.seed, n_cores=args.cores).correct(result)
+    corrector = MonteCarloFWE(n_iters=args.iters, seed=args.seed, n_cores=args.cores)
+    result = corrector.correct(result)
     table, labels = result_clusters(result)
-    settings = {"cluster_forming_p": 0.001, "null_mask": "brain", "vfwe_only": False, "cluster_p": 0.05,
-                "main_nulls": result.nulls}
     marks = []
     start = time.perf_counter()
-    out = failsafe.fail_safe_n(result, labels, settings, n_repetitions=args.repetitions, n_iters=args.iters,
+    out = failsafe.fail_safe_n(result, labels, corrector, 0.05, n_repetitions=args.repetitions, n_iters=args.iters,
                                seed=args.seed, n_cores=args.cores,
                                progress=lambda done, total: marks.append((done, time.perf_counter() - start)))
     seconds = time.perf_counter() - start

@@ -9,6 +9,8 @@ from scipy import stats
 
 from neurochange.errors import InputError
 from neurochange.hypotheses import models as hyp
+from neurochange.hypotheses import verdict
+from neurochange.hypotheses.regions import holm, region_convergence
 from neurochange.inference.montecarlo import chunk_draws
 from neurochange.meta.ale import ALE
 from neurochange.sources.references import load_bib
@@ -150,7 +152,7 @@ def test_observed_statistic_is_the_mean_of_the_ale_map_over_the_region():
     model = hyp.builtin_models()["fear_extinction_exposure"]
     masks = hyp.region_masks(model, GRID)
     data = _studyset(12, seed=4, centres=[_centre_voxel(masks["amygdala"])])
-    found = hyp.region_convergence(data, masks, GRID, n_iters=10, seed=1)
+    found = region_convergence(data, masks, GRID, n_iters=10, seed=1)
     ale = ALE().fit(data, GRID).get_volume("stat")
     np.testing.assert_allclose(found["observed"], [ale[m].mean() for m in masks.values()], rtol=1e-12)
 
@@ -159,14 +161,14 @@ def test_null_draws_are_the_fwe_nulls_and_do_not_depend_on_cores():
     model = hyp.builtin_models()["rtms_dlpfc_sgacc"]
     masks = hyp.region_masks(model, GRID)
     data = _studyset(11, seed=2)
-    one = hyp.region_convergence(data, masks, GRID, n_iters=250, seed=7, n_cores=1)
-    two = hyp.region_convergence(data, masks, GRID, n_iters=250, seed=7, n_cores=2)
+    one = region_convergence(data, masks, GRID, n_iters=250, seed=7, n_cores=1)
+    two = region_convergence(data, masks, GRID, n_iters=250, seed=7, n_cores=2)
     np.testing.assert_array_equal(one["null"], two["null"])
     # stream 0 is the Monte Carlo FWE stream: chunk c uses child c of SeedSequence(seed)
     child = np.random.SeedSequence(7).spawn(2)[1]
     expected = np.random.default_rng(child).integers(0, 100, size=(5, 11), dtype=np.int32)
     assert np.array_equal(chunk_draws(7, 1, 5, 11, 100), expected)
-    first = hyp.region_convergence(data, masks, GRID, n_iters=100, seed=7, n_cores=2)
+    first = region_convergence(data, masks, GRID, n_iters=100, seed=7, n_cores=2)
     np.testing.assert_array_equal(first["null"], one["null"][:100])
     assert np.all(one["p"] >= 1 / 251)
 
@@ -180,7 +182,7 @@ def test_false_positive_rate_at_or_below_alpha_on_null_data():
     p_values, verdicts = [], []
     for sim in range(n_sims):
         data = _studyset(8, seed=1000 + sim, n_random=5)
-        test = hyp.test_model(model, {"all": data, "increase": None, "decrease": None}, GRID,
+        test = verdict.test_model(model, {"all": data, "increase": None, "decrease": None}, GRID,
                               n_iters=100, seed=sim, n_cores=1)
         p_values.append(test.regions["p"].to_numpy())
         verdicts.append(test.verdict)
@@ -203,14 +205,14 @@ def test_planted_effect_in_the_model_regions_is_supported_and_no_effect_is_not()
     model = hyp.builtin_models()["fear_extinction_exposure"]
     masks = hyp.region_masks(model, GRID)
     planted = _planted(model, masks, 14, seed=5, regions=list(masks), direction="unsigned", prefix="p")
-    test = hyp.test_model(model, {"all": planted, "increase": None, "decrease": None}, GRID, n_iters=200, seed=1)
+    test = verdict.test_model(model, {"all": planted, "increase": None, "decrease": None}, GRID, n_iters=200, seed=1)
     assert test.verdict == "supported" and test.basis == "unsigned"
     assert test.regions["converges"].all()
     assert (test.regions["observed_direction"] == hyp.NOT_ASSESSABLE).all()
     assert test.summary["direction"].startswith("not assessable")
 
     null = _studyset(14, seed=6, prefix="n")
-    test = hyp.test_model(model, {"all": null, "increase": None, "decrease": None}, GRID, n_iters=200, seed=1)
+    test = verdict.test_model(model, {"all": null, "increase": None, "decrease": None}, GRID, n_iters=200, seed=1)
     assert test.verdict == "not supported"
     assert not test.regions["converges"].any()
 
@@ -225,7 +227,7 @@ def test_signed_effects_as_predicted_support_and_opposite_ones_contradict():
         inc = _planted(model, masks, 12, seed=8, regions=increase_regions, direction="increase", prefix="i")
         dec = _planted(model, masks, 12, seed=9, regions=decrease_regions, direction="decrease", prefix="d")
         sets = {"all": StudySet.concat([inc, dec]), "increase": inc, "decrease": dec}
-        return hyp.test_model(model, sets, GRID, n_iters=200, seed=2)
+        return verdict.test_model(model, sets, GRID, n_iters=200, seed=2)
 
     as_predicted = run(up, down)
     assert as_predicted.basis == "signed" and as_predicted.verdict == "supported"
@@ -246,10 +248,10 @@ def test_signed_effects_as_predicted_support_and_opposite_ones_contradict():
 def test_too_few_experiments_is_not_enough_data(tmp_path):
     model = hyp.builtin_models()["rtms_dlpfc_sgacc"]
     small = _studyset(model.verdict.min_experiments - 1, seed=3)
-    test = hyp.test_model(model, {"all": small, "increase": None, "decrease": None}, GRID, n_iters=50)
+    test = verdict.test_model(model, {"all": small, "increase": None, "decrease": None}, GRID, n_iters=50)
     assert test.verdict == "not enough data" and test.basis == "unsigned"
     assert test.regions["p"].isna().all()
-    tsv, js = hyp.write_model_test(test, tmp_path / "models", "rtms_dlpfc_sgacc_tms")
+    tsv, js = verdict.write_model_test(test, tmp_path / "models", "rtms_dlpfc_sgacc_tms")
     assert pd.read_csv(tsv, sep="\t")["region"].tolist() == ["left_dlpfc", "subgenual_cingulate"]
     record = json.loads(js.read_text())
     assert record["verdict"] == "not enough data" and record["summary"]["n_experiments"] == 9
@@ -257,7 +259,7 @@ def test_too_few_experiments_is_not_enough_data(tmp_path):
 
 def test_holm_matches_the_step_down_definition():
     p = np.array([0.01, 0.04, 0.03, np.nan, 0.5])
-    np.testing.assert_allclose(hyp.holm(p), [0.04, 0.09, 0.09, np.nan, 0.5])
+    np.testing.assert_allclose(holm(p), [0.04, 0.09, 0.09, np.nan, 0.5])
 
 
 def test_the_model_file_example_in_the_docs_loads(tmp_path):

@@ -86,8 +86,9 @@ def _check_folder_numbers(folder: Path) -> None:
         assert (folder / c["folder"] / "figure.png").is_file()
         if c["kind"] == "conjunction":
             overlap = json.loads((folder / c["folder"] / "overlap.json").read_text())
-            a = np.asarray(nib.load(folder / f"{c['a']}_est-ale" / f"{thresh_name(0.05)}.nii.gz").dataobj) > 0
-            b = np.asarray(nib.load(folder / f"{c['b']}_est-ale" / f"{thresh_name(0.05)}.nii.gz").dataobj) > 0
+            est = summary["settings"]["estimator"]
+            a = np.asarray(nib.load(folder / f"{c['a']}_est-{est}" / f"{thresh_name(0.05)}.nii.gz").dataobj) > 0
+            b = np.asarray(nib.load(folder / f"{c['b']}_est-{est}" / f"{thresh_name(0.05)}.nii.gz").dataobj) > 0
             assert overlap["voxels_both"] == c["overlap"]["voxels_both"] == int((a & b).sum())
             assert overlap["voxels_a"] == int(a.sum()) and overlap["voxels_b"] == int(b.sum())
     for m in summary["models"]:
@@ -169,6 +170,59 @@ def test_same_seed_same_files_whatever_the_cores(simulated_reviews):
     assert files_a == files_b
     differ = [str(p) for p in files_a if p.name != "timings.json" and (a / p).read_bytes() != (b / p).read_bytes()]
     assert differ == []
+
+
+@pytest.fixture(scope="module")
+def mkda_review(tmp_path_factory):
+    """The example spec with ``estimator = "mkda"`` (its file copied beside it), 200 iterations."""
+    base = tmp_path_factory.mktemp("mkda")
+    text = EXAMPLE.read_text().replace("[analysis]\n", "[analysis]\nestimator = \"mkda\"\n", 1)
+    (base / "spec.toml").write_text(text)
+    (base / "simulated_treatments.tsv").write_bytes((EXAMPLE.parent / "simulated_treatments.tsv").read_bytes())
+    _review([str(base / "spec.toml"), "--out", str(base / "out"), "--iters", "200", "--seed", "5"])
+    return base / "out"
+
+
+def test_review_with_mkda_estimator_end_to_end(mkda_review):
+    folder = mkda_review
+    summary = _summary(folder)
+    assert summary["settings"]["estimator"] == "mkda" and summary["settings"]["radius_mm"] == 10.0
+    groups = {g["name"]: g for g in summary["groups"]}
+    rtms = groups["rtms_depression"]
+    assert rtms["folder"] == "rtms_depression_est-mkda"
+    params = json.loads((folder / rtms["folder"] / "params.json").read_text())
+    assert params["estimator"]["name"] == "MKDADensity" and params["montecarlo"]["n_iters"] == 200
+    # the planted increase is found by MKDA too
+    clusters = pd.read_csv(folder / rtms["signed_folders"]["increase"] / "clusters.tsv", sep="\t")
+    peaks = clusters.loc[~clusters["is_subpeak"], ["peak_x", "peak_y", "peak_z"]].to_numpy()
+    assert np.linalg.norm(peaks - [-40, 30, 30], axis=1).min() < 10
+    # diagnostics of an MKDA result: contributions are shares of the density (sum to 1 over experiments)
+    long = pd.read_csv(folder / rtms["signed_folders"]["increase"] / "cluster_experiments.tsv", sep="\t")
+    sums = long.groupby("cluster_id")["contribution"].sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0, rtol=1e-9)
+    contrast = next(c for c in summary["comparisons"] if c["kind"] == "contrast")
+    provenance = json.loads((folder / contrast["folder"] / "provenance.json").read_text())
+    assert provenance["params"]["estimator"]["name"] == "MKDADensity"
+    assert provenance["input"] == {"group1": "rtms_depression", "group2": "cbt_anxiety"}
+    _check_folder_numbers(folder)
+    html = (folder / "report.html").read_text()
+    methods = html[html.index("Convergence within each group"):]
+    methods = methods[:methods.index("</section>")]
+    assert "multilevel kernel density analysis (MKDA" in methods and "activation likelihood" not in methods
+    assert "ALE kernels" in methods  # the model tests say which kernels they use
+
+
+def test_diagnose_cli_on_an_mkda_folder(mkda_review, tmp_path):
+    import shutil
+
+    folder = tmp_path / "mkda"
+    shutil.copytree(mkda_review / "cbt_anxiety_est-mkda", folder)
+    (folder / "diagnostics.json").unlink(missing_ok=True)
+    res = CliRunner().invoke(cli, ["diagnose", str(folder), "--iters", "50", "--repetitions", "2", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    record = json.loads((folder / "diagnostics.json").read_text())
+    assert record["n_clusters"] >= 1 and record["failsafe"]["null_grid"]["level"] == "cluster"
+    assert "the statistic without the experiment" in record["methods"]["contribution"]
 
 
 # ------------------------------------------------------------------ mistakes and interruptions

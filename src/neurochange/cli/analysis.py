@@ -150,6 +150,11 @@ def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cl
 @click.option("--vfwe-only", is_flag=True, help="Voxel-level FWE only (no cluster-level inference).")
 @click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
               show_default=True, help="Share of permutation |differences| above the cluster-forming threshold.")
+@click.option("--early-stop", is_flag=True,
+              help="Stop once the voxel-level FWE threshold (95th percentile of the maximum |difference|) is known "
+                   "to --precision (at most --iters permutations; uncorrected p then rest on those run).")
+@click.option("--precision", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True,
+              help="With --early-stop: relative precision of the threshold, checked every 1,000 permutations.")
 @click.option("--balanced", is_flag=True,
               help="Balanced ALE subtraction (NiMARE's BalancedALESubtraction): both groups at one matched size; "
                    "--iters defaults to 1000 null iterations.")
@@ -164,7 +169,8 @@ def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cl
 @click.option("--prior", type=click.Choice(["gm", "brain"]), default="gm", show_default=True,
               help="--balanced: voxels compared and null foci drawn from (grey matter p > 0.1, or the whole mask).")
 def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, keep_contrasts, vfwe_only,
-             cluster_forming_p, balanced, target_n, difference_iterations, subsamples, null_method, prior):
+             cluster_forming_p, early_stop, precision, balanced, target_n, difference_iterations, subsamples,
+             null_method, prior):
     """ALE subtraction A minus B by label permutation (NiMARE's ALESubtraction, two-sided).
 
     A and B are input files (Sleuth .txt, NiMARE .json, or a table). Writes
@@ -182,7 +188,8 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, k
     settings = BalancedSettings(target_n, difference_iterations, subsamples, null_method, prior) if balanced else None
     done, _ = run_and_write("null iterations" if balanced else "permutations", iters, out, overwrite, run_contrast,
                             input_a, input_b, KernelSettings(fwhm=fwhm),
-                            inference_settings(iters, cluster_forming_p, vfwe_only=vfwe_only), run, settings)
+                            inference_settings(iters, cluster_forming_p, vfwe_only=vfwe_only, early_stop=early_stop,
+                                               precision=precision), run, settings)
     summary = done.summary
     for label, path in (("group1", input_a), ("group2", input_b)):
         counts = summary["counts"][label]
@@ -199,7 +206,8 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, k
     if summary["distinct_splits"] < iters:
         click.echo(f"note: only {summary['distinct_splits']:,} distinct splits of these experiments exist, fewer than "
                    f"{iters} permutations: p values cannot go below about 1/{summary['distinct_splits']:,}")
-    click.echo(f"{iters} permutations, seed {run.seed}; {summary['voxels_p001']} voxels at uncorrected p < .001; "
+    n_run = done.results[""].params["subtraction"]["n_iters"]
+    click.echo(f"{n_run} permutations, seed {run.seed}; {summary['voxels_p001']} voxels at uncorrected p < .001; "
                f"wrote {out}")
 
 

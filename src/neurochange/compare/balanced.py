@@ -48,6 +48,7 @@ from neurochange.compare.subtraction import two_group_result
 from neurochange.errors import InputError
 from neurochange.inference import null_masks
 from neurochange.inference import stats as inference
+from neurochange.inference.clusters import FACE_CONNECTIVITY
 from neurochange.inference.executors import RANDOM_STREAMS, ThreadExecutor, chunk_rng, resolve_seed, run_chunks
 from neurochange.inference.unionfind import max_clusters, neighbour_table
 from neurochange.meta import kernels
@@ -57,7 +58,6 @@ from neurochange.meta.result import MetaResult
 DESC = "balancedGroup1MinusGroup2"
 NULL_MIN = "values_desc-balancedMinNull_corr-none"
 NULL_MAX = "values_desc-balancedMaxNull_corr-none"
-FACE = ndimage.generate_binary_structure(3, 1)
 
 
 # ---------------------------------------------------------------------------- numeric core
@@ -154,7 +154,7 @@ def cluster_sizes(z: np.ndarray, mask: np.ndarray, z_threshold: float) -> tuple[
     """Face-connected clusters of ``z > z_threshold``: (masked labels int, sizes with sizes[0] = 0)."""
     volume = np.zeros(mask.shape, dtype=bool)
     volume[mask] = z > z_threshold
-    labels, n = ndimage.label(volume, structure=FACE)
+    labels, n = ndimage.label(volume, structure=FACE_CONNECTIVITY)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     sizes[0] = 0
     return labels[mask], sizes

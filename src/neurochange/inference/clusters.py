@@ -139,3 +139,16 @@ def significant_clusters(result: MetaResult, cluster_p: float = 0.05) -> tuple[n
     best = ndimage.maximum(logp, labels, np.arange(1, len(sizes) + 1)) if len(sizes) else []
     p_fwe = 10 ** -np.asarray(best, dtype=float)
     return labels, sizes, p_fwe, name
+
+
+def max_cluster(volume: np.ndarray, mask: np.ndarray, values: np.ndarray, thresh: float) -> tuple[float, float]:
+    """Largest face-connected cluster (voxels) and largest mass (sum of value - thresh) of masked ``values``
+    above ``thresh``, by scipy labelling of ``volume`` (a 3-D scratch array, overwritten inside ``mask``)."""
+    volume[mask] = values
+    supra = volume > thresh
+    labels, n = ndimage.label(supra, structure=FACE_CONNECTIVITY)
+    if n == 0:
+        return 0.0, 0.0
+    sizes = np.bincount(labels.ravel())[1:]
+    masses = np.bincount(labels.ravel(), weights=np.where(supra, volume - thresh, 0.0).ravel())[1:]
+    return float(sizes.max()), float(masses.max())

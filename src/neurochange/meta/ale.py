@@ -4,30 +4,26 @@
 input: the same kernels, foci-to-voxel rounding, MA maps, ALE values (float64 here,
 float32 in NiMARE) and approximate null. Which experiments and foci enter: :func:`neurochange.meta.inputs.analysis_inputs`.
 
-Every estimator offers the same protocol (checked on each by ``tests/test_estimator_checks.py``):
-``fit(studyset, grid=None) -> MetaResult``, ``fit_inputs(inputs)``, ``get_params()``,
-``ma_maps(inputs)`` (sparse modelled activation of each experiment) and
-``null_engine(result, null_voxels, threshold, n_workers)`` (the iterations that
-:class:`~neurochange.inference.montecarlo.MonteCarloFWE` runs).
+The protocol every estimator offers: :class:`~neurochange.meta.base.Estimator` (checked on each
+by ``tests/test_estimator_checks.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from neurochange import space as _space
 from neurochange._docs import fill_doc
 from neurochange.errors import InputError
 from neurochange.inference import stats as inference
 from neurochange.inference.engines.ale import AleNullEngine
 from neurochange.meta import kernels
-from neurochange.meta.inputs import AnalysisInputs, analysis_inputs
+from neurochange.meta.base import Estimator
+from neurochange.meta.inputs import AnalysisInputs
 from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS, MetaResult
-from neurochange.studyset import StudySet
 
 
 @fill_doc
-class ALE:
+class ALE(Estimator):
     """Activation likelihood estimation (Turkeltaub 2002; Eickhoff 2009, 2012).
 
     Parameters
@@ -39,9 +35,7 @@ class ALE:
         How p values are computed: the approximate (histogram convolution) null.
     """
 
-    #: NiMARE's class name, written to ``params["estimator"]["name"]``.
     name = "ALE"
-    #: How experiments' MA maps combine into the statistic: ``1 - prod(1 - MA)``.
     summary_statistic = "ale"
 
     def __init__(self, fwhm: float | None = None, null_method: str = "approximate"):
@@ -51,9 +45,6 @@ class ALE:
             raise InputError(f"kernel FWHM must be a positive number of mm, got {fwhm}", field="fwhm")
         self.fwhm = fwhm
         self.null_method = null_method
-
-    def __repr__(self) -> str:
-        return f"ALE(fwhm={self.fwhm!r}, null_method={self.null_method!r})"
 
     def get_params(self) -> dict:
         return {"fwhm": self.fwhm, "null_method": self.null_method}
@@ -91,17 +82,6 @@ class ALE:
         return {"fwhm_mm": self.experiment_fwhm(inputs)}
 
     # ------------------------------------------------------------------ fit
-    @fill_doc
-    def fit(self, studyset: StudySet, grid: _space.Grid | None = None) -> MetaResult:
-        """ALE, p, z and -log10 p maps.
-
-        Parameters
-        ----------
-        %(studyset)s
-        %(grid)s
-        """
-        return self.fit_inputs(analysis_inputs(studyset, grid or _space.mni_2mm()))
-
     def fit_inputs(self, inputs: AnalysisInputs) -> MetaResult:
         """ALE, p, z and -log10 p maps of ``inputs``."""
         grid = inputs.grid

@@ -25,7 +25,7 @@ from scipy import ndimage, sparse, special
 from scipy.stats import chi2 as chi2_dist
 
 from neurochange import space as _space
-from neurochange.inference.clusters import FACE_CONNECTIVITY
+from neurochange.inference.clusters import FACE_CONNECTIVITY, max_cluster
 from neurochange.inference.permutation import LabelPermutation
 from neurochange.meta import spheres
 from neurochange.meta.inputs import AnalysisInputs, analysis_inputs, concat_inputs
@@ -220,18 +220,6 @@ def _group_counts(indptr, indices, members, n_mask):
     return counts
 
 
-def _max_cluster(volume: np.ndarray, grid_mask: np.ndarray, values: np.ndarray, thresh: float) -> tuple[float, float]:
-    """Largest face-connected cluster (voxels) and mass (sum of value - thresh) of values > thresh."""
-    volume[grid_mask] = values
-    supra = volume > thresh
-    labels, n = ndimage.label(supra, structure=FACE_CONNECTIVITY)
-    if n == 0:
-        return 0.0, 0.0
-    sizes = np.bincount(labels.ravel())[1:]
-    masses = np.bincount(labels.ravel(), weights=np.where(supra, volume - thresh, 0.0).ravel())[1:]
-    return float(sizes.max()), float(masses.max())
-
-
 def permutation_stats(pooled: sparse.csr_matrix, total, group1: np.ndarray, grid_mask, thresh) -> np.ndarray:
     """(3 tests [uniformity, group2, association], 3 [max chi2, max cluster size, max mass]) of one relabelling.
 
@@ -253,7 +241,7 @@ def permutation_stats(pooled: sparse.csr_matrix, total, group1: np.ndarray, grid
     for row, chi in enumerate((one_way(sel, n_sel), one_way(rest, n_total - n_sel),
                                two_way(sel, rest, n_sel, n_total - n_sel))):
         out[row, 0] = chi.max()
-        out[row, 1:] = _max_cluster(volume, grid_mask, chi, thresh)
+        out[row, 1:] = max_cluster(volume, grid_mask, chi, thresh)
     return out
 
 

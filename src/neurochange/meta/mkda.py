@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurochange import space as _space
 from neurochange._docs import fill_doc
 from neurochange.inference import stats as inference
 from neurochange.inference.engines.sphere import SphereNullEngine
-from neurochange.meta.inputs import AnalysisInputs, analysis_inputs
+from neurochange.meta.base import Estimator
+from neurochange.meta.inputs import AnalysisInputs
 from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS, MetaResult
 from neurochange.meta.spheres import DEFAULT_RADIUS_MM, sphere_counts, sphere_ma_csr
-from neurochange.studyset import StudySet
 
 
 # ---------------------------------------------------------------------------- nulls
@@ -81,11 +80,9 @@ def _result(estimator, inputs: AnalysisInputs, stat, bins, weights, params) -> M
     )
 
 
-class _SphereEstimator:
-    """The protocol shared by the sphere-kernel estimators (see :mod:`neurochange.meta.ale`)."""
+class _SphereEstimator(Estimator):
+    """The sphere-kernel estimators: the statistic is the sum of the experiments' MA maps (times ``value``)."""
 
-    name = ""
-    #: How experiments' MA maps combine into the statistic: their sum (times ``value``).
     summary_statistic = "sum"
     #: KDA counts overlapping spheres of one experiment; MKDA takes their union.
     sum_overlap = False
@@ -96,22 +93,8 @@ class _SphereEstimator:
         self.radius = float(radius)
         self.value = float(value)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(radius={self.radius!r}, value={self.value!r})"
-
     def get_params(self) -> dict:
         return {"radius": self.radius, "value": self.value}
-
-    @fill_doc
-    def fit(self, studyset: StudySet, grid: _space.Grid | None = None) -> MetaResult:
-        """Statistic, p, z and -log10 p maps.
-
-        Parameters
-        ----------
-        %(studyset)s
-        %(grid)s
-        """
-        return self.fit_inputs(analysis_inputs(studyset, grid or _space.mni_2mm()))
 
     def _counts(self, inputs: AnalysisInputs):
         return sphere_counts(inputs.foci_ijk, inputs.focus_experiment, inputs.n_experiments, inputs.grid,
@@ -124,10 +107,6 @@ class _SphereEstimator:
         for i in range(inputs.n_experiments):
             sl = slice(indptr[i], indptr[i + 1])
             yield i, indices[sl].astype(np.int64), values[sl] * self.value
-
-    def experiment_columns(self, inputs: AnalysisInputs) -> dict:
-        """Per-experiment kernel columns of ``experiments.tsv`` (none: one sphere for all)."""
-        return {}
 
     def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float,
                     n_workers: int = 1) -> SphereNullEngine:

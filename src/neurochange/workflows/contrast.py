@@ -54,7 +54,8 @@ def contrast(set_a: StudySet, set_b: StudySet, grid: Grid, kernel: KernelSetting
             null_method=balanced.null_method, mask_coverage=balanced.prior, seed=seed, n_cores=n_cores,
         ).fit(set_a, set_b, grid, progress=progress)
     return Subtraction(kernel.make(), n_iters=inference.n_iters, seed=seed, n_cores=n_cores,
-                       vfwe_only=inference.vfwe_only, cluster_forming_p=inference.cluster_forming_p).fit(
+                       vfwe_only=inference.vfwe_only, cluster_forming_p=inference.cluster_forming_p,
+                       early_stop=inference.early_stop).fit(
         set_a, set_b, grid, progress=progress)
 
 
@@ -82,7 +83,8 @@ def contrast_output(result: MetaResult, inputs: dict, kernel: KernelSettings, in
     if balanced is not None:
         settings = {"balanced": True, **balanced.to_dict()}
     else:
-        settings = {"vfwe_only": inference.vfwe_only, "cluster_forming_p": inference.cluster_forming_p}
+        settings = {"vfwe_only": inference.vfwe_only, "cluster_forming_p": inference.cluster_forming_p,
+                    "early_stop": inference.early_stop}
     record = {
         "command": "contrast",
         "input": inputs,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +42,18 @@ from neurochange.results.write import Output, fill_folder, thresh_name
 from neurochange.space import mni_2mm
 from neurochange.studyset import StudySet
 from neurochange.workflows.analysis import analyse
-from neurochange.workflows.settings import DiagnosticsSettings, InferenceSettings, KernelSettings, RunSettings
+from neurochange.workflows.settings import (
+    DiagnosticsSettings,
+    InferenceSettings,
+    KernelSettings,
+    ReviewSettings,
+    RunSettings,
+)
 from neurochange.workflows.spec import ReviewSpec, default_spec, load_spec, resolve
 
+#: What the methods cite for each estimator.
+ESTIMATOR_REFERENCES = {"ale": {"turkeltaub2002", "eickhoff2009", "eickhoff2012"}, "mkda": {"wager2007", "wager2009"},
+                        "kda": {"wager2007"}}
 #: A group needs at least this many experiments with foci to be analysed at all.
 MIN_TO_RUN = 2
 
@@ -115,61 +123,6 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
 
 
 # ------------------------------------------------------------------ set-up
-@dataclass(frozen=True)
-class ReviewSettings:
-    """The review's settings, typed: what every group, comparison and model test is run with.
-
-    ``model_iters``: Monte Carlo iterations of each model test; ``diagnostics_iters``: of each
-    diagnostic re-analysis (recorded even when diagnostics are off); ``min_experiments``: groups
-    with fewer are marked underpowered; ``signed``: "auto" (increase/decrease maps where
-    signed experiments exist) or "no"; ``sample_size``: the assumed n behind ``kernel.fwhm``.
-    """
-
-    kernel: KernelSettings
-    inference: InferenceSettings
-    diagnostics: DiagnosticsSettings | None
-    model_iters: int
-    min_experiments: int
-    keep_contrasts: bool
-    signed: str
-    seed: int
-    sample_size: int | None
-    corpus: str
-    source: str
-    selection: str
-    diagnostics_iters: int = 0
-
-    def to_dict(self) -> dict:
-        """As ``review.json`` and ``provenance.json`` record them."""
-        d = self.diagnostics
-        out = {
-            "estimator": self.kernel.estimator,
-            "fwhm": self.kernel.fwhm,
-            "sample_size": self.sample_size,
-            "n_iters": self.inference.n_iters,
-            "model_iters": self.model_iters,
-            "diagnostics": d is not None,
-            "failsafe": d is not None and d.failsafe,
-            "moderators": list(d.moderators) if d is not None else [],
-            "diagnostics_iters": self.diagnostics_iters,
-            "early_stop": self.inference.early_stop,
-            "cluster_forming_p": self.inference.cluster_forming_p,
-            "cluster_p": self.inference.cluster_p,
-            "null_mask": self.inference.null_mask,
-            "min_experiments": self.min_experiments,
-            "keep_contrasts": self.keep_contrasts,
-            "signed": self.signed,
-            "seed": self.seed,
-            "corpus": self.corpus,
-            "source": self.source,
-            "selection": self.selection,
-            "space": "MNI152 2 mm (NiMARE ALE brain mask, 228,483 voxels)",
-        }
-        if self.kernel.estimator != "ale":
-            out["radius_mm"] = self.kernel.radius
-        return out
-
-
 def review_settings(spec: ReviewSpec, n_iters: int | None, seed: int | None) -> ReviewSettings:
     """The typed settings of ``spec``; ``n_iters`` and ``seed`` (when given) override the spec's."""
     a = spec.analysis
@@ -434,7 +387,8 @@ def _run_comparison(c, groups: dict, analysed: dict, settings: ReviewSettings, s
     output.records["timings.json"] = {"seconds": {"subtraction": seconds}}
     fill_folder(output, folder)
     p = result.maps[f"p_desc-{DIFF}"]
-    entry.update(voxels_p05=int((p < 0.05).sum()), voxels_p001=int((p < 0.001).sum()))
+    entry.update(voxels_p05=int((p < 0.05).sum()), voxels_p001=int((p < 0.001).sum()),
+                 n_iters_run=int(result.params["subtraction"]["n_iters"]))
     entry["n_clusters"] = int(table["cluster_id"].nunique()) if len(table) else 0
     contrast_figure(folder, f"{a['label']} minus {b['label']}")
     return entry
@@ -443,7 +397,7 @@ def _run_comparison(c, groups: dict, analysed: dict, settings: ReviewSettings, s
 # ------------------------------------------------------------------ hypotheses
 def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: ReviewSettings, seed: int, tmp: Path,
                     n_cores, progress, log) -> dict:
-    from neurochange.hypotheses.models import test_model, write_model_test
+    from neurochange.hypotheses.verdict import test_model, write_model_test
 
     g = groups[h.group]
     entry = {"name": model.name, "title": model.title, "group": h.group, "verdict": "not enough data",
@@ -467,7 +421,7 @@ def _summary(spec: ReviewSpec, settings: ReviewSettings, groups, comparisons, te
     from neurochange.sources.references import load_bib
 
     atlases = atlas.atlas_info()
-    cited = {"turkeltaub2002", "eickhoff2009", "eickhoff2012", "turkeltaub2012", "eickhoff2016"}
+    cited = {"turkeltaub2012", "eickhoff2016"} | ESTIMATOR_REFERENCES[settings.kernel.estimator]
     for m in tested:
         cited.update(m["references"])
     for a in atlases:

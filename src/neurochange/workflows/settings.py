@@ -3,7 +3,9 @@
 - :class:`KernelSettings`: which estimator and its kernel (ALE FWHM, sphere radius);
 - :class:`InferenceSettings`: Monte Carlo / permutation inference (iterations, thresholds,
   null mask, early stopping);
-- :class:`RunSettings`: how and where a run happens (seed, cores, mask, pooling, output).
+- :class:`RunSettings`: how and where a run happens (seed, cores, mask, pooling, output);
+- :class:`DiagnosticsSettings`, :class:`BalancedSettings`, and :class:`ReviewSettings` (all of a
+  review's, from its spec).
 
 Each has ``to_dict()`` for provenance; defaults live here and nowhere else.
 """
@@ -142,3 +144,58 @@ class DiagnosticsSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    """The review's settings, typed: what every group, comparison and model test is run with.
+
+    ``model_iters``: Monte Carlo iterations of each model test; ``diagnostics_iters``: of each
+    diagnostic re-analysis (recorded even when diagnostics are off); ``min_experiments``: groups
+    with fewer are marked underpowered; ``signed``: "auto" (increase/decrease maps where
+    signed experiments exist) or "no"; ``sample_size``: the assumed n behind ``kernel.fwhm``.
+    """
+
+    kernel: KernelSettings
+    inference: InferenceSettings
+    diagnostics: DiagnosticsSettings | None
+    model_iters: int
+    min_experiments: int
+    keep_contrasts: bool
+    signed: str
+    seed: int
+    sample_size: int | None
+    corpus: str
+    source: str
+    selection: str
+    diagnostics_iters: int = 0
+
+    def to_dict(self) -> dict:
+        """As ``review.json`` and ``provenance.json`` record them."""
+        d = self.diagnostics
+        out = {
+            "estimator": self.kernel.estimator,
+            "fwhm": self.kernel.fwhm,
+            "sample_size": self.sample_size,
+            "n_iters": self.inference.n_iters,
+            "model_iters": self.model_iters,
+            "diagnostics": d is not None,
+            "failsafe": d is not None and d.failsafe,
+            "moderators": list(d.moderators) if d is not None else [],
+            "diagnostics_iters": self.diagnostics_iters,
+            "early_stop": self.inference.early_stop,
+            "cluster_forming_p": self.inference.cluster_forming_p,
+            "cluster_p": self.inference.cluster_p,
+            "null_mask": self.inference.null_mask,
+            "min_experiments": self.min_experiments,
+            "keep_contrasts": self.keep_contrasts,
+            "signed": self.signed,
+            "seed": self.seed,
+            "corpus": self.corpus,
+            "source": self.source,
+            "selection": self.selection,
+            "space": "MNI152 2 mm (NiMARE ALE brain mask, 228,483 voxels)",
+        }
+        if self.kernel.estimator != "ale":
+            out["radius_mm"] = self.kernel.radius
+        return out

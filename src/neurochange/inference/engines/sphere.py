@@ -9,32 +9,17 @@ statistic minus threshold).
 
 Clusters are found by union-find over a face-neighbour table of the mask voxels
 (:func:`neurochange.inference.unionfind.max_clusters`, numba, ~1 ms a map) instead of scipy's
-labelling of the whole volume (~30 ms); :func:`max_cluster_numpy` (scipy) is the reference
+labelling of the whole volume (~30 ms); :func:`neurochange.inference.clusters.max_cluster` (scipy) is the reference
 the tests compare it with (equal sizes, equal masses: both sum in voxel order).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-from neurochange.inference.clusters import FACE_CONNECTIVITY
 from neurochange.inference.unionfind import max_clusters, neighbour_table
 from neurochange.meta.inputs import AnalysisInputs
 from neurochange.meta.spheres import _sphere_counts, masked_index, sphere_offsets
-
-
-def max_cluster_numpy(volume: np.ndarray, mask: np.ndarray, stat: np.ndarray, thresh: float) -> tuple[float, float]:
-    """Reference (scipy labelling of the volume): largest cluster size and mass of ``stat > thresh``."""
-    volume[mask] = stat
-    supra = volume > thresh
-    labels, n = ndimage.label(supra, structure=FACE_CONNECTIVITY)
-    if n == 0:
-        return 0.0, 0.0
-    flat = labels.ravel()
-    sizes = np.bincount(flat)[1:]
-    masses = np.bincount(flat, weights=np.where(supra, volume - thresh, 0.0).ravel())[1:]
-    return float(sizes.max()), float(masses.max())
 
 
 class SphereNullEngine:
