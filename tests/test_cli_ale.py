@@ -158,3 +158,16 @@ def test_interrupted_run_leaves_nothing(pain, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         analysis_folder(pain, tmp_path / "out", n_iters=500, seed=1, progress=interrupt)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_exits_130_and_writes_nothing(pain, tmp_path, monkeypatch):
+    from neurochange.workflows import analysis
+
+    def interrupted(*args, progress=None, **kwargs):
+        progress(1, 10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(analysis, "run_analysis", interrupted)
+    res = CliRunner().invoke(cli, ["ale", str(pain), "--out", str(tmp_path / "out"), "--iters", "10", "--seed", "1"])
+    assert res.exit_code == 130
+    assert "interrupted" in res.output and not (tmp_path / "out").exists()

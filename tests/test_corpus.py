@@ -21,7 +21,7 @@ from corpus_helpers import (
 )
 
 from neurochange.cli import cli
-from neurochange.corpus import store as corpus_module
+from neurochange.corpus import schema as schema_module
 from neurochange.corpus.store import DATABASE_FILES, Corpus, build
 from neurochange.errors import DataUnavailableError, InputError
 from neurochange.sources.io import read_studyset, write_studyset
@@ -357,6 +357,6 @@ def test_full_build_of_both_databases(data_mirror, tmp_path, monkeypatch):
         assert everything.provenance["flow"][0]["by_source"] == {"neuroquery": 19_148 - 14_371, "neurosynth": 14_371}
 
 
-def test_corpus_module_documents_its_tables():
+def test_schema_module_documents_its_tables():
     for table in TABLES:
-        assert f"``{table}``" in corpus_module.__doc__
+        assert f"``{table}``" in schema_module.__doc__

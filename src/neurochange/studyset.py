@@ -262,7 +262,7 @@ class StudySet:
         unless asked otherwise; experiments left without foci are dropped (as NiMARE does).
         """
         fo = self.foci
-        drop = fo["out_of_bounds"].to_numpy().copy()
+        drop = _space.out_of_bounds(fo[["x", "y", "z"]].to_numpy(dtype=float))  # from the coordinates, never a stale flag
         counts = {"foci_out_of_bounds": int(drop.sum())}
         if drop_outside_mask:
             outside = self.outside_mask(grid).to_numpy() & ~drop

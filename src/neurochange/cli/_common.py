@@ -14,7 +14,7 @@ from neurochange.errors import NeurochangeError
 
 
 class _Group(click.Group):
-    """A click group that turns user errors into one line and exit code 2."""
+    """A click group that turns user errors into one line and exit code 2, Ctrl-C into exit code 130."""
 
     def invoke(self, ctx):
         try:
@@ -22,6 +22,9 @@ class _Group(click.Group):
         except NeurochangeError as exc:
             click.echo(f"neurochange: error: {exc}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt:  # outputs are written atomically: nothing half-written is left
+            click.echo("neurochange: interrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

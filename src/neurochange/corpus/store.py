@@ -1,27 +1,7 @@
 """The corpus: every study, experiment and focus of the databases and of imported files, in
 one embedded DuckDB file (default ``<NEUROCHANGE_HOME>/corpus.duckdb``).
 
-Tables (``SCHEMA`` below):
-
-- ``sources``: one row per ingested file: source, kind (``database``/``file``), file name,
-  path, sha256, size, options (JSON), notes (JSON), ingested_at;
-- ``study_sources``: a study's metadata as each source gives it (title, authors, year,
-  journal, doi, Neurosynth's reported space), one row per study per source;
-- ``experiments``: one row per experiment (``<study>-<contrast>``), with its source, tags and dose;
-- ``foci``: one row per peak, MNI mm, with source, table id, reported space and flags;
-- ``study_tags``: study-level tags written by classification (:func:`neurochange.corpus.tagging.classify.tag_corpus`),
-  with ``tagged_by`` (the rules' version, and the imported file whose tags won);
-- ``tag_evidence``: why each study got its tags: per tag and value, the words found
-  (``found_in`` title, abstract, keywords; or a default), their count and points, ``chosen``
-  for the values that won;
-- ``terms`` and ``term_counts``: NeuroQuery's 156,521-term vocabulary (``core``: one of the
-  7,547 terms of its model) and the non-zero counts per study, field (abstract, title,
-  keywords) and term (1.53 million rows).
-
-Views: ``studies`` (one row per study id: a PMID in both databases appears once; each field
-taken from the first source that has it: imported files, then Neurosynth, then NeuroQuery),
-``catalog`` (one row per experiment with its study's fields: what queries filter) and
-``term_documents`` (the studies NeuroQuery counted terms in).
+Tables and views: :mod:`neurochange.corpus.schema`.
 
 Ingesting a database or a file is one transaction: it replaces that source's rows, or does
 nothing when the source already holds files with the same SHA-256 sums and options; any
@@ -47,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from neurochange.corpus.query import Query, parse, where_sql
+from neurochange.corpus.schema import SCHEMA, SCHEMA_VERSION, STUDY_FIELDS
 from neurochange.errors import DataUnavailableError, InputError
 from neurochange.sources.download import sha256_file
 from neurochange.sources.io import databases
 from neurochange.studyset import EXPERIMENT_COLUMNS, TAG_COLUMNS, StudySet
 
-SCHEMA_VERSION = "1"
 NEUROSYNTH, NEUROQUERY = databases.NEUROSYNTH, databases.NEUROQUERY
 DATABASES = (NEUROSYNTH, NEUROQUERY)
 
@@ -74,55 +54,6 @@ DATABASE_FILES = {
 
 Progress = Callable[[str], None]
 """``progress(message)``: called at each step of an ingest."""
-
-_SQL_TYPES = {"string": "VARCHAR", "Int64": "INTEGER", "float64": "DOUBLE"}
-_TAG_SQL = ", ".join(f"{c} VARCHAR" for c in TAG_COLUMNS)
-_EXPERIMENT_SQL = ", ".join(f"{c} {_SQL_TYPES[t]}" for c, t in EXPERIMENT_COLUMNS.items())
-_STUDY_FIELDS = ("title", "authors", "year", "journal", "doi")
-# Sort key of sources for study metadata: imported files (by name), then Neurosynth, then NeuroQuery.
-_SOURCE_RANK = f"CASE source WHEN '{NEUROSYNTH}' THEN '1' WHEN '{NEUROQUERY}' THEN '2' ELSE '0' || source END"
-_FIRST_OF = ", ".join(f"arg_min({f}, rank) FILTER (WHERE {f} IS NOT NULL) AS {f}" for f in _STUDY_FIELDS)
-# Experiment tags win over study tags; a missing tag reads 'unknown' (subtype stays missing).
-_TAGS_OF = ", ".join(
-    f"coalesce(e.{t}, g.{t}) AS {t}" if t == "subtype" else f"coalesce(e.{t}, g.{t}, 'unknown') AS {t}"
-    for t in TAG_COLUMNS)
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS corpus_info (key VARCHAR NOT NULL, value VARCHAR);
-CREATE TABLE IF NOT EXISTS sources (
-    source VARCHAR NOT NULL, kind VARCHAR NOT NULL, file VARCHAR NOT NULL, path VARCHAR,
-    sha256 VARCHAR NOT NULL, size BIGINT, options VARCHAR, notes VARCHAR, ingested_at TIMESTAMP);
-CREATE TABLE IF NOT EXISTS study_sources (
-    study_id VARCHAR NOT NULL, source VARCHAR NOT NULL, title VARCHAR, authors VARCHAR,
-    year INTEGER, journal VARCHAR, doi VARCHAR, reported_space VARCHAR, {_TAG_SQL});
-CREATE TABLE IF NOT EXISTS experiments (
-    {_EXPERIMENT_SQL}, source VARCHAR NOT NULL, position INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS foci (
-    experiment_id VARCHAR NOT NULL, source VARCHAR NOT NULL, position INTEGER NOT NULL,
-    table_id VARCHAR, x DOUBLE NOT NULL, y DOUBLE NOT NULL, z DOUBLE NOT NULL,
-    space VARCHAR NOT NULL, out_of_bounds BOOLEAN NOT NULL, duplicate BOOLEAN NOT NULL);
-CREATE TABLE IF NOT EXISTS study_tags (study_id VARCHAR NOT NULL, {_TAG_SQL}, tagged_by VARCHAR);
-CREATE TABLE IF NOT EXISTS tag_evidence (
-    study_id VARCHAR NOT NULL, tag VARCHAR NOT NULL, value VARCHAR, subtype VARCHAR, chosen BOOLEAN,
-    found_in VARCHAR, text VARCHAR, count INTEGER, points DOUBLE);
-CREATE TABLE IF NOT EXISTS terms (term_id INTEGER NOT NULL, term VARCHAR NOT NULL, core BOOLEAN NOT NULL);
-CREATE TABLE IF NOT EXISTS term_counts (
-    study_id VARCHAR NOT NULL, field VARCHAR NOT NULL, term_id INTEGER NOT NULL, count INTEGER NOT NULL);
-CREATE OR REPLACE VIEW studies AS
-    SELECT study_id,
-           {_FIRST_OF},
-           list(source ORDER BY rank) AS sources
-    FROM (SELECT *, {_SOURCE_RANK} AS rank FROM study_sources)
-    GROUP BY study_id;
-CREATE OR REPLACE VIEW term_documents AS
-    SELECT study_id FROM study_sources WHERE source = '{NEUROQUERY}';
-CREATE OR REPLACE VIEW catalog AS
-    SELECT e.experiment_id, e.study_id, e.contrast_id, e.source, e.position, e.n,
-           coalesce(e.direction, 'unknown') AS direction,
-           {_TAGS_OF}, {", ".join(f"s.{f}" for f in _STUDY_FIELDS)}
-    FROM experiments e JOIN studies s USING (study_id) LEFT JOIN study_tags g USING (study_id);
-"""
-
 
 def default_path() -> Path:
     """``download.home()/"corpus.duckdb"``."""
@@ -294,7 +225,7 @@ class Corpus:
         """Replace every row of ``source`` by ``studyset`` (and NeuroQuery's terms) in one transaction."""
         existed = bool(self._rows("SELECT 1 FROM sources WHERE source = ? LIMIT 1", [source]))
         st = studyset.studies
-        studies = st[[c for c in ("study_id", *_STUDY_FIELDS, "reported_space", *TAG_COLUMNS) if c in st]].assign(
+        studies = st[[c for c in ("study_id", *STUDY_FIELDS, "reported_space", *TAG_COLUMNS) if c in st]].assign(
             source=source)
         experiments = studyset.resolved_experiments()[list(EXPERIMENT_COLUMNS)].assign(
             source=source, position=np.arange(len(studyset.experiments), dtype=np.int32))
@@ -437,7 +368,7 @@ class Corpus:
                 "SELECT f.experiment_id, f.x, f.y, f.z, f.space, f.source, f.table_id, f.out_of_bounds, f.duplicate "
                 "FROM foci f JOIN _selected s USING (experiment_id) ORDER BY s.order, f.position").df()
             studies = self.con.execute(
-                f"SELECT st.study_id, {', '.join('st.' + f for f in _STUDY_FIELDS)}, c.source, "
+                f"SELECT st.study_id, {', '.join('st.' + f for f in STUDY_FIELDS)}, c.source, "
                 f"{', '.join('g.' + t for t in TAG_COLUMNS)} "
                 "FROM studies st JOIN (SELECT study_id, min(source) AS source, min(\"order\") AS first "
                 "FROM _selected GROUP BY study_id) c USING (study_id) "

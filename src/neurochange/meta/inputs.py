@@ -1,6 +1,7 @@
 """The analysis inputs every estimator takes: experiments and their foci as voxels on one grid.
 
-Which experiments and foci enter (the same rule for every estimator, as NiMARE):
+Which experiments and foci enter (the same rule for every estimator, as NiMARE;
+:meth:`StudySet.analysis_foci` applies it):
 
 - foci beyond +-128 mm on any axis are left out (and counted);
 - experiments left without foci are dropped and counted (NiMARE drops them too);
@@ -82,14 +83,9 @@ def analysis_inputs(studyset: StudySet, grid: _space.Grid) -> AnalysisInputs:
 
     Raises :class:`InputError` when no focus is left, or when every focus falls outside the mask.
     """
-    foci = studyset.foci
-    xyz_all = foci[["x", "y", "z"]].to_numpy(dtype=float)
-    out_of_bounds = _space.out_of_bounds(xyz_all)
-    foci = foci[~out_of_bounds]
-    experiments = studyset.experiments
-    has_foci = experiments["experiment_id"].isin(foci["experiment_id"])
-    dropped = sorted(experiments["experiment_id"][~has_foci].astype(str).tolist())
-    experiments = experiments[has_foci.to_numpy()]
+    kept, left_out = studyset.analysis_foci()
+    foci, experiments = kept.foci, kept.experiments
+    dropped = sorted(left_out["experiments_without_foci_ids"])
     if len(foci) == 0:
         raise InputError(
             "no foci to analyse: the StudySet has "
@@ -120,14 +116,14 @@ def analysis_inputs(studyset: StudySet, grid: _space.Grid) -> AnalysisInputs:
         "subjects": None if np.isnan(sample_sizes).any() else int(np.sum(sample_sizes)),
         "experiments_without_foci": len(dropped),
         "experiments_without_foci_ids": dropped,
-        "foci_out_of_bounds": int(out_of_bounds.sum()),
+        "foci_out_of_bounds": left_out["foci_out_of_bounds"],
         "foci_outside_mask": int(outside_mask.sum()),
     }
     return AnalysisInputs.from_arrays(grid, ids, ijk, xyz, focus_experiment, sample_sizes, counts)
 
 
 def concat_inputs(parts: list[AnalysisInputs]) -> AnalysisInputs:
-    """Several inputs on one grid as one (experiments in the order given; counts summed where they add)."""
+    """Several inputs on one grid as one, experiments in the order given (no counts: each part keeps its own)."""
     offsets = np.cumsum([0] + [p.n_experiments for p in parts])
     return AnalysisInputs.from_arrays(
         parts[0].grid,
