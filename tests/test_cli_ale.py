@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from pathlib import Path
 from click.testing import CliRunner
 from workflow_helpers import analysis_folder
 
@@ -171,3 +172,15 @@ def test_ctrl_c_exits_130_and_writes_nothing(pain, tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["ale", str(pain), "--out", str(tmp_path / "out"), "--iters", "10", "--seed", "1"])
     assert res.exit_code == 130
     assert "interrupted" in res.output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_unwritable_out_is_one_line_before_computing(pain, tmp_path, where):
+    """An --out that cannot be created fails at once (exit 2, one line), not after the Monte Carlo."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    out = blocker / "out" if where == "file" else Path("/proc") / "neurochange-out"
+    res = CliRunner().invoke(cli, ["mkda", str(pain), "--out", str(out), "--iters", "10", "--seed", "1"])
+    assert res.exit_code == 2
+    line = _one_line_error(res)
+    assert str(out) in line and ("cannot be created" in line or "cannot be written" in line)

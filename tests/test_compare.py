@@ -5,6 +5,7 @@ import warnings
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from nimare_reference import load_nimare_dataset
@@ -158,6 +159,14 @@ def test_contrast_command(nimare_test_data, tmp_path):
     record = json.loads((out / "provenance.json").read_text())
     assert record["settings"]["seed"] == 1 and record["params"]["subtraction"]["n_iters"] == 100
     assert "only 10 distinct splits" in res.output  # 3 + 2 experiments: C(5, 3) = 10
+    # clusters.tsv: the signed difference at each peak (the stat map's value there) and the cluster count printed
+    table = pd.read_csv(out / "clusters.tsv", sep="\t")
+    diff = nib.load(out / f"stat_desc-{DIFF}.nii.gz")
+    for row in table.itertuples():
+        ijk = np.round(np.linalg.inv(diff.affine) @ [row.peak_x, row.peak_y, row.peak_z, 1])[:3].astype(int)
+        assert row.peak_stat == pytest.approx(float(diff.dataobj[tuple(ijk)]), rel=1e-6)
+        assert np.sign(row.peak_stat) == np.sign(row.peak_zscore)
+    assert f"{table['cluster_id'].nunique() if len(table) else 0} clusters at FWE p < 0.05" in res.output
     again = CliRunner().invoke(cli, ["contrast", str(a), str(b), "--out", str(out), "--iters", "100"])
     assert again.exit_code == 2 and "Traceback" not in again.output
     same = CliRunner().invoke(cli, ["contrast", str(a), str(a), "--out", str(tmp_path / "same"), "--iters", "10"])

@@ -13,7 +13,7 @@ report. The public API, by stage (``docs/architecture.md`` maps the package):
   :func:`diagnose`;
 - workflows: :func:`run_analysis`, :func:`run_contrast`, :func:`run_review`, their typed settings
   (:class:`KernelSettings`, :class:`InferenceSettings`, :class:`RunSettings`,
-  :class:`DiagnosticsSettings`), and :func:`write_output`, the writer of results folders.
+  :class:`DiagnosticsSettings`, :class:`BalancedSettings`), and :func:`write_output`, the writer of results folders.
 
 Names are imported on first use, so ``import neurochange`` stays fast.
 """
@@ -55,6 +55,7 @@ _API = {
     "InferenceSettings": "neurochange.workflows.settings",
     "RunSettings": "neurochange.workflows.settings",
     "DiagnosticsSettings": "neurochange.workflows.settings",
+    "BalancedSettings": "neurochange.workflows.settings",
     "write_output": "neurochange.results.write",
     "InputError": "neurochange.errors",
 }

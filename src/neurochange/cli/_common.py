@@ -94,6 +94,12 @@ def run_and_write(label: str, total: int, out, overwrite: bool, run, *args, **kw
     return result, write_output(result.output, out, overwrite)
 
 
+def early_stop_note(early_stop: bool, iters: int) -> None:
+    """Say so when --early-stop cannot apply: it is checked every 1,000 iterations."""
+    if early_stop and iters < 1000:
+        click.echo(f"note: early stopping is checked every 1,000 iterations; with --iters {iters} all run", err=True)
+
+
 def inference_settings(iters, cluster_forming_p=0.001, cluster_p=0.05, null_mask="brain", vfwe_only=False,
                        early_stop=False, precision=0.1):
     """:class:`InferenceSettings` from the command's options."""

@@ -8,6 +8,7 @@ from neurochange.cli._common import (
     cli,
     cluster_options,
     compute_options,
+    early_stop_note,
     inference_settings,
     keep_contrasts_option,
     mask_option,
@@ -61,6 +62,7 @@ def _analysis_command(kind: str):
         from neurochange.workflows.analysis import run_analysis, run_signed
         from neurochange.workflows.settings import KernelSettings
 
+        early_stop_note(early_stop, iters)
         kernel = KernelSettings(estimator=kind, fwhm=fwhm, radius=radius)
         inference = inference_settings(iters, cluster_forming_p, cluster_p, null_mask, vfwe_only, early_stop, precision)
         run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
@@ -184,6 +186,7 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, k
 
     if balanced and click.get_current_context().get_parameter_source("iters").name == "DEFAULT":
         iters = 1000
+    early_stop_note(early_stop and not balanced, iters)
     run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
     settings = BalancedSettings(target_n, difference_iterations, subsamples, null_method, prior) if balanced else None
     done, _ = run_and_write("null iterations" if balanced else "permutations", iters, out, overwrite, run_contrast,
@@ -207,8 +210,9 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, k
         click.echo(f"note: only {summary['distinct_splits']:,} distinct splits of these experiments exist, fewer than "
                    f"{iters} permutations: p values cannot go below about 1/{summary['distinct_splits']:,}")
     n_run = done.results[""].params["subtraction"]["n_iters"]
-    click.echo(f"{n_run} permutations, seed {run.seed}; {summary['voxels_p001']} voxels at uncorrected p < .001; "
-               f"wrote {out}")
+    click.echo(f"{n_run} permutations, seed {run.seed}; {summary['voxels_p001']} voxels at uncorrected p < .001 "
+               f"(smallest p possible: {1 / n_run:.2g}); {summary['n_clusters']} clusters at FWE p < 0.05 "
+               f"({'voxel' if vfwe_only else 'cluster-size'} level, clusters.tsv); wrote {out}")
 
 
 @cli.command("conjunction")

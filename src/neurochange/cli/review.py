@@ -14,7 +14,8 @@ from neurochange.cli._common import cli, out_options
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
 @out_options
 @click.option("--iters", type=click.IntRange(min=10), default=None,
-              help="Monte Carlo iterations per analysis [default: the spec's, 10,000 in the built-in review].")
+              help="Monte Carlo iterations per analysis and permutations per contrast; also caps the diagnostics' and "
+                   "model tests' iterations [default: the spec's, 10,000 in the built-in review].")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Random seed [default: the spec's, else drawn, printed and recorded].")
 @click.option("--cores", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")

@@ -32,7 +32,7 @@ from neurochange.studyset import StudySet
 
 
 def _count(studyset: StudySet | None) -> int:
-    """Experiments that enter an ALE (at least one focus within +-128 mm), as estimators.ALE counts them."""
+    """Experiments that enter an ALE (at least one focus within +-128 mm), as :func:`neurochange.meta.inputs.analysis_inputs` counts them."""
     if studyset is None or len(studyset.foci) == 0:
         return 0
     foci = studyset.foci

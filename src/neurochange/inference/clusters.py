@@ -81,10 +81,12 @@ def cluster_table(
     focus_experiment: np.ndarray | None = None,
     experiment_ids: list[str] | None = None,
     min_distance: float = 8.0,
+    peak_on: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per peak (a cluster's main peak first, then its sub-peaks).
 
-    ``stat``, ``z``, ``labels``: 3-D arrays of one grid; peaks are found on ``stat``.
+    ``stat``, ``z``, ``labels``: 3-D arrays of one grid; peaks are found on ``stat`` (or on
+    ``peak_on``, e.g. the absolute value of a signed difference, whose ``stat`` is then reported).
     ``p_fwe``: corrected p per cluster (label order). Columns: cluster_id, peak_x,
     peak_y, peak_z (mm), size_vox, size_mm3, peak_stat, peak_zscore (z at the peak), p_fwe, n_experiments,
     experiments (";"-joined ids), is_subpeak.
@@ -97,7 +99,7 @@ def cluster_table(
     )
     rows = []
     for c in range(1, len(sizes) + 1):
-        peaks = cluster_peaks(stat, labels, c, affine, min_distance)
+        peaks = cluster_peaks(stat if peak_on is None else peak_on, labels, c, affine, min_distance)
         exps = contrib[c - 1]
         for k, ijk in enumerate(peaks):
             x, y, zz = ijk @ affine[:3, :3].T + affine[:3, 3]

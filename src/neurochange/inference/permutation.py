@@ -28,6 +28,7 @@ from neurochange.inference.executors import (
     resolve_seed,
     run_chunks,
 )
+from neurochange.inference.stopping import FWE_QUANTILE
 
 
 @fill_doc
@@ -86,6 +87,7 @@ class LabelPermutation:
             "random_streams": RANDOM_STREAMS,
             "early_stop": None if self.stop is None else {
                 "precision": self.stop.precision, "confidence": self.stop.confidence,
-                "check_every": self.stop.check_every, "stopped_early": run.stopped, "intervals": run.intervals,
+                "check_every": self.stop.check_every, "stopped_early": run.stopped, "quantile": FWE_QUANTILE,
+                "intervals": run.intervals,
             },
         }

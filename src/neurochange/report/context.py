@@ -86,6 +86,12 @@ def ordered_rows(values: dict, headings: dict[str, str], **fmt) -> list[tuple[st
             if not isinstance(values[k], (dict, list))]
 
 
+def _shown_settings(settings: dict) -> dict:
+    """The settings the report lists: ALE kernel settings only where an ALE kernel was used."""
+    ale = str(settings.get("estimator", "ale")).lower() == "ale"
+    return {k: v for k, v in settings.items() if ale or k not in ("fwhm", "sample_size") or v is not None}
+
+
 def atlas_heading(title: str) -> str:
     """A short column heading from an atlas title: the part before any parenthesis."""
     return title.split(" (")[0]
@@ -263,7 +269,7 @@ def review_context(out: str | Path) -> dict:
         "seed": review.get("seed"),
         "settings": settings,
         "stat": stat,
-        "settings_rows": ordered_rows(settings, cols["settings"]),
+        "settings_rows": ordered_rows(_shown_settings(settings), cols["settings"]),
         "flow": flow,
         "exclusions": make_table(pd.DataFrame(
             [{"criterion": s.get("criterion", ""), "experiments": str(s.get("experiments", "")),

@@ -16,13 +16,29 @@ from neurochange.errors import OutputExistsError
 
 
 def check_out(out: str | Path, overwrite: bool = False) -> Path:
-    """Raise OutputExistsError if ``out`` exists, is not empty and ``overwrite`` is False."""
+    """Raise OutputExistsError if ``out`` exists and is not an empty folder (unless ``overwrite``), or
+    if it cannot be written: checked before any computing, so no run is lost at the end."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"--out {out} exists and is not empty; pass --overwrite or choose another folder")
+    _check_writable(out)
     return out
+
+
+def _check_writable(out: Path) -> None:
+    """The nearest existing folder above ``out`` must take a new folder (probed, then removed)."""
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputExistsError(f"--out {out} cannot be created: {parent} is a file, not a folder")
+    try:
+        shutil.rmtree(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
+    except OSError as exc:
+        raise OutputExistsError(f"--out {out} cannot be written ({exc.strerror or exc} in {parent}); "
+                                "choose a folder you can write to") from None
 
 
 @contextlib.contextmanager

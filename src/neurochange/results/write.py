@@ -97,8 +97,10 @@ def write_analysed(result: MetaResult, folder: Path, cluster_p: float, studyset=
                          "i": ijk[:, 0], "j": ijk[:, 1], "k": ijk[:, 2]})
     foci.to_csv(folder / "foci.tsv", sep="\t", index=False, float_format="%.10g")
     nib.save(nib.Nifti1Image(result.grid.mask.astype(np.uint8), result.grid.affine), folder / "mask.nii.gz")
-    fixed_fwhm = result.params.get("estimator", {}).get("fwhm") is not None
-    params = {**result.params, "fixed_fwhm": fixed_fwhm, "cluster_p": cluster_p}
+    estimator = result.params.get("estimator", {})
+    params = {**result.params, "cluster_p": cluster_p}
+    if estimator.get("name") == "ALE":  # whether the kernel FWHM was fixed (ALE only)
+        params["fixed_fwhm"] = estimator.get("fwhm") is not None
     if "n_cores" in params.get("montecarlo", {}):  # results do not depend on it: keep params.json identical
         params["montecarlo"] = {k: v for k, v in params["montecarlo"].items() if k != "n_cores"}
     provenance.write_json(folder / "params.json", params)

@@ -60,8 +60,9 @@ def contrast(set_a: StudySet, set_b: StudySet, grid: Grid, kernel: KernelSetting
 
 
 def contrast_clusters(result: MetaResult, cluster_p: float) -> tuple[pd.DataFrame, np.ndarray]:
-    """Clusters of a contrast: voxels with cluster-size FWE p < ``cluster_p`` (else voxel-level FWE),
-    peaks on |z| (positive z: A > B). Returns ``clusters.tsv``'s table and the 3-D labels."""
+    """Clusters of a contrast: voxels with cluster-size FWE p < ``cluster_p`` (else voxel-level FWE), peaks
+    on |difference|, ``peak_stat`` the difference A minus B there (positive: A > B) and ``peak_zscore`` its z.
+    Returns ``clusters.tsv``'s table and the 3-D labels."""
     def as_written(name):  # the float32 values of the map's file, so the table matches it
         return result.get_volume(name).astype(np.float32).astype(np.float64)
 
@@ -70,9 +71,10 @@ def contrast_clusters(result: MetaResult, cluster_p: float) -> tuple[pd.DataFram
         if name in result.maps:
             p = as_written(name)
             break
+    diff = as_written(f"stat_desc-{DIFF}")
     labels, sizes = label_clusters((p < cluster_p) & (z != 0))
     p_fwe = ndimage.minimum(p, labels, np.arange(1, len(sizes) + 1)) if len(sizes) else None
-    table = cluster_table(np.abs(z), z, labels, sizes, result.grid.affine, p_fwe=p_fwe)
+    table = cluster_table(diff, z, labels, sizes, result.grid.affine, p_fwe=p_fwe, peak_on=np.abs(diff))
     return table.drop(columns=["n_experiments", "experiments"]), labels
 
 
@@ -101,6 +103,7 @@ def contrast_output(result: MetaResult, inputs: dict, kernel: KernelSettings, in
         "group": ["group1"] * n1 + ["group2"] * (len(result.experiment_ids) - n1),
         "n": result.sample_sizes,
         **result.estimator.experiment_columns(result.inputs),
+        "n_foci": result.inputs.foci_per_experiment(),
     })
     output = Output(maps={"": result}, tables={"experiments.tsv": experiments}, records={"provenance.json": record})
     return output, record
@@ -135,6 +138,11 @@ def run_contrast(input_a: str | Path, input_b: str | Path, kernel: KernelSetting
                                      pooled if not run.keep_contrasts else "contrasts kept apart (--keep-contrasts)")
     output.timings = timings
     desc = "balancedGroup1MinusGroup2" if balanced is not None else DIFF
+    n_clusters = None
+    if balanced is None:
+        table, labels = contrast_clusters(result, inference.cluster_p)
+        output.tables["clusters.tsv"] = table
+        n_clusters = int(labels.max()) if labels.size else 0
     p, z = result.maps[f"p_desc-{desc}"], result.maps[f"z_desc-{desc}"]
     summary = {"seed": run.seed, "counts": result.params["counts"], "pooled": pooled,
                "voxels_p05": int((p < 0.05).sum()), "voxels_p001": int((p < 0.001).sum()), "timings": timings}
@@ -143,7 +151,7 @@ def run_contrast(input_a: str | Path, input_b: str | Path, kernel: KernelSetting
                        voxels_a_greater=int(((p < 0.05) & (z > 0)).sum()),
                        voxels_b_greater=int(((p < 0.05) & (z < 0)).sum()))
     else:
-        summary["distinct_splits"] = result.params["subtraction"]["distinct_splits"]
+        summary.update(distinct_splits=result.params["subtraction"]["distinct_splits"], n_clusters=n_clusters)
     return AnalysisRun(output, record, {"": result}, pooled, timings, summary)
 
 
