@@ -125,6 +125,11 @@ def test_default_review_report_shows_the_files_numbers(default_review):
             assert re.search(rf">\s*{int(top['peak_x'])}\s*<", html)
     for m in summary["models"]:
         assert m["verdict"] in html
+    # the methods say how many included foci were converted from Talairach, counted from studies.tsv's experiments
+    coords = summary["coordinates"]
+    assert 0 < coords["talairach"] < coords["foci"] and coords["assumed_mni"]
+    assert f"{coords['talairach']} of the {coords['foci']} coordinates were reported in Talairach space" in html
+    assert "taken as MNI, as NiMARE does" in html
 
 
 def test_default_review_report_renders_in_chromium(default_review, tmp_path):
@@ -157,6 +162,11 @@ def test_simulated_review_finds_the_planted_changes(simulated_reviews):
     main = clusters[~clusters["is_subpeak"]].iloc[0]
     assert main["jackknife_survived"] == f"{rtms['n_increase']}/{rtms['n_increase']}"
     assert pd.isna(main["rests_on"]) and 0 < main["max_contribution"] < 0.5
+    # the methods: no Talairach conversion claimed (the simulated file is MNI); the diagnostics are described
+    html = (folder / "report.html").read_text()
+    assert summary["coordinates"]["talairach"] == 0
+    assert f"None of the {summary['coordinates']['foci']} coordinates was reported in Talairach space" in html
+    assert "Talairach space were converted" not in html and "leave-one-experiment-out jackknife" in html
     verdicts = {m["name"]: m for m in summary["models"]}
     assert verdicts["rtms_dlpfc_sgacc"]["verdict"] == "supported"
     assert verdicts["rtms_dlpfc_sgacc"]["basis"] == "signed"

@@ -128,6 +128,7 @@ def methods_text(ctx: dict, cite: Citations) -> list[str]:
     text = template.render(
         settings=_Attr(ctx["settings"]),
         flow=ctx["flow"],
+        coordinates=review.get("coordinates"),
         groups=analysed,
         signed_groups=[g["label"] for g in analysed if g.get("signed")],
         underpowered=[g["label"] for g in analysed if g.get("underpowered")],

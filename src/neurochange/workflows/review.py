@@ -108,6 +108,7 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
 
             clock = time.perf_counter()
             summary = _summary(spec, settings, groups, comparisons, tested)
+            summary["coordinates"] = _coordinates(selections["_all"].studyset)
             _write_tables(selections, spec, tmp)
             provenance.write_json(tmp / "review.json", summary)
             provenance.write_json(tmp / "provenance.json", _provenance(spec, spec_path, settings, seeds, selections,
@@ -118,7 +119,6 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
                 write_report(tmp)
             timings["report"] = time.perf_counter() - clock
             provenance.write_json(tmp / "timings.json", {"seconds": timings, "n_cores": n_cores})
-    log(f"wrote {out}")
     return summary
 
 
@@ -416,6 +416,14 @@ def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: Revi
 
 
 # ------------------------------------------------------------------ summary
+def _coordinates(studyset: StudySet) -> dict:
+    """What the methods say of the coordinates' space: included foci, those converted from Talairach, and
+    whether any were taken as MNI because their source does not record a space."""
+    foci = studyset.foci
+    notes = [n for n in studyset.provenance.get("notes", []) if "taken as MNI" in n]
+    return {"foci": int(len(foci)), "talairach": int((foci["space"] == "TAL").sum()), "assumed_mni": notes}
+
+
 def _summary(spec: ReviewSpec, settings: ReviewSettings, groups, comparisons, tested) -> dict:
     from neurochange.results import atlas
     from neurochange.sources.references import load_bib
