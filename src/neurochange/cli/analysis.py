@@ -17,6 +17,7 @@ from neurochange.cli._common import (
     run_settings,
     with_progress,
 )
+from neurochange.inference.clusters import n_clusters
 
 FWHM_OPTION = click.option("--fwhm", type=click.FloatRange(min=0, min_open=True), default=None,
                            help="One kernel FWHM in mm for every experiment [default: from each sample size].")
@@ -80,9 +81,7 @@ def _analysis_command(kind: str):
                    f"{'unknown' if subjects is None else subjects} subjects analysed; "
                    f"{counts['experiments_without_foci']} experiments without foci left out; "
                    f"{done.summary['n_iters']} Monte Carlo iterations, seed {run.seed}")
-        table = clusters[""]
-        n_clusters = int(table["cluster_id"].nunique()) if len(table) else 0
-        click.echo(f"{n_clusters} clusters at FWE p < {cluster_p}; wrote {out}")
+        click.echo(f"{n_clusters(clusters[''])} clusters at FWE p < {cluster_p}; wrote {out}")
 
     command.__doc__ = DESCRIPTIONS[kind]
     return cli.command(kind)(command)
@@ -92,9 +91,9 @@ def _echo_signed(summary: dict, clusters: dict, seed: int, cluster_p: float, out
     """What a signed analysis found, and which experiments it left out and why."""
     for d, counts in summary["directions"].items():
         table = next((t for sub, t in clusters.items() if sub.startswith(f"dir-{d}_")), None)
-        n_clusters = int(table["cluster_id"].nunique()) if table is not None and len(table) else 0
+        found = 0 if table is None else n_clusters(table)
         click.echo(f"{d}: {counts['experiments']} experiments" + (
-            f", {counts['foci']} foci; {n_clusters} clusters at FWE p < {cluster_p}" if counts["experiments"] else ""))
+            f", {counts['foci']} foci; {found} clusters at FWE p < {cluster_p}" if counts["experiments"] else ""))
     for reason, left in summary["left_out"].items():
         click.echo(f"left out {left['experiments']} {reason} experiments ({left['why']})")
     both = summary["overlap"]["voxels_both"]

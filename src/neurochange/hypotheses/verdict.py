@@ -32,12 +32,10 @@ from neurochange.studyset import StudySet
 
 
 def _count(studyset: StudySet | None) -> int:
-    """Experiments that enter an ALE (at least one focus within +-128 mm), as :func:`neurochange.meta.inputs.analysis_inputs` counts them."""
+    """Experiments that enter an analysis (at least one focus within +-128 mm: :meth:`StudySet.analysis_foci`)."""
     if studyset is None or len(studyset.foci) == 0:
         return 0
-    foci = studyset.foci
-    usable = foci[~_space.out_of_bounds(foci[["x", "y", "z"]].to_numpy(dtype=float))]
-    return int(studyset.experiments["experiment_id"].isin(usable["experiment_id"]).sum())
+    return len(studyset.analysis_foci()[0].experiments)
 
 
 @dataclass

@@ -124,6 +124,11 @@ def cluster_table(
     return pd.DataFrame(rows, columns=columns)
 
 
+def n_clusters(table: pd.DataFrame) -> int:
+    """Clusters of a ``clusters.tsv`` table (its sub-peak rows share their cluster's id)."""
+    return int(table["cluster_id"].nunique()) if len(table) else 0
+
+
 def significant_clusters(result: MetaResult, cluster_p: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Clusters that survive FWE correction, numbered by size.
 

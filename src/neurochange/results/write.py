@@ -163,24 +163,23 @@ def write_maps(result: MetaResult, folder: Path) -> None:
 def write_output(output: Output, out: str | Path, overwrite: bool = False) -> dict[str, pd.DataFrame]:
     """Write ``output`` into the folder ``out`` (all of it or nothing); return the cluster tables by subfolder."""
     start = time.perf_counter()
-    clusters = {}
     with atomic_dir(out, overwrite) as tmp:
-        fill_folder(output, tmp, clusters)
+        clusters = fill_folder(output, tmp)
         if output.timings is not None:
             seconds = {**output.timings, "write": time.perf_counter() - start}
             provenance.write_json(tmp / "timings.json", {"seconds": seconds, **output.timings_extra})
     return clusters
 
 
-def fill_folder(output: Output, folder: Path, clusters: dict | None = None) -> None:
-    """Write ``output`` into an existing (temporary) ``folder``, without timings."""
+def fill_folder(output: Output, folder: Path) -> dict[str, pd.DataFrame]:
+    """Write ``output`` into an existing (temporary) ``folder``, without timings; return the cluster
+    tables of its results by subfolder."""
+    clusters = {}
     for sub, (result, studyset) in output.results.items():
         target = folder / sub
-        table = write_result(result, target, cluster_p=output.cluster_p, studyset=studyset)
-        if clusters is not None:
-            clusters[sub] = table
-        if studyset is not None:
-            analysed = studyset.filter_experiments(result.experiment_ids)
+        analysed = None if studyset is None else studyset.filter_experiments(result.experiment_ids)
+        clusters[sub] = write_result(result, target, cluster_p=output.cluster_p, studyset=analysed)
+        if analysed is not None:
             analysed.resolved_experiments().to_csv(target / "studies.tsv", sep="\t", index=False)
     for sub, result in output.maps.items():
         write_maps(result, folder / sub)
@@ -193,3 +192,4 @@ def fill_folder(output: Output, folder: Path, clusters: dict | None = None) -> N
     for name, record in output.records.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         provenance.write_json(folder / name, record)
+    return clusters

@@ -30,7 +30,7 @@ from neurochange.compare.balanced import BalancedSubtraction
 from neurochange.compare.overlap import conjunction, overlap
 from neurochange.compare.subtraction import DIFF, Subtraction
 from neurochange.errors import InputError
-from neurochange.inference.clusters import cluster_table, label_clusters
+from neurochange.inference.clusters import cluster_table, label_clusters, n_clusters
 from neurochange.meta.result import FWE_SUFFIX, MetaResult
 from neurochange.results import provenance
 from neurochange.results.write import Output, thresh_name
@@ -81,7 +81,8 @@ def contrast_clusters(result: MetaResult, cluster_p: float) -> tuple[pd.DataFram
 def contrast_output(result: MetaResult, inputs: dict, kernel: KernelSettings, inference: InferenceSettings,
                     run: RunSettings, balanced: BalancedSettings | None, pooled) -> tuple[Output, dict]:
     """A contrast's folder (maps, ``nulls.npz``, ``experiments.tsv`` with each experiment's group,
-    ``provenance.json``) and its provenance record; ``inputs`` names the two groups."""
+    ``clusters.tsv`` unless ``balanced``, ``provenance.json``) and its provenance record; ``inputs``
+    names the two groups."""
     if balanced is not None:
         settings = {"balanced": True, **balanced.to_dict()}
     else:
@@ -106,6 +107,8 @@ def contrast_output(result: MetaResult, inputs: dict, kernel: KernelSettings, in
         "n_foci": result.inputs.foci_per_experiment(),
     })
     output = Output(maps={"": result}, tables={"experiments.tsv": experiments}, records={"provenance.json": record})
+    if balanced is None:
+        output.tables["clusters.tsv"], _ = contrast_clusters(result, inference.cluster_p)
     return output, record
 
 
@@ -138,11 +141,6 @@ def run_contrast(input_a: str | Path, input_b: str | Path, kernel: KernelSetting
                                      pooled if not run.keep_contrasts else "contrasts kept apart (--keep-contrasts)")
     output.timings = timings
     desc = "balancedGroup1MinusGroup2" if balanced is not None else DIFF
-    n_clusters = None
-    if balanced is None:
-        table, labels = contrast_clusters(result, inference.cluster_p)
-        output.tables["clusters.tsv"] = table
-        n_clusters = int(labels.max()) if labels.size else 0
     p, z = result.maps[f"p_desc-{desc}"], result.maps[f"z_desc-{desc}"]
     summary = {"seed": run.seed, "counts": result.params["counts"], "pooled": pooled,
                "voxels_p05": int((p < 0.05).sum()), "voxels_p001": int((p < 0.001).sum()), "timings": timings}
@@ -151,7 +149,8 @@ def run_contrast(input_a: str | Path, input_b: str | Path, kernel: KernelSetting
                        voxels_a_greater=int(((p < 0.05) & (z > 0)).sum()),
                        voxels_b_greater=int(((p < 0.05) & (z < 0)).sum()))
     else:
-        summary.update(distinct_splits=result.params["subtraction"]["distinct_splits"], n_clusters=n_clusters)
+        summary.update(distinct_splits=result.params["subtraction"]["distinct_splits"],
+                       n_clusters=n_clusters(output.tables["clusters.tsv"]))
     return AnalysisRun(output, record, {"": result}, pooled, timings, summary)
 
 

@@ -33,7 +33,7 @@ from neurochange.compare.signed import DIRECTIONS, split_by_direction, threshold
 from neurochange.compare.subtraction import DIFF
 from neurochange.corpus.pooling import pool_experiments
 from neurochange.errors import InputError
-from neurochange.inference.clusters import significant_clusters
+from neurochange.inference.clusters import n_clusters, significant_clusters
 from neurochange.inference.executors import resolve_seed
 from neurochange.meta.kernels import fwhm_from_sample_size
 from neurochange.results import provenance
@@ -241,9 +241,7 @@ def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settin
     from neurochange.report.figures import analysis_figure
 
     cluster_p = settings.inference.cluster_p
-    clusters = {}
-    fill_folder(Output(results={"": (result, studyset)}, cluster_p=cluster_p), folder, clusters)
-    clusters = clusters[""]
+    clusters = fill_folder(Output(results={"": (result, studyset)}, cluster_p=cluster_p), folder)[""]
     if settings.diagnostics is not None and len(clusters):
         from neurochange.workflows.diagnose import analysis_of, diagnose_analysis, write_diagnostics
 
@@ -255,10 +253,6 @@ def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settin
         clusters = found.clusters
     analysis_figure(folder, title)
     return clusters
-
-
-def _n_clusters(clusters: pd.DataFrame) -> int:
-    return int(clusters["cluster_id"].nunique()) if len(clusters) else 0
 
 
 def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int, tmp: Path, n_cores, progress,
@@ -297,7 +291,7 @@ def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int,
     entry["folder"] = f"{g.name}_est-{est}"
     clusters = _write_analysis(result, studyset, tmp / entry["folder"], label, settings, seed, n_cores,
                                _task(progress, f"{g.name} diagnostics"))
-    entry["n_clusters"] = _n_clusters(clusters)
+    entry["n_clusters"] = n_clusters(clusters)
     entry["n_iters_run"] = int(result.params["montecarlo"]["n_iters"])
     if entry["underpowered"]:
         notes.append(f"{k} experiments: fewer than {settings.min_experiments} (Eickhoff et al. 2016), "
@@ -345,7 +339,6 @@ def _run_comparison(c, groups: dict, analysed: dict, settings: ReviewSettings, s
         DEFAULT_CONJUNCTION_MAP,
         conjunction_output,
         contrast,
-        contrast_clusters,
         contrast_output,
     )
 
@@ -382,14 +375,12 @@ def _run_comparison(c, groups: dict, analysed: dict, settings: ReviewSettings, s
     run = RunSettings(seed=seed, n_cores=n_cores, keep_contrasts=True)
     output, _ = contrast_output(result, {"group1": c.a, "group2": c.b}, settings.kernel, settings.inference, run,
                                 None, "contrasts kept apart (--keep-contrasts)")
-    table, _ = contrast_clusters(result, cluster_p)
-    output.tables["clusters.tsv"] = table
     output.records["timings.json"] = {"seconds": {"subtraction": seconds}}
     fill_folder(output, folder)
     p = result.maps[f"p_desc-{DIFF}"]
     entry.update(voxels_p05=int((p < 0.05).sum()), voxels_p001=int((p < 0.001).sum()),
                  n_iters_run=int(result.params["subtraction"]["n_iters"]))
-    entry["n_clusters"] = int(table["cluster_id"].nunique()) if len(table) else 0
+    entry["n_clusters"] = n_clusters(output.tables["clusters.tsv"])
     contrast_figure(folder, f"{a['label']} minus {b['label']}")
     return entry
 

@@ -15,7 +15,7 @@ densely with NumPy and SciPy, only faster.
   cleared once per row over the span its foci cover. Touched rows are listed, so reading
   the result and restoring the product to 1 costs what the kernels touched.
 - Two stages, for plans whose kernel cores are much smaller than the cubes (small and
-  medium data sets; :mod:`neurochange.inference.montecarlo` times both engines and keeps the
+  medium data sets; :meth:`AleNullEngine.warm_up` times both engines and keeps the
   faster). Stage 1 bounds the ALE from above on 2 x 2 x 2 voxel blocks: each focus
   multiplies every block its kernel core (values >= tau) reaches by ``1 - (largest core
   value in the block)``, every focus as if it were its own experiment
@@ -41,6 +41,7 @@ import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numba import njit
@@ -114,6 +115,13 @@ class NullPlan:
     @property
     def max_side(self) -> int:
         return int(2 * self.kernels.radius.max() + 1)
+
+    @cached_property
+    def focus_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per focus (experiment order): its experiment, its kernel and that kernel's radius (int64 each)."""
+        focus_exp = np.repeat(np.arange(len(self.exp_kernel)), np.diff(self.exp_offsets)).astype(np.int64)
+        foci_kernel = self.exp_kernel[focus_exp]
+        return focus_exp, foci_kernel, self.kernels.radius[foci_kernel]
 
     def null_ijk(self, draws: np.ndarray) -> np.ndarray:
         """Grid voxel indices (..., 3) of null-voxel draws."""
@@ -736,20 +744,12 @@ def run_iterations(plan: NullPlan, draws: np.ndarray, work: Work, pool: ThreadPo
     whole maps even with a two-stage plan (same results; for choosing the faster).
     """
     two_stage = plan.two_stage if two_stage is None else (two_stage and plan.two_stage)
-    n_it = draws.shape[0]
     n_workers = work.prod.shape[0]
-    out_voxel = np.zeros(n_it)
-    out_size = np.zeros(n_it, dtype=np.int64)
-    out_mass = np.zeros(n_it)
-    focus_exp = np.repeat(np.arange(len(plan.exp_kernel)), np.diff(plan.exp_offsets)).astype(np.int64)
-    foci_kernel = plan.exp_kernel[focus_exp]
-    foci_r = plan.kernels.radius[foci_kernel]
     draws = np.ascontiguousarray(draws, dtype=np.int32)
+    out = (np.zeros(len(draws)), np.zeros(len(draws), dtype=np.int64), np.zeros(len(draws)))
 
     def worker(w):
-        _run_worker(w, w, n_workers, draws, plan.null_row, plan.null_k, foci_kernel, foci_r, focus_exp, plan.exp_offsets,
-                    plan.exp_kernel, plan.kernels, plan.bound, plan.geometry, plan.threshold, plan.tail_keep,
-                    two_stage, work, out_voxel, out_size, out_mass)
+        _iterate(plan, w, w, n_workers, draws, two_stage, work, out)
 
     if n_workers == 1:
         worker(0)
@@ -758,7 +758,17 @@ def run_iterations(plan: NullPlan, draws: np.ndarray, work: Work, pool: ThreadPo
     else:
         with ThreadPoolExecutor(n_workers) as own:
             list(own.map(worker, range(n_workers)))
-    return out_voxel, out_size, out_mass
+    return out
+
+
+def _iterate(plan: NullPlan, w: int, first: int, step: int, draws: np.ndarray, two_stage: bool, work: Work,
+             out: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Iterations ``first, first + step, ...`` of ``draws`` (int32, C order) on work space ``w``, into
+    ``out`` = (max ALE, largest cluster size, largest cluster mass)."""
+    focus_exp, foci_kernel, foci_r = plan.focus_tables
+    _run_worker(w, first, step, draws, plan.null_row, plan.null_k, foci_kernel, foci_r, focus_exp, plan.exp_offsets,
+                plan.exp_kernel, plan.kernels, plan.bound, plan.geometry, plan.threshold, plan.tail_keep, two_stage,
+                work, *out)
 
 
 class AleNullEngine:
@@ -803,20 +813,14 @@ class AleNullEngine:
         return self._run(draws, self.two_stage)
 
     def _run(self, draws: np.ndarray, two_stage: bool):
-        plan = self.plan
-        n_it = draws.shape[0]
-        out_voxel, out_size, out_mass = np.zeros(n_it), np.zeros(n_it, dtype=np.int64), np.zeros(n_it)
-        focus_exp = np.repeat(np.arange(len(plan.exp_kernel)), np.diff(plan.exp_offsets)).astype(np.int64)
-        foci_kernel = plan.exp_kernel[focus_exp]
+        out = (np.zeros(len(draws)), np.zeros(len(draws), dtype=np.int64), np.zeros(len(draws)))
         w = self._free.get()
         try:
-            _run_worker(w, 0, 1, np.ascontiguousarray(draws, dtype=np.int32), plan.null_row, plan.null_k, foci_kernel,
-                        plan.kernels.radius[foci_kernel], focus_exp, plan.exp_offsets, plan.exp_kernel, plan.kernels,
-                        plan.bound, plan.geometry, plan.threshold, plan.tail_keep, two_stage and plan.two_stage,
-                        self.work, out_voxel, out_size, out_mass)
+            _iterate(self.plan, w, 0, 1, np.ascontiguousarray(draws, dtype=np.int32), two_stage and self.plan.two_stage,
+                     self.work, out)
         finally:
             self._free.put(w)
-        return out_voxel, out_size, out_mass
+        return out
 
 
 # ---------------------------------------------------------------------------- NumPy reference
