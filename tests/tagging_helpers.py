@@ -1,9 +1,13 @@
-"""The hand-labelled titles (tests/data/tagging/labels.tsv) and the tagger's answers on them.
+"""The hand-labelled titles and the tagger's answers on them.
 
-``labels()`` reads the labels; ``predict(mirror)`` tags the same studies from their titles and
-NeuroQuery's abstract and keyword counts, read straight from the database mirror (the rows
-of the 300 studies only); ``scores(mirror, split)`` gives precision and recall per tag value
-and stratum (``neurochange.tageval.score``).
+Two samples: ``v1`` (tests/data/tagging/labels.tsv, 300 studies, labelled under guide version 1
+by the rules' author) and ``v2`` (tests/data/tagging/v2/labels.tsv, 380 studies, two independent
+annotators under guide version 2, adjudicated; the one the rules 2 figures rest on).
+``labels(sample)`` reads the labels; ``predict(mirror, rules, sample)`` tags the same studies from
+their titles and NeuroQuery's abstract and keyword counts, read straight from the database mirror
+(the rows of the sample's studies only); ``scores(mirror, split)`` gives precision and recall per
+tag value and stratum (``tageval.score``); ``review_scores(mirror, split)`` the precision and
+recall of the default review's selection per modality, in the sample and weighted to the corpus.
 """
 
 from __future__ import annotations
@@ -19,10 +23,15 @@ from tageval import score
 from neurochange.corpus.store import DATABASE_FILES
 from neurochange.corpus.tagging.classify import classify_table
 from neurochange.sources.io.databases import read_vocabulary
+from neurochange.vocabulary import groups
 
 DATA = Path(__file__).parent / "data" / "tagging"
-LABELS = DATA / "labels.tsv"
-FLOORS = DATA / "heldout_floors.tsv"
+SAMPLES = {"v1": DATA / "labels.tsv", "v2": DATA / "v2" / "labels.tsv"}
+STRATA = DATA / "v2" / "strata.tsv"
+FLOORS = DATA / "v2" / "heldout_floors.tsv"
+#: The default review's modalities and designs (a review positive: one of these, a psychiatric disorder).
+REVIEW_MODALITIES = ("psychotherapy", "brain_stimulation", "pharmacotherapy")
+REVIEW_DESIGNS = ("pre_post", "randomized_comparison")
 NQ = DATABASE_FILES["neuroquery"]
 #: The tags scored: the five tags and ``treatment`` (is the study about a treatment at all).
 TAGS = ("treatment", "modality", "subtype", "disorder", "design", "imaging")
@@ -33,8 +42,8 @@ def with_treatment(tags: pd.DataFrame) -> pd.DataFrame:
     return tags.assign(treatment=np.where(tags["modality"] == "none", "no", "yes"))
 
 
-def labels() -> pd.DataFrame:
-    return with_treatment(pd.read_csv(LABELS, sep="\t", dtype=str, keep_default_na=False))
+def labels(sample: str = "v2") -> pd.DataFrame:
+    return with_treatment(pd.read_csv(SAMPLES[sample], sep="\t", dtype=str, keep_default_na=False))
 
 
 @lru_cache(maxsize=2)
@@ -53,9 +62,9 @@ def _terms(mirror: Path, ids: tuple[str, ...]) -> tuple[pd.DataFrame, frozenset]
     return pd.concat(parts, ignore_index=True), frozenset(wanted)
 
 
-def predict(mirror: Path, rules=None) -> pd.DataFrame:
+def predict(mirror: Path, rules=None, sample: str = "v2") -> pd.DataFrame:
     """The tagger's tags for every labelled study (same inputs as in a corpus built from the mirror)."""
-    lab = labels()
+    lab = labels(sample)
     terms, indexed = _terms(Path(mirror), tuple(lab["study_id"]))
     tags, _ = classify_table(rules, lab[["study_id", "title"]], terms, set(indexed))
     return with_treatment(tags)
@@ -65,3 +74,33 @@ def scores(mirror: Path, split: str, rules=None) -> pd.DataFrame:
     lab = labels()
     lab = lab[lab["split"] == split]
     return score(lab, predict(mirror, rules), tags=TAGS)
+
+
+def review_modality(tags: pd.DataFrame) -> pd.Series:
+    """Per study, the review group it belongs to (a modality) or ``""``: the default review's selection."""
+    psychiatric = groups("disorder")["psychiatric"]
+    positive = tags["design"].isin(REVIEW_DESIGNS) & tags["disorder"].isin(psychiatric) & tags["modality"].isin(
+        REVIEW_MODALITIES)
+    return tags["modality"].where(positive, "")
+
+
+def review_scores(mirror: Path, split: str | None, rules=None) -> pd.DataFrame:
+    """Precision and recall of the default review's selection per modality: ``sample`` (the labelled
+    studies as they are) and ``corpus`` (each stratum weighted by its corpus size over its sample size)."""
+    lab = labels()
+    if split is not None:
+        lab = lab[lab["split"] == split]
+    got = predict(mirror, rules).set_index("study_id").loc[lab["study_id"]]
+    truth, pred = review_modality(lab).to_numpy(), review_modality(got.reset_index()).to_numpy()
+    sizes = pd.read_csv(STRATA, sep="\t").set_index("stratum")
+    weight = (lab["stratum"].map(sizes["studies"]) / lab["stratum"].map(sizes["sampled"])).to_numpy()
+    rows = []
+    for modality in REVIEW_MODALITIES:
+        tp, fp, fn = (truth == modality) & (pred == modality), (truth != modality) & (pred == modality), (
+            truth == modality) & (pred != modality)
+        for basis, w in (("sample", np.ones(len(lab))), ("corpus", weight)):
+            rows.append({"modality": modality, "basis": basis, "labelled": int((truth == modality).sum()),
+                         "selected": int((pred == modality).sum()),
+                         "precision": w[tp].sum() / (w[tp].sum() + w[fp].sum()) if tp.any() or fp.any() else np.nan,
+                         "recall": w[tp].sum() / (w[tp].sum() + w[fn].sum()) if tp.any() or fn.any() else np.nan})
+    return pd.DataFrame(rows)

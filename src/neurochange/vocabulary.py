@@ -31,6 +31,19 @@ def allowed(field: str) -> tuple[str, ...]:
     return tuple(vocab[field]["values"])
 
 
+def groups(field: str) -> dict[str, tuple[str, ...]]:
+    """Named groups of a tag's values (``disorder``: psychiatric, neurological, ...); a query may name a
+    group for its values. Empty for fields without groups."""
+    if field == "subtype":
+        return {}
+    return {name: tuple(values) for name, values in vocabulary().get(field, {}).get("groups", {}).items()}
+
+
+def expand(field: str, value: str) -> tuple[str, ...]:
+    """``value`` as the tag values it stands for: a group's values, or the value itself."""
+    return groups(field).get(value, (value,))
+
+
 def check_value(field: str, value: str, *, file=None, line=None) -> str:
     """Return ``value`` if allowed for ``field``, else raise an InputError listing the valid ones."""
     values = allowed(field)

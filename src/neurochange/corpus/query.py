@@ -40,7 +40,7 @@ import re
 from dataclasses import dataclass
 
 from neurochange.errors import InputError
-from neurochange.vocabulary import allowed
+from neurochange.vocabulary import allowed, expand, groups
 
 EQUALITY = ("=", "!=")
 ORDER = (">=", "<=", ">", "<")
@@ -225,12 +225,14 @@ def _clause(name: str, spec: FieldSpec, op: str, values: list[str], raw: str) ->
     if spec.kind == "int":
         return Clause(name, op, tuple(_int(v, raw, name) for v in values), text=raw)
     if spec.kind == "tag":
-        checked = []
+        checked: list[str] = []
+        named = groups(name)
         for v in values:
             v = v.strip().lower()
-            if v not in allowed(name):
-                raise _error(f"{v!r} is not a valid {name}; valid values: {', '.join(allowed(name))}", raw, name)
-            checked.append(v)
+            if v not in allowed(name) and v not in named:
+                valid = ", ".join(allowed(name)) + (f"; groups: {', '.join(named)}" if named else "")
+                raise _error(f"{v!r} is not a valid {name}; valid values: {valid}", raw, name)
+            checked += [x for x in expand(name, v) if x not in checked]
         return Clause(name, op, tuple(checked), text=raw)
     if spec.kind in ("text", "ci", "source") and op not in WORDS:
         values = [v.lower() for v in values]
