@@ -19,9 +19,12 @@ Each stratum is split at random into halves: ``dev`` (rules are tuned on it) and
 (measured once, at the end). The stratum sizes in the corpus are written beside the sample, so
 that corpus-wide figures can weight each stratum by its sampling fraction. Usage::
 
-    python tests/data/tagging/v2/sample.py CORPUS.duckdb
+    python tests/data/tagging/v2/sample.py CORPUS.duckdb            # sample 2 (this folder)
+    python tests/data/tagging/v2/sample.py CORPUS.duckdb --third    # sample 3 (folder v3)
 
-writes ``sample.tsv`` (study, stratum, split), ``strata.tsv`` (stratum sizes) and
+Sample 3 (120 studies, 60 ``selected``, 30 ``treatment_other``, 10 each of the others; all
+held out) was drawn the same way, leaving out samples 1 and 2, after rules 2.0 had been run on
+sample 2's held-out half: it is the held-out set of rules 2.1. Each writes ``sample.tsv`` (study, stratum, split), ``strata.tsv`` (stratum sizes) and
 ``to_label.tsv`` (what an annotator sees, in a shuffled order with no stratum: title, journal,
 year and the abstract's rare and imaging-method terms with their counts; ``keywords:`` and
 ``title:`` mark terms counted there).
@@ -42,6 +45,8 @@ from sample_titles import POOL_PATTERN  # noqa: E402
 
 SEED = 20261206
 SIZES = {"selected": 140, "treatment_other": 100, "title_word": 60, "abstract_terms": 40, "random": 40}
+THIRD_SEED = 20261207
+THIRD_SIZES = {"selected": 60, "treatment_other": 30, "title_word": 10, "abstract_terms": 10, "random": 10}
 #: NeuroQuery terms that mark a treatment study in an abstract.
 ABSTRACT_TERMS = ("treatment", "therapy", "psychotherapy", "antidepressant", "antidepressants", "medication",
                   "placebo", "stimulation", "rtms", "tms", "tdcs", "ect", "intervention", "administration",
@@ -91,32 +96,35 @@ def informative_terms(con, ids: list[str]) -> dict[str, str]:
     return {sid: ", ".join(terms) for sid, terms in out.items()}
 
 
-def main(path: str) -> None:
+def main(path: str, third: bool = False) -> None:
     con = duckdb.connect(path, read_only=True)
-    done = set(pd.read_csv(HERE.parent / "labels.tsv", sep="\t", dtype=str)["study_id"])
+    earlier = [HERE.parent / "labels.tsv"] + ([HERE / "labels.tsv"] if third else [])
+    done = set().union(*(set(pd.read_csv(f, sep="\t", dtype=str)["study_id"]) for f in earlier))
     df = strata(con)
     df = df[~df["study_id"].isin(done)].reset_index(drop=True)
-    rng = np.random.default_rng(SEED)
+    seed, sizes_wanted, out = (THIRD_SEED, THIRD_SIZES, HERE.parent / "v3") if third else (SEED, SIZES, HERE)
+    out.mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
     parts = []
-    for stratum, size in SIZES.items():
+    for stratum, size in sizes_wanted.items():
         pool = df[df["stratum"] == stratum]
         picked = pool.iloc[np.sort(rng.choice(len(pool), size, replace=False))].copy()
-        split = np.array(["dev"] * (size // 2) + ["heldout"] * (size - size // 2))
+        split = np.array(["heldout"] * size if third else ["dev"] * (size // 2) + ["heldout"] * (size - size // 2))
         rng.shuffle(split)
         parts.append(picked.assign(split=split))
     sample = pd.concat(parts, ignore_index=True)
-    sample[["study_id", "stratum", "split"]].to_csv(HERE / "sample.tsv", sep="\t", index=False, lineterminator="\n")
+    sample[["study_id", "stratum", "split"]].to_csv(out / "sample.tsv", sep="\t", index=False, lineterminator="\n")
     sizes = df["stratum"].value_counts().rename_axis("stratum").rename("studies").reset_index()
-    sizes["sampled"] = sizes["stratum"].map(SIZES)
-    sizes.to_csv(HERE / "strata.tsv", sep="\t", index=False, lineterminator="\n")
+    sizes["sampled"] = sizes["stratum"].map(sizes_wanted)
+    sizes.to_csv(out / "strata.tsv", sep="\t", index=False, lineterminator="\n")
     terms = informative_terms(con, sample["study_id"].tolist())
     shown = sample.iloc[rng.permutation(len(sample))]
     shown = pd.DataFrame({"study_id": shown["study_id"], "title": shown["title"].map(lambda t: " ".join(t.split())),
                           "journal": shown["journal"], "year": shown["year"],
                           "abstract_terms": shown["study_id"].map(terms).fillna("(not in NeuroQuery)")})
-    shown.to_csv(HERE / "to_label.tsv", sep="\t", index=False, lineterminator="\n")
+    shown.to_csv(out / "to_label.tsv", sep="\t", index=False, lineterminator="\n")
     print(sizes.to_string(index=False), file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], third="--third" in sys.argv[2:])
