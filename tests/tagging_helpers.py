@@ -26,9 +26,8 @@ from neurochange.sources.io.databases import read_vocabulary
 from neurochange.vocabulary import groups
 
 DATA = Path(__file__).parent / "data" / "tagging"
-SAMPLES = {"v1": DATA / "labels.tsv", "v2": DATA / "v2" / "labels.tsv"}
-STRATA = DATA / "v2" / "strata.tsv"
-FLOORS = DATA / "v2" / "heldout_floors.tsv"
+SAMPLES = {"v1": DATA / "labels.tsv", "v2": DATA / "v2" / "labels.tsv", "v3": DATA / "v3" / "labels.tsv"}
+FLOORS = DATA / "v3" / "heldout_floors.tsv"
 #: The default review's modalities and designs (a review positive: one of these, a psychiatric disorder).
 REVIEW_MODALITIES = ("psychotherapy", "brain_stimulation", "pharmacotherapy")
 REVIEW_DESIGNS = ("pre_post", "randomized_comparison")
@@ -42,7 +41,7 @@ def with_treatment(tags: pd.DataFrame) -> pd.DataFrame:
     return tags.assign(treatment=np.where(tags["modality"] == "none", "no", "yes"))
 
 
-def labels(sample: str = "v2") -> pd.DataFrame:
+def labels(sample: str = "v3") -> pd.DataFrame:
     return with_treatment(pd.read_csv(SAMPLES[sample], sep="\t", dtype=str, keep_default_na=False))
 
 
@@ -62,7 +61,7 @@ def _terms(mirror: Path, ids: tuple[str, ...]) -> tuple[pd.DataFrame, frozenset]
     return pd.concat(parts, ignore_index=True), frozenset(wanted)
 
 
-def predict(mirror: Path, rules=None, sample: str = "v2") -> pd.DataFrame:
+def predict(mirror: Path, rules=None, sample: str = "v3") -> pd.DataFrame:
     """The tagger's tags for every labelled study (same inputs as in a corpus built from the mirror)."""
     lab = labels(sample)
     terms, indexed = _terms(Path(mirror), tuple(lab["study_id"]))
@@ -70,10 +69,11 @@ def predict(mirror: Path, rules=None, sample: str = "v2") -> pd.DataFrame:
     return with_treatment(tags)
 
 
-def scores(mirror: Path, split: str, rules=None) -> pd.DataFrame:
-    lab = labels()
-    lab = lab[lab["split"] == split]
-    return score(lab, predict(mirror, rules), tags=TAGS)
+def scores(mirror: Path, split: str | None, rules=None, sample: str = "v3") -> pd.DataFrame:
+    lab = labels(sample)
+    if split is not None:
+        lab = lab[lab["split"] == split]
+    return score(lab, predict(mirror, rules, sample), tags=TAGS)
 
 
 def review_modality(tags: pd.DataFrame) -> pd.Series:
@@ -84,15 +84,15 @@ def review_modality(tags: pd.DataFrame) -> pd.Series:
     return tags["modality"].where(positive, "")
 
 
-def review_scores(mirror: Path, split: str | None, rules=None) -> pd.DataFrame:
+def review_scores(mirror: Path, split: str | None, rules=None, sample: str = "v3") -> pd.DataFrame:
     """Precision and recall of the default review's selection per modality: ``sample`` (the labelled
     studies as they are) and ``corpus`` (each stratum weighted by its corpus size over its sample size)."""
-    lab = labels()
+    lab = labels(sample)
     if split is not None:
         lab = lab[lab["split"] == split]
-    got = predict(mirror, rules).set_index("study_id").loc[lab["study_id"]]
+    got = predict(mirror, rules, sample).set_index("study_id").loc[lab["study_id"]]
     truth, pred = review_modality(lab).to_numpy(), review_modality(got.reset_index()).to_numpy()
-    sizes = pd.read_csv(STRATA, sep="\t").set_index("stratum")
+    sizes = pd.read_csv(SAMPLES[sample].parent / "strata.tsv", sep="\t").set_index("stratum")
     weight = (lab["stratum"].map(sizes["studies"]) / lab["stratum"].map(sizes["sampled"])).to_numpy()
     rows = []
     for modality in REVIEW_MODALITIES:

@@ -188,10 +188,10 @@ def test_false_positive_rate_at_or_below_alpha_on_null_data():
         verdicts.append(test.verdict)
     p_values = np.array(p_values)
     per_region = int((p_values <= alpha).sum())
-    family = sum(v in ("supported", "partly supported") for v in verdicts)
+    family = sum(v in hyp.UNSIGNED_VERDICTS[:2] for v in verdicts)
     assert stats.binomtest(per_region, p_values.size, alpha, alternative="greater").pvalue > 0.01, per_region
     assert stats.binomtest(family, n_sims, alpha, alternative="greater").pvalue > 0.01, family
-    assert set(verdicts) <= {"supported", "partly supported", "not supported"}
+    assert set(verdicts) <= set(hyp.UNSIGNED_VERDICTS)  # unsigned data never "support" a directional model
     # the p values are not degenerate: about uniform, so the test is not merely conservative
     assert 0.35 < np.mean(p_values) < 0.65
 
@@ -201,19 +201,20 @@ def _planted(model, masks, n, *, seed, regions, direction, prefix):
     return _studyset(n, seed=seed, centres=centres, direction=direction, prefix=prefix)
 
 
-def test_planted_effect_in_the_model_regions_is_supported_and_no_effect_is_not():
+def test_planted_unsigned_effect_converges_where_predicted_but_is_never_supported():
     model = hyp.builtin_models()["fear_extinction_exposure"]
     masks = hyp.region_masks(model, GRID)
     planted = _planted(model, masks, 14, seed=5, regions=list(masks), direction="unsigned", prefix="p")
     test = verdict.test_model(model, {"all": planted, "increase": None, "decrease": None}, GRID, n_iters=200, seed=1)
-    assert test.verdict == "supported" and test.basis == "unsigned"
-    assert test.regions["converges"].all()
+    assert test.verdict == "convergence where predicted, direction untested" and test.basis == "unsigned"
+    assert test.regions["converges"].all() and not test.regions["supports"].any()
+    assert verdict.verdict_label(test.verdict, test.basis) == test.verdict
     assert (test.regions["observed_direction"] == hyp.NOT_ASSESSABLE).all()
     assert test.summary["direction"].startswith("not assessable")
 
     null = _studyset(14, seed=6, prefix="n")
     test = verdict.test_model(model, {"all": null, "increase": None, "decrease": None}, GRID, n_iters=200, seed=1)
-    assert test.verdict == "not supported"
+    assert test.verdict == "no convergence where predicted"
     assert not test.regions["converges"].any()
 
 

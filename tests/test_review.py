@@ -15,12 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from neurochange.cli import cli
+from neurochange.hypotheses import models as hyp_models
 from neurochange.results.write import thresh_name
 from neurochange.workflows.review import run_review
 
 PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLE = PROJECT / "examples" / "simulated_review.toml"
-VERDICTS = {"supported", "partly supported", "not supported", "contradicted", "not enough data"}
+VERDICTS = set(hyp_models.VERDICTS)
 
 
 def _review(args, monkeypatch=None):
@@ -170,6 +171,8 @@ def test_simulated_review_finds_the_planted_changes(simulated_reviews):
     verdicts = {m["name"]: m for m in summary["models"]}
     assert verdicts["rtms_dlpfc_sgacc"]["verdict"] == "supported"
     assert verdicts["rtms_dlpfc_sgacc"]["basis"] == "signed"
+    assert verdicts["rtms_dlpfc_sgacc"]["verdict_label"] == "supported (signed)"
+    assert "supported (signed)" in html
     _check_folder_numbers(folder)
 
 

@@ -84,7 +84,7 @@ def test_flow_adds_up_and_gives_reasons(corpus):
         assert sum(step["reasons"].values()) == step["studies"]
         assert not any(r.split("=")[1] in step["criterion"].split("=")[1].split(",") for r in step["reasons"])
     assert flow["excluded"][0]["reasons"]["modality=none"] > 0
-    assert flow["tagging"]["rules_version"] == "1.1" and flow["curation"] is None
+    assert flow["tagging"]["rules_version"] == "2.1" and flow["curation"] is None
 
 
 def test_source_clause_applies_before_duplicates(corpus):
@@ -102,7 +102,7 @@ def test_every_included_study_says_why(corpus):
         assert f"modality={row.modality}" in row.included_because and "disorder=mdd" in row.included_because
         assert row.evidence_modality.startswith(f"modality={row.modality}: ")
         assert row.evidence_disorder.startswith("disorder=mdd: ")
-        assert row.tagged_by == "rules 1.1"
+        assert row.tagged_by == "rules 2.1"
         assert (row.modality, row.disorder) == _tags(corpus, row.study_id)[::2]
     assert {"18550030", "20421135"} <= set(table["study_id"])
 
@@ -120,7 +120,7 @@ def test_write_selection_writes_the_four_files(corpus, tmp_path):
     assert summary["foci"] == len(back.foci) == len(selection.studyset.analysis_foci()[0].foci)
     assert json.loads((out / "flow.json").read_text()) == json.loads(json.dumps(selection.flow))
     provenance = json.loads((out / "provenance.json").read_text())
-    assert provenance["tagging"]["rules_version"] == "1.1" and provenance["query"] == "disorder=mdd"
+    assert provenance["tagging"]["rules_version"] == "2.1" and provenance["query"] == "disorder=mdd"
     with pytest.raises(OutputExistsError):
         write_selection(selection, out)
     write_selection(selection, out, overwrite=True)
@@ -150,7 +150,7 @@ def test_curated_tags_win_over_rules(corpus, tmp_path):
     selection = select(corpus, query, curation=path)
     row = selection.table[selection.table["study_id"] == sid].iloc[0]
     assert (row.modality, row.subtype, row.disorder, row.design) == ("psychotherapy", "cbt", "mdd", "pre_post")
-    assert row.curated == "curation.tsv:2 (checked the full text)" and row.tagged_by == "rules 1.1"
+    assert row.curated == "curation.tsv:2 (checked the full text)" and row.tagged_by == "rules 2.1"
     study = selection.studyset.studies.set_index("study_id").loc[sid]
     assert (study.modality, study.subtype) == ("psychotherapy", "cbt")
     record = selection.flow["curation"]

@@ -24,7 +24,7 @@ that corpus-wide figures can weight each stratum by its sampling fraction. Usage
 
 Sample 3 (120 studies, 60 ``selected``, 30 ``treatment_other``, 10 each of the others; all
 held out) was drawn the same way, leaving out samples 1 and 2, after rules 2.0 had been run on
-sample 2's held-out half: it is the held-out set of rules 2.1. Each writes ``sample.tsv`` (study, stratum, split), ``strata.tsv`` (stratum sizes) and
+sample 2's held-out half: it is the held-out set of rules 2.1. Each writes ``sample.tsv`` (study, stratum, split, the modality rules 1.1 gave it), ``strata.tsv`` (stratum sizes) and
 ``to_label.tsv`` (what an annotator sees, in a shuffled order with no stratum: title, journal,
 year and the abstract's rare and imaging-method terms with their counts; ``keywords:`` and
 ``title:`` mark terms counted there).
@@ -113,7 +113,8 @@ def main(path: str, third: bool = False) -> None:
         rng.shuffle(split)
         parts.append(picked.assign(split=split))
     sample = pd.concat(parts, ignore_index=True)
-    sample[["study_id", "stratum", "split"]].to_csv(out / "sample.tsv", sep="\t", index=False, lineterminator="\n")
+    sample = sample.rename(columns={"modality": "rules_1_1_modality"})
+    sample[["study_id", "stratum", "split", "rules_1_1_modality"]].to_csv(out / "sample.tsv", sep="\t", index=False, lineterminator="\n")
     sizes = df["stratum"].value_counts().rename_axis("stratum").rename("studies").reset_index()
     sizes["sampled"] = sizes["stratum"].map(sizes_wanted)
     sizes.to_csv(out / "strata.tsv", sep="\t", index=False, lineterminator="\n")
