@@ -25,7 +25,11 @@ from neurochange.results import atlas as _atlas
 from neurochange.sources.references import load_bib
 from neurochange.vocabulary import allowed
 
-VERDICTS = ("supported", "partly supported", "not supported", "contradicted", "not enough data")
+#: Verdicts with signed data (increase/decrease experiments), and with unsigned data only.
+SIGNED_VERDICTS = ("supported", "partly supported", "not supported", "contradicted")
+UNSIGNED_VERDICTS = ("convergence where predicted, direction untested",
+                     "partial convergence where predicted, direction untested", "no convergence where predicted")
+VERDICTS = (*SIGNED_VERDICTS, *UNSIGNED_VERDICTS, "not enough data")
 SETS = ("all", "increase", "decrease")
 NOT_ASSESSABLE = "not assessable"
 

@@ -11,9 +11,14 @@ Verdict (thresholds from the model file's ``[verdict]`` table):
   least ``contradicted_share`` and outnumber supporting ones; ``partly supported`` when
   at least ``partly_share`` (and at least one region) support; else ``not supported``;
 - unsigned basis (only the pooled set is large enough, or no experiment is signed): the
-  direction is not assessable, a region supports the model when the pooled set
-  converges there, and the same shares decide between supported, partly supported and
-  not supported (never contradicted). The result says ``basis: "unsigned"``.
+  direction cannot be assessed, so no region supports or contradicts the model (every region
+  predicts a direction); the same shares of *converging* regions (Holm p <= alpha) decide between
+  ``convergence where predicted, direction untested``, ``partial convergence where predicted,
+  direction untested`` and ``no convergence where predicted``. The result says ``basis: "unsigned"``.
+
+Convergence in the regions a theory names is not support for the theory: only signed data can
+support it, and :mod:`neurochange.hypotheses.specificity` asks whether the convergence is
+specific to the model's regions at all.
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ import numpy as np
 import pandas as pd
 
 from neurochange import space as _space
-from neurochange.hypotheses.models import NOT_ASSESSABLE, SETS, NeuralModel, region_definition, region_masks
+from neurochange.hypotheses.models import (
+    NOT_ASSESSABLE,
+    SETS,
+    UNSIGNED_VERDICTS,
+    SIGNED_VERDICTS,
+    NeuralModel,
+    region_definition,
+    region_masks,
+)
 from neurochange.hypotheses.regions import holm, region_convergence
 from neurochange.studyset import StudySet
 
@@ -55,12 +68,18 @@ class ModelTest:
             "model": self.model.name,
             "title": self.model.title,
             "verdict": self.verdict,
+            "verdict_label": verdict_label(self.verdict, self.basis),
             "basis": self.basis,
             "summary": self.summary,
             "references": list(self.model.references),
             "regions": rows,
             "params": self.params,
         }
+
+
+def verdict_label(verdict: str, basis: str) -> str:
+    """The verdict as a report prints it: signed verdicts say so (``supported (signed)``)."""
+    return f"{verdict} (signed)" if basis == "signed" and verdict in SIGNED_VERDICTS else verdict
 
 
 def test_model(model: NeuralModel, studysets: dict[str, StudySet | None], grid: _space.Grid | None = None, *,
@@ -139,13 +158,18 @@ def test_model(model: NeuralModel, studysets: dict[str, StudySet | None], grid: 
         table["p_holm_decrease"] = nan
         table["observed_direction"] = NOT_ASSESSABLE
         table["converges"] = table["p_holm"].to_numpy() <= alpha
-        table["supports"] = table["converges"]
+        table["supports"] = False
         table["contradicts"] = False
 
     n_regions = len(names)
     n_support = int(table["supports"].sum())
     n_contra = int(table["contradicts"].sum())
-    if verdict != "not enough data":
+    n_converge = int(table["converges"].sum())
+    if verdict != "not enough data" and not signed:
+        share = n_converge / n_regions
+        verdict = (UNSIGNED_VERDICTS[0] if share >= rules.supported_share else
+                   UNSIGNED_VERDICTS[1] if n_converge >= 1 and share >= rules.partly_share else UNSIGNED_VERDICTS[2])
+    elif verdict != "not enough data":
         share_support, share_contra = n_support / n_regions, n_contra / n_regions
         if n_contra == 0 and share_support >= rules.supported_share:
             verdict = "supported"
@@ -157,7 +181,8 @@ def test_model(model: NeuralModel, studysets: dict[str, StudySet | None], grid: 
             verdict = "not supported"
     summary = {
         "regions_tested": n_regions,
-        "regions_converging": int(table["converges"].sum()),
+        "regions_converging": n_converge,
+        "share_converging": n_converge / n_regions,
         "regions_supporting": n_support,
         "regions_contradicting": n_contra,
         "share_supporting": n_support / n_regions,
