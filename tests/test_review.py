@@ -33,8 +33,8 @@ def _review(args, monkeypatch=None):
 @pytest.fixture(scope="module")
 def default_review(tmp_path_factory, data_mirror):
     """``neurochange review --out DIR --iters 500``: the README's main job, corpus built on first use."""
-    home = tmp_path_factory.mktemp("home")
     out = tmp_path_factory.mktemp("default") / "review"
+    home = out.parent / "home"  # the corpus built on first use: <out>/../home/corpus.duckdb
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEUROCHANGE_HOME", str(home))
         mp.setenv("NEUROCHANGE_DATA_MIRROR", str(data_mirror))
@@ -110,9 +110,41 @@ def test_default_review_runs_every_group_comparison_and_model(default_review):
         assert g["n_increase"] == g["n_decrease"] == 0 and not g["signed"]
         assert f"0 of {g['n_experiments']} experiments carry a direction" in g["note"]
     assert {m["basis"] for m in summary["models"]} == {"unsigned"}
-    assert len(summary["models"]) == 6 and len(summary["comparisons"]) == 4
+    assert len(summary["models"]) == 9 and len(summary["comparisons"]) == 4
+    # unsigned data never support a directional model; models tested on one group are compared
+    assert not {m["verdict"] for m in summary["models"]} & {"supported", "partly supported", "contradicted"}
+    assert {(c["group"], c["a"], c["b"]) for c in summary["model_comparisons"]} >= {
+        ("psychotherapy", "cognitive_control_psychotherapy", "bottom_up_medication"),
+        ("pharmacotherapy", "cognitive_control_psychotherapy", "bottom_up_medication")}
+    for c in summary["model_comparisons"]:
+        assert c["ci_low"] <= c["difference"] <= c["ci_high"] and 0 < c["p"] <= 1
     assert (default_review / "report.html").stat().st_size > 100_000
     _check_folder_numbers(default_review)
+
+
+def test_default_review_groups_hold_comparable_data(default_review):
+    """Functional groups hold no structural or diffusion experiment, the structural group nothing else,
+    no group a neurological, medical or healthy-only population; the limitations state the corpus's years."""
+    from neurochange.vocabulary import groups
+
+    studies = pd.read_csv(default_review / "studies.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert studies["disorder"].isin(groups("disorder")["psychiatric"]).all()
+    assert studies["design"].isin(["pre_post", "randomized_comparison"]).all()
+    for _, row in studies.iterrows():
+        names = [n for n in row["groups"].split(",") if n]
+        if "grey_matter" in names:
+            assert row["imaging"] == "structural" and names == ["grey_matter"]
+        elif names:
+            assert row["imaging"] in groups("imaging")["functional"], row["experiment_id"]
+    from neurochange.corpus.store import Corpus
+
+    with Corpus(default_review.parent / "home" / "corpus.duckdb", read_only=True) as corpus:
+        first, last = corpus.con.execute("SELECT min(year), max(year) FROM studies").fetchone()
+    summary = _summary(default_review)
+    assert f"published from {first} to {last}" in " ".join(summary["limitations"])
+    assert pd.to_numeric(studies["year"]).max() <= last
+    html = (default_review / "report.html").read_text()
+    assert all(sentence.split(":")[0] in html for sentence in summary["limitations"])
 
 
 def test_default_review_report_shows_the_files_numbers(default_review):

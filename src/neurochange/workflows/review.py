@@ -56,6 +56,8 @@ ESTIMATOR_REFERENCES = {"ale": {"turkeltaub2002", "eickhoff2009", "eickhoff2012"
                         "kda": {"wager2007"}}
 #: A group needs at least this many experiments with foci to be analysed at all.
 MIN_TO_RUN = 2
+#: Null draws for the voxelwise mean and SD of ALE behind the specificity test and model comparison.
+MOMENT_DRAWS = 100
 
 
 def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | None = None,
@@ -107,8 +109,13 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
                 timings[f"model:{model.name}:{h.group}"] = time.perf_counter() - clock
 
             clock = time.perf_counter()
+            compared = _compare_models(spec, models, tested, analysed, grid, settings, seeds)
+            timings["model comparisons"] = time.perf_counter() - clock
+            clock = time.perf_counter()
             summary = _summary(spec, settings, groups, comparisons, tested)
+            summary["model_comparisons"] = compared
             summary["coordinates"] = _coordinates(selections["_all"].studyset)
+            summary["limitations"] = limitations(corpus, spec, selections, groups, summary["coordinates"])
             _write_tables(selections, spec, tmp)
             provenance.write_json(tmp / "review.json", summary)
             provenance.write_json(tmp / "provenance.json", _provenance(spec, spec_path, settings, seeds, selections,
@@ -293,6 +300,7 @@ def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int,
                                _task(progress, f"{g.name} diagnostics"))
     entry["n_clusters"] = n_clusters(clusters)
     entry["n_iters_run"] = int(result.params["montecarlo"]["n_iters"])
+    entry["montecarlo"] = montecarlo_record(result.params["montecarlo"])
     if entry["underpowered"]:
         notes.append(f"{k} experiments: fewer than {settings.min_experiments} (Eickhoff et al. 2016), "
                      "underpowered; results are shown but should not be relied on")
@@ -323,6 +331,14 @@ def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int,
                      f"{counts['decrease']} decrease); {k - signed_n} unsigned or not curated left out of the signed maps")
     entry["note"] = "; ".join(notes)
     return entry, sets
+
+
+def montecarlo_record(params: dict) -> dict:
+    """What the report says of a Monte Carlo run: iterations requested and run, and whether it stopped early."""
+    stop = params.get("early_stop") or {}
+    return {"n_iters_requested": int(params.get("n_iters_requested", params["n_iters"])),
+            "n_iters_run": int(params["n_iters"]), "stopped_early": bool(stop.get("stopped_early", False)),
+            "precision": stop.get("precision")}
 
 
 def _task(progress, name: str):
@@ -388,22 +404,68 @@ def _run_comparison(c, groups: dict, analysed: dict, settings: ReviewSettings, s
 # ------------------------------------------------------------------ hypotheses
 def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: ReviewSettings, seed: int, tmp: Path,
                     n_cores, progress, log) -> dict:
-    from neurochange.hypotheses.verdict import test_model, write_model_test
+    from neurochange.hypotheses.models import region_masks
+    from neurochange.hypotheses.specificity import specificity_test
+    from neurochange.hypotheses.verdict import test_model, verdict_label, write_model_test
 
     g = groups[h.group]
     entry = {"name": model.name, "title": model.title, "group": h.group, "verdict": "not enough data",
-             "basis": "unsigned", "table": None, "summary": {}, "references": list(model.references)}
+             "verdict_label": "not enough data", "basis": "unsigned", "table": None, "summary": {},
+             "references": list(model.references), "specificity": None}
     if g["folder"] is None:
         entry["summary"] = {"note": g["note"]}
         return entry
-    sets = {key: value for key, value in analysed[h.group].items() if key != "results"}
+    sets = {key: value for key, value in analysed[h.group].items() if key not in ("results", "convergence")}
     log(f"model {model.name} on {h.group}")
     test = test_model(model, sets, grid, fwhm=settings.kernel.fwhm, n_iters=settings.model_iters, seed=seed,
-                      n_cores=n_cores, progress=_task(progress, f"model {model.name}"))
+                      n_cores=n_cores, progress=_task(progress, f"model {model.name}"), null_mask=settings.inference.null_mask)
     stem = f"{model.name}_{h.group}"
     write_model_test(test, tmp / "models", stem)
-    entry.update(verdict=test.verdict, basis=test.basis, table=f"models/{stem}.tsv", summary=test.summary)
+    entry.update(verdict=test.verdict, verdict_label=verdict_label(test.verdict, test.basis), basis=test.basis,
+                 table=f"models/{stem}.tsv", summary=test.summary, n_iters=settings.model_iters)
+    if settings.kernel.estimator == "ale" and test.verdict != "not enough data":
+        conv = _convergence(h.group, analysed, grid, settings, seed)
+        entry["specificity"] = {**specificity_test(conv, region_masks(model, grid), n_placements=settings.model_iters,
+                                                   seed=seed, null_mask=settings.inference.null_mask),
+                                "note": "mean standardized convergence over the model's regions against the same "
+                                        "regions moved to random places in the mask"}
     return entry
+
+
+def _convergence(group: str, analysed: dict, grid, settings: ReviewSettings, seed: int):
+    """The group's standardized convergence (computed once per group, kept with its analyses)."""
+    from neurochange.hypotheses.specificity import convergence
+
+    if "convergence" not in analysed[group]:
+        analysed[group]["convergence"] = convergence(analysed[group]["all"], grid, fwhm=settings.kernel.fwhm,
+                                                     n_draws=MOMENT_DRAWS, seed=seed,
+                                                     null_mask=settings.inference.null_mask)
+    return analysed[group]["convergence"]
+
+
+def _compare_models(spec: ReviewSpec, models: list, tested: list[dict], analysed: dict, grid,
+                    settings: ReviewSettings, seeds: dict) -> list[dict]:
+    """Every pair of models tested on the same group: which model's regions hold more convergence."""
+    from neurochange.hypotheses.models import region_masks
+    from neurochange.hypotheses.specificity import compare_models
+
+    out = []
+    by_group: dict[str, list[int]] = {}
+    for i, (h, entry) in enumerate(zip(spec.hypotheses, tested)):
+        if entry.get("specificity") is not None:
+            by_group.setdefault(h.group, []).append(i)
+    for group, index in by_group.items():
+        for k, i in enumerate(index):
+            for j in index[k + 1:]:
+                a, b = models[i], models[j]
+                seed = seeds[f"model:{spec.hypotheses[i].model}:{group}"]
+                conv = _convergence(group, analysed, grid, settings, seed)
+                result = compare_models(conv, region_masks(a, grid), region_masks(b, grid),
+                                        n_boot=settings.model_iters, seed=seed)
+                out.append({"group": group, "a": a.name, "b": b.name, **result,
+                            "note": "difference of mean standardized convergence (a minus b); 95 % percentile "
+                                    "bootstrap interval over experiments"})
+    return out
 
 
 # ------------------------------------------------------------------ summary
@@ -441,6 +503,58 @@ def _summary(spec: ReviewSpec, settings: ReviewSettings, groups, comparisons, te
         "atlases": atlases,
         "references": sorted(k for k in cited if k in bib),
     }
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
+def limitations(corpus, spec: ReviewSpec, selections: dict, groups: list[dict], coordinates: dict) -> list[str]:
+    """The limitations a reader must meet beside the results, each computed from this run's inputs."""
+    out = []
+    experiments = selections["_all"].studyset.resolved_experiments()
+    k = len(experiments)
+    first, last = corpus.con.execute("SELECT min(year), max(year) FROM studies").fetchone()
+    if spec.corpus.file is None:
+        out.append("Each experiment is one study as the database records it: all coordinate tables of a paper "
+                   "pooled into one set of foci, so baseline patient-control differences and task effects sit "
+                   "beside the treatment contrast; the databases do not say which table reports the change.")
+    if first is not None:
+        out.append(f"The corpus ({spec.corpus.description or 'the input file'}) holds studies published from "
+                   f"{first} to {last}; later studies are not included.")
+    signed = int(experiments["direction"].isin(["increase", "decrease"]).sum())
+    if signed == 0:
+        out.append(f"None of the {_plural(k, 'included experiment')} carries a direction (increase or decrease "
+                   "after treatment): the maps show convergence of reported change in either direction, and no "
+                   "predicted direction can be tested, so no model can be supported.")
+    elif signed < k:
+        out.append(f"{_plural(signed, 'experiment')} of {k:,} {'carries' if signed == 1 else 'carry'} a "
+                   "direction; the others enter only the unsigned maps.")
+    no_n = int(experiments["n"].isna().sum()) if "n" in experiments else k
+    if no_n and spec.analysis.sample_size is not None:
+        out.append(f"{_plural(no_n, 'experiment')} of {k:,} {'has' if no_n == 1 else 'have'} no sample size: "
+                   f"every kernel assumes "
+                   f"n = {spec.analysis.sample_size}, so larger and smaller studies weigh alike.")
+    if coordinates["foci"]:
+        share = coordinates["talairach"] / coordinates["foci"]
+        out.append(f"{coordinates['talairach']:,} of {coordinates['foci']:,} foci ({share:.0%}) were reported in "
+                   "Talairach space and converted to MNI (Lancaster et al. 2007).")
+    member = set().union(*(set(selections[g.name].table["experiment_id"]) for g in spec.groups))
+    left = selections["_all"].table[~selections["_all"].table["experiment_id"].isin(member)]
+    if len(left):
+        counts = left["imaging"].fillna("unknown").value_counts()
+        out.append(f"{_plural(len(left), 'selected experiment')} of {len(selections['_all'].table):,} "
+                   "are in no group (imaging: " + ", ".join(f"{v.replace('_', ' ')} {n}" for v, n in counts.items())
+                   + "): functional and structural imaging are analysed apart, and experiments whose imaging "
+                   "method is not told are left out.")
+    weak = [g["label"] for g in groups if g.get("underpowered") and g.get("folder")]
+    if weak:
+        out.append(f"{_plural(len(weak), 'group')} with fewer than {spec.analysis.min_experiments} experiments "
+                   f"{'is' if len(weak) == 1 else 'are'} underpowered for ALE (Eickhoff et al. 2016): " + "; ".join(weak) + ".")
+    out.append("Studies were found by tagging rules reading titles and abstract term counts, not full texts; "
+               "the tags are a screening aid (docs/tagging.md gives their measured precision), and a curation "
+               "table is where a review confirms each included study, its direction and its sample size.")
+    return out
 
 
 def _write_tables(selections: dict, spec: ReviewSpec, tmp: Path) -> None:
