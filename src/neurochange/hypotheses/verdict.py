@@ -120,6 +120,7 @@ def test_model(model: NeuralModel, studysets: dict[str, StudySet | None], grid: 
     table = pd.DataFrame({
         "region": names,
         "definition": [region_definition(model.region(n)) for n in names],
+        "note": [model.region(n).note for n in names],
         "predicted_direction": [model.region(n).direction for n in names],
         "n_voxels": [int(m.sum()) for m in masks.values()],
         "observed": runs["all"]["observed"] if "all" in runs else nan,
