@@ -73,24 +73,85 @@ def cluster_options(func):
     return func
 
 
-def with_progress(label: str, total: int, run, *args, **kwargs):
-    """Call ``run(*args, progress=callback, **kwargs)`` under a rich progress bar (stderr, terminals only)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def stop_reason(precision: float | None) -> str:
+    """Why a Monte Carlo run or permutation test stops before its last iteration (early stopping)."""
+    from neurochange.report.numbers import percent
 
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task(label, total=total)
-        return run(*args, progress=lambda done, of: bar.update(task, completed=done, total=of), **kwargs)
+    return f"FWE thresholds known within {percent(precision)}" if precision else "stopped early"
 
 
-def run_and_write(label: str, total: int, out, overwrite: bool, run, *args, **kwargs):
+class TaskProgress:
+    """Progress of named tasks, one after another, as ``progress(task, done, total)`` reports it.
+
+    The bar of the running task shows on terminals only (stderr) and goes when the next task starts
+    or the work ends, so no line is printed twice. A task that ends with ``done < total`` (early
+    stopping; a task that never reported is not one) leaves one line, on terminals or not: ``rtms_depression: stopped at 3,000 of 10,000:
+    FWE thresholds known within ±10 %``. ``reason()`` says why, asked only when a task stops early.
+    ``log(message)`` prints a line above the bar.
+    """
+
+    def __init__(self, reason=lambda: stop_reason(None)):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.reason = reason
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty())
+        self.tasks: dict[str, list] = {}  # name -> [rich task id, done, total]
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            for name in list(self.tasks):
+                self._finish(name)
+        return self.bar.__exit__(exc_type, exc, tb)
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if task not in self.tasks:
+            for name in [n for n in self.tasks if n != task]:  # tasks run one after another
+                self._finish(name)
+            self.tasks[task] = [self.bar.add_task(task, total=total), done, total]
+        entry = self.tasks[task]
+        entry[1:] = [done, total]
+        self.bar.update(entry[0], completed=done, total=total)
+
+    def log(self, message: str) -> None:
+        self.bar.console.print(message, markup=False, highlight=False)
+
+    def _finish(self, name: str) -> None:
+        from neurochange.report.numbers import integer
+
+        task_id, done, total = self.tasks.pop(name)
+        self.bar.remove_task(task_id)
+        if 0 < done < total:
+            self.log(f"{name}: stopped at {integer(done)} of {integer(total)}: {self.reason()}")
+
+
+def with_progress(label: str, total: int, run, *args, precision: float | None = None, **kwargs):
+    """Call ``run(*args, progress=callback, **kwargs)`` under a progress bar (:class:`TaskProgress`);
+    ``precision``: the early stopping the run may use (said when it stops early)."""
+    with TaskProgress(lambda: stop_reason(precision)) as bar:
+        bar(label, 0, total)
+        return run(*args, progress=lambda done, of: bar(label, done, of), **kwargs)
+
+
+def run_and_write(label: str, total: int, out, overwrite: bool, run, *args, precision: float | None = None,
+                  **kwargs):
     """Check ``out`` first, compute ``run(*args, progress=..., **kwargs)`` under a progress bar, then write
     its output (all of it or nothing); returns the run and the cluster tables written."""
     from neurochange.results.outdir import check_out
     from neurochange.results.write import write_output
 
     check_out(out, overwrite)  # fail before any computing
-    result = with_progress(label, total, run, *args, **kwargs)
+    result = with_progress(label, total, run, *args, precision=precision, **kwargs)
     return result, write_output(result.output, out, overwrite)
 
 

@@ -18,6 +18,7 @@ from neurochange.cli._common import (
     with_progress,
 )
 from neurochange.inference.clusters import n_clusters
+from neurochange.report.numbers import count, decimals, plural
 
 FWHM_OPTION = click.option("--fwhm", type=click.FloatRange(min=0, min_open=True), default=None,
                            help="One kernel FWHM in mm for every experiment [default: from each sample size].")
@@ -68,20 +69,20 @@ def _analysis_command(kind: str):
         inference = inference_settings(iters, cluster_forming_p, cluster_p, null_mask, vfwe_only, early_stop, precision)
         run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
         done, clusters = run_and_write("Monte Carlo FWE", iters, out, overwrite, run_signed if signed else run_analysis,
-                                       input_file, kernel, inference, run)
+                                       input_file, kernel, inference, run, precision=inference.early_stop)
         if signed:
             _echo_signed(done.summary, clusters, run.seed, cluster_p, out)
             return
         if done.pooled and not keep_contrasts:
-            click.echo(f"pooled the contrasts of {len(done.pooled)} studies into one experiment each "
-                       "(--keep-contrasts to keep them apart)")
+            click.echo(f"pooled the contrasts of {count(len(done.pooled), 'study', 'studies')} into one experiment "
+                       "each (--keep-contrasts to keep them apart)")
         counts = done.summary["counts"]
         subjects = counts.get("subjects")
-        click.echo(f"{counts['experiments']} experiments, {counts['foci']} foci, "
-                   f"{'unknown' if subjects is None else subjects} subjects analysed; "
-                   f"{counts['experiments_without_foci']} experiments without foci left out; "
-                   f"{done.summary['n_iters']} Monte Carlo iterations, seed {run.seed}")
-        click.echo(f"{n_clusters(clusters[''])} clusters at FWE p < {cluster_p}; wrote {out}")
+        click.echo(f"{count(counts['experiments'], 'experiment')}, {count(counts['foci'], 'focus', 'foci')}, "
+                   f"{'unknown subjects' if subjects is None else count(subjects, 'subject')} analysed; "
+                   f"{count(counts['experiments_without_foci'], 'experiment')} without foci left out; "
+                   f"{count(done.summary['n_iters'], 'Monte Carlo iteration')}, seed {run.seed}")
+        click.echo(f"{count(n_clusters(clusters['']), 'cluster')} at FWE p < {cluster_p}; wrote {out}")
 
     command.__doc__ = DESCRIPTIONS[kind]
     return cli.command(kind)(command)
@@ -92,12 +93,14 @@ def _echo_signed(summary: dict, clusters: dict, seed: int, cluster_p: float, out
     for d, counts in summary["directions"].items():
         table = next((t for sub, t in clusters.items() if sub.startswith(f"dir-{d}_")), None)
         found = 0 if table is None else n_clusters(table)
-        click.echo(f"{d}: {counts['experiments']} experiments" + (
-            f", {counts['foci']} foci; {found} clusters at FWE p < {cluster_p}" if counts["experiments"] else ""))
+        click.echo(f"{d}: {count(counts['experiments'], 'experiment')}" + (
+            f", {count(counts['foci'], 'focus', 'foci')}; {count(found, 'cluster')} at FWE p < {cluster_p}"
+            if counts["experiments"] else ""))
     for reason, left in summary["left_out"].items():
-        click.echo(f"left out {left['experiments']} {reason} experiments ({left['why']})")
+        click.echo(f"left out {left['experiments']:,} {reason} {plural(left['experiments'], 'experiment')} "
+                   f"({left['why']})")
     both = summary["overlap"]["voxels_both"]
-    click.echo(f"conflict (both directions converge): {both} voxels; seed {seed}; wrote {out}")
+    click.echo(f"conflict (both directions converge): {count(both, 'voxel')}; seed {seed}; wrote {out}")
 
 
 ale = _analysis_command("ale")
@@ -130,10 +133,11 @@ def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cl
     summary = done.summary
     sel, oth = summary["counts"]["selection"], summary["counts"]["rest"]
     sig = summary["n_significant_fdr"]
-    click.echo(f"selection {sel['experiments']} experiments ({sel['foci']} foci) vs rest {oth['experiments']} "
-               f"({oth['foci']} foci); FDR q < .05: {sig['uniformity']} uniformity voxels, "
-               f"{sig['association']} association voxels; "
-               + (f"{summary['n_iters']} label permutations, seed {summary['seed']}; " if summary["n_iters"] else "")
+    click.echo(f"selection {count(sel['experiments'], 'experiment')} ({count(sel['foci'], 'focus', 'foci')}) vs rest "
+               f"{count(oth['experiments'], 'experiment')} ({count(oth['foci'], 'focus', 'foci')}); FDR q < .05: "
+               f"{count(sig['uniformity'], 'uniformity voxel')}, {count(sig['association'], 'association voxel')}; "
+               + (f"{count(summary['n_iters'], 'label permutation')}, seed {summary['seed']}; "
+                  if summary["n_iters"] else "")
                + f"wrote {out}")
 
 
@@ -188,29 +192,34 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, k
     early_stop_note(early_stop and not balanced, iters)
     run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
     settings = BalancedSettings(target_n, difference_iterations, subsamples, null_method, prior) if balanced else None
+    inference = inference_settings(iters, cluster_forming_p, vfwe_only=vfwe_only, early_stop=early_stop,
+                                   precision=precision)
     done, _ = run_and_write("null iterations" if balanced else "permutations", iters, out, overwrite, run_contrast,
-                            input_a, input_b, KernelSettings(fwhm=fwhm),
-                            inference_settings(iters, cluster_forming_p, vfwe_only=vfwe_only, early_stop=early_stop,
-                                               precision=precision), run, settings)
+                            input_a, input_b, KernelSettings(fwhm=fwhm), inference, run, settings,
+                            precision=None if balanced else inference.early_stop)
     summary = done.summary
     for label, path in (("group1", input_a), ("group2", input_b)):
         counts = summary["counts"][label]
         pooled = summary["pooled"].get(label, []) if not keep_contrasts else []
-        click.echo(f"{label} ({path}): {counts['experiments']} experiments, {counts['foci']} foci"
-                   + (f"; {len(pooled)} studies' contrasts pooled" if pooled else "")
-                   + (f"; {counts['experiments_without_foci']} experiments without foci left out"
+        click.echo(f"{label} ({path}): {count(counts['experiments'], 'experiment')}, "
+                   f"{count(counts['foci'], 'focus', 'foci')}"
+                   + (f"; the contrasts of {count(len(pooled), 'study', 'studies')} pooled" if pooled else "")
+                   + (f"; {count(counts['experiments_without_foci'], 'experiment')} without foci left out"
                       if counts.get("experiments_without_foci") else ""))
     if balanced:
-        click.echo(f"balanced at {summary['target_n']} experiments per group; {iters} null iterations ({null_method}), "
-                   f"seed {run.seed}; p < .05: {summary['voxels_a_greater']} voxels A > B, "
-                   f"{summary['voxels_b_greater']} voxels B > A; wrote {out}")
+        click.echo(f"balanced at {count(summary['target_n'], 'experiment')} per group; "
+                   f"{count(iters, 'null iteration')} ({null_method}), seed {run.seed}; p < .05: "
+                   f"{count(summary['voxels_a_greater'], 'voxel')} A > B, {count(summary['voxels_b_greater'], 'voxel')} "
+                   f"B > A; wrote {out}")
         return
     if summary["distinct_splits"] < iters:
-        click.echo(f"note: only {summary['distinct_splits']:,} distinct splits of these experiments exist, fewer than "
-                   f"{iters} permutations: p values cannot go below about 1/{summary['distinct_splits']:,}")
+        click.echo(f"note: only {count(summary['distinct_splits'], 'distinct split')} of these experiments exist, "
+                   f"fewer than {count(iters, 'permutation')}: p values cannot go below about "
+                   f"1/{summary['distinct_splits']:,}")
     n_run = done.results[""].params["subtraction"]["n_iters"]
-    click.echo(f"{n_run} permutations, seed {run.seed}; {summary['voxels_p001']} voxels at uncorrected p < .001 "
-               f"(smallest p possible: {1 / n_run:.2g}); {summary['n_clusters']} clusters at FWE p < 0.05 "
+    click.echo(f"{count(n_run, 'permutation')}, seed {run.seed}; {count(summary['voxels_p001'], 'voxel')} at "
+               f"uncorrected p < .001 (smallest p possible: {1 / n_run:.2g}); {count(summary['n_clusters'], 'cluster')} "
+               "at FWE p < 0.05 "
                f"({'voxel' if vfwe_only else 'cluster-size'} level, clusters.tsv); wrote {out}")
 
 
@@ -229,9 +238,9 @@ def conjunction_command(dir_a, dir_b, out, overwrite, map_name):
     check_out(out, overwrite)
     output, rec = run_conjunction(dir_a, dir_b, map_name=map_name or DEFAULT_CONJUNCTION_MAP)
     write_output(output, out, overwrite)
-    dice = "n/a" if rec["dice"] is None else f"{rec['dice']:.3f}"
-    click.echo(f"{rec['voxels_a']} and {rec['voxels_b']} significant voxels, {rec['voxels_both']} in both "
-               f"(Dice {dice}); {rec['clusters']} conjunction clusters; wrote {out}")
+    dice = "n/a" if rec["dice"] is None else decimals(rec["dice"], 2)
+    click.echo(f"significant voxels: {rec['voxels_a']:,} in A, {rec['voxels_b']:,} in B, {rec['voxels_both']:,} in "
+               f"both (Dice {dice}); {count(rec['clusters'], 'conjunction cluster')}; wrote {out}")
 
 
 # --- diagnose: robustness of the clusters of a results folder -------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from neurochange.cli._common import cli, out_options
+from neurochange.report.numbers import count, plural
 
 # --- data: fetch, verify and locate the public databases ---
 
@@ -25,7 +26,13 @@ def data_fetch(which):
     else from the files' public homes. Every file is checked against its SHA-256.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
 
     from neurochange.sources import download
 
@@ -56,7 +63,7 @@ def data_fetch(which):
     if failure is not None:
         raise failure
     where = download.mirror_dir()
-    click.echo(f"{len(fetched)} files verified in {download.data_dir()}"
+    click.echo(f"{count(len(fetched), 'file')} verified in {download.data_dir()}"
                + (f" (mirror: {where})" if where is not None else ""))
 
 
@@ -97,12 +104,12 @@ def convert(source, target, overwrite, tal_transform):
     for note in studyset.provenance.get("notes", []) + summary["notes"]:
         click.echo(f"note: {note}")
     if summary["foci_out_of_bounds"]:
-        click.echo(f"left out {summary['foci_out_of_bounds']} foci beyond +-128 mm")
+        click.echo(f"left out {count(summary['foci_out_of_bounds'], 'focus', 'foci')} beyond +-128 mm")
     if summary["experiments_left_out"]:
-        click.echo(f"left out {len(summary['experiments_left_out'])} experiments without foci "
+        click.echo(f"left out {count(len(summary['experiments_left_out']), 'experiment')} without foci "
                    f"({summary['format']} cannot hold them)")
-    click.echo(f"wrote {target} ({summary['format']}): {summary['experiments']} experiments, "
-               f"{summary['foci']} foci")
+    click.echo(f"wrote {target} ({summary['format']}): {count(summary['experiments'], 'experiment')}, "
+               f"{count(summary['foci'], 'focus', 'foci')}")
 
 
 # --- corpus: databases and imported files in one DuckDB store ---
@@ -114,9 +121,11 @@ def _db_option(func):
 
 
 def _source_line(report: dict) -> str:
-    return (f"{report['source']:<12} {report['status']:<10} {report['studies']:>7,} studies "
-            f"{report['experiments']:>7,} experiments {report['foci']:>9,} foci "
-            f"({report['foci_out_of_bounds']:,} beyond +-128 mm, {report['foci_duplicate']:,} duplicates)")
+    return (f"{report['source']:<12} {report['status']:<10} {report['studies']:>7,} "
+            f"{plural(report['studies'], 'study', 'studies'):<7} {report['experiments']:>7,} "
+            f"{plural(report['experiments'], 'experiment'):<11} {report['foci']:>9,} "
+            f"{plural(report['foci'], 'focus', 'foci'):<5} ({report['foci_out_of_bounds']:,} beyond +-128 mm, "
+            f"{count(report['foci_duplicate'], 'duplicate')})")
 
 
 @cli.group("corpus")
@@ -148,8 +157,9 @@ def corpus_build(db, source, tal_transform):
     for report in reports:
         click.echo(_source_line(report))
     click.echo(_tag_line(tagging))
-    click.echo(f"corpus {info['db']}: {info['studies']:,} studies ({info['studies_in_both_databases']:,} in both "
-               f"databases), {info['experiments']:,} experiments, {info['foci']:,} foci")
+    click.echo(f"corpus {info['db']}: {count(info['studies'], 'study', 'studies')} "
+               f"({info['studies_in_both_databases']:,} in both databases), {count(info['experiments'], 'experiment')}, "
+               f"{count(info['foci'], 'focus', 'foci')}")
 
 
 @corpus_group.command("import")
@@ -209,14 +219,14 @@ def corpus_query(text, db, out, overwrite, source, drop_duplicates):
         studyset = corpus.query(text, source=source, drop_duplicates=drop_duplicates)
     flow = studyset.provenance["flow"][-1]
     by_source = ", ".join(f"{n:,} from {s}" for s, n in flow["by_source"].items())
-    click.echo(f"{flow['studies']:,} studies, {flow['experiments']:,} experiments"
-               + (f" ({by_source})" if by_source else "") + f", {flow['foci']:,} foci")
+    click.echo(f"{count(flow['studies'], 'study', 'studies')}, {count(flow['experiments'], 'experiment')}"
+               + (f" ({by_source})" if by_source else "") + f", {count(flow['foci'], 'focus', 'foci')}")
     for note in studyset.provenance["notes"]:
         click.echo(f"note: {note}")
     if out is not None:
         summary = write_studyset(studyset, out)
-        click.echo(f"wrote {out} ({summary['format']}): {summary['experiments']:,} experiments, "
-                   f"{summary['foci']:,} foci")
+        click.echo(f"wrote {out} ({summary['format']}): {count(summary['experiments'], 'experiment')}, "
+                   f"{count(summary['foci'], 'focus', 'foci')}")
 
 
 @corpus_group.command("info")
@@ -230,11 +240,12 @@ def corpus_info(db):
     click.echo(f"corpus {info['db']}")
     for source, counts in info["sources"].items():
         click.echo(_source_line({"source": source, "status": counts["kind"], **counts}))
-    click.echo(f"total        {info['studies']:,} studies ({info['studies_in_both_databases']:,} in both databases, "
-               f"{info['studies_in_several_sources']:,} in several sources), {info['experiments']:,} experiments, "
-               f"{info['foci']:,} foci; {info['terms']:,} terms, {info['term_counts']:,} term counts")
+    click.echo(f"total        {count(info['studies'], 'study', 'studies')} ({info['studies_in_both_databases']:,} in "
+               f"both databases, {info['studies_in_several_sources']:,} in several sources), "
+               f"{count(info['experiments'], 'experiment')}, {count(info['foci'], 'focus', 'foci')}; "
+               f"{count(info['terms'], 'term')}, {count(info['term_counts'], 'term count')}")
     tagging = info.get("tagging") or {}
-    click.echo(f"tags         {tagging['studies']:,} studies tagged by rules {tagging['rules_version']} "
+    click.echo(f"tags         {count(tagging['studies'], 'study', 'studies')} tagged by rules {tagging['rules_version']} "
                f"({tagging['rules_file']}, sha256 {tagging['rules_sha256'][:12]})" if tagging else
                "tags         none yet: run `neurochange corpus tag`")
 
@@ -244,7 +255,8 @@ def corpus_info(db):
 
 def _tag_line(report: dict) -> str:
     counts = ", ".join(f"{n:,} {m}" for m, n in sorted(report["modality"].items(), key=lambda kv: -kv[1]))
-    return f"tags         {report['status']:<10} {report['studies']:>7,} studies, rules {report['version']} ({counts})"
+    return (f"tags         {report['status']:<10} {report['studies']:>7,} {plural(report['studies'], 'study', 'studies')}, "
+            f"rules {report['version']} ({counts})")
 
 
 @corpus_group.command("tag")
@@ -296,12 +308,15 @@ def select_command(text, out, overwrite, db, curation, source, drop_duplicates):
     with Corpus(db, read_only=True) as corpus:
         selection = select(corpus, text, source=source, curation=curation, drop_duplicates=drop_duplicates)
     flow = selection.flow
-    click.echo(f"identified {flow['identified']['experiments']:,} records of {flow['identified']['studies']:,} "
-               f"studies; screened {flow['screened']['studies']:,} studies")
+    click.echo(f"identified {count(flow['identified']['experiments'], 'record')} of "
+               f"{count(flow['identified']['studies'], 'study', 'studies')}; screened "
+               f"{count(flow['screened']['studies'], 'study', 'studies')}")
     for step in flow["excluded"]:
-        click.echo(f"  excluded {step['studies']:>7,} studies: {step['criterion']}")
+        click.echo(f"  excluded {step['studies']:>7,} {plural(step['studies'], 'study', 'studies')}: "
+                   f"{step['criterion']}")
     summary = write_selection(selection, out, overwrite)
-    click.echo(f"included {flow['included']['studies']:,} studies, {flow['included']['experiments']:,} experiments, "
-               f"{summary['foci']:,} foci; wrote {out}")
+    click.echo(f"included {count(flow['included']['studies'], 'study', 'studies')}, "
+               f"{count(flow['included']['experiments'], 'experiment')}, {count(summary['foci'], 'focus', 'foci')}; "
+               f"wrote {out}")
 
 

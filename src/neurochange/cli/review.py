@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+import functools
 from pathlib import Path
 
 import click
 
-from neurochange.cli._common import cli, out_options
+from neurochange.cli._common import TaskProgress, cli, out_options, stop_reason
 
 
 @cli.command("review")
@@ -28,28 +28,27 @@ def review_command(spec, out, overwrite, iters, seed, cores, no_report):
     models) on the Neurosynth + NeuroQuery corpus, built on first use. The spec's fields:
     docs/review.md; examples: examples/*.toml.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from neurochange.report.context import verdict_label
+    from neurochange.report.numbers import count
     from neurochange.workflows.review import run_review
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not sys.stderr.isatty()) as bar:
-        tasks = {}
-
-        def progress(name, done, total):
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done, total=total)
-
+    with TaskProgress(functools.cache(lambda: stop_reason(_early_stop(spec)))) as bar:
         summary = run_review(spec, out, n_iters=iters, seed=seed, n_cores=cores, overwrite=overwrite,
-                             report=not no_report, progress=progress,
-                             log=lambda message: bar.console.print(message, markup=False, highlight=False))
+                             report=not no_report, progress=bar, log=bar.log)
     for g in summary["groups"]:
         flag = " (underpowered)" if g["underpowered"] else ""
-        click.echo(f"{g['name']}: {g['n_experiments']} experiments{flag}, {g['n_clusters']} clusters")
+        click.echo(f"{g['name']}: {count(g['n_experiments'], 'experiment')}{flag}, "
+                   f"{count(g['n_clusters'], 'cluster')}")
     for m in summary["models"]:
-        click.echo(f"model {m['name']} on {m['group']}: {m['verdict']} ({m['basis']})")
+        click.echo(f"model {m['name']} on {m['group']}: {verdict_label(m)}")
     click.echo(f"seed {summary['seed']}; wrote {out}" + ("" if no_report else f" (open {Path(out) / 'report.html'})"))
+
+
+def _early_stop(spec) -> float | None:
+    """The spec's early-stopping precision (None: off), read when a run stops early."""
+    from neurochange.workflows.spec import default_spec, load_spec
+
+    return (default_spec()[0] if spec is None else load_spec(spec)).analysis.early_stop
 
 
 # --- atlases and models: what labels clusters, what the models predict ---
@@ -71,7 +70,11 @@ def atlases_command():
 @click.argument("model_file", required=False, type=click.Path(dir_okay=False))
 def models_command(model_file):
     """List the built-in neural models, or check MODEL_FILE (TOML) and show its regions."""
-    from neurochange.hypotheses.models import builtin_models, load_model, region_definition
+    from neurochange.hypotheses.models import (
+        builtin_models,
+        load_model,
+        region_definition,
+    )
 
     models = [load_model(model_file)] if model_file else list(builtin_models().values())
     for model in models:

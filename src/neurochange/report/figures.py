@@ -29,6 +29,10 @@ VOXEL_LOGP = "logp_level-voxel_corr-FWE_method-montecarlo"
 DIFF = "group1MinusGroup2"
 #: Colours of the overlap map: A only, B only, both (colour-blind safe, Okabe-Ito).
 OVERLAP_COLOURS = ("#0072B2", "#E69F00", "#CC0033")
+#: Colour maps of one-direction maps: convergence and increases warm, decreases cool.
+COLOURS = {"increase": "YlOrRd", "decrease": "Blues"}
+#: The diverging colour map of signed maps (decreases negative, cool; increases positive, warm).
+SIGNED_CMAP = "cold_hot"
 DPI = 110
 STYLE = {
     "font.family": "DejaVu Sans",
@@ -92,15 +96,19 @@ def _empty_panel(fig: Figure, rect, message: str) -> None:
              color="#444444", fontweight="bold")
 
 
-def _map_panels(fig: Figure, img: nib.Nifti1Image, cuts: list[float], *, signed: bool, label: str) -> None:
-    """Glass brain (top) and axial slices on the MNI template (bottom) of a thresholded map."""
+def _map_panels(fig: Figure, img: nib.Nifti1Image, cuts: list[float], *, signed: bool, label: str,
+                cmap: str | None = None) -> None:
+    """Glass brain (top) and axial slices on the MNI template (bottom) of a thresholded map.
+
+    ``signed``: a diverging colour map (negative cool, positive warm), else ``cmap`` (default warm).
+    """
     from nilearn.plotting import plot_glass_brain, plot_stat_map
 
     data = np.asarray(img.dataobj, dtype=np.float64)
     nonzero = np.abs(data[data != 0])
     vmax = float(np.ceil(nonzero.max() * 10) / 10)
     threshold = float(nonzero.min()) * 0.999
-    cmap = "cold_hot" if signed else "YlOrRd"
+    cmap = SIGNED_CMAP if signed else cmap or COLOURS["increase"]
     ax = fig.add_axes((0.0, 0.47, 1.0, 0.42))
     plot_glass_brain(img, display_mode="lyrz", figure=fig, axes=ax, colorbar=True, plot_abs=not signed,
                      threshold=threshold, vmax=vmax, vmin=-vmax if signed else 0, cmap=cmap, alpha=0.75,
@@ -112,14 +120,14 @@ def _map_panels(fig: Figure, img: nib.Nifti1Image, cuts: list[float], *, signed:
     fig.text(0.01, 0.455, label, fontsize=8, color="#444444", va="bottom")
 
 
-def _write_map_figure(img, cuts, out, title, label, *, signed, empty_message) -> Path:
+def _write_map_figure(img, cuts, out, title, label, *, signed, empty_message, cmap=None) -> Path:
     with matplotlib.rc_context(STYLE):
         fig = _figure(10, 5.4)
         fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
         if img is None or not _nonzero(img):
             _empty_panel(fig, (0.0, 0.35, 1.0, 0.5), empty_message)
         else:
-            _map_panels(fig, img, cuts, signed=signed, label=label)
+            _map_panels(fig, img, cuts, signed=signed, label=label, cmap=cmap)
         return _save(fig, out)
 
 
@@ -145,6 +153,24 @@ def analysis_map(folder: str | Path) -> tuple[Path | None, str]:
     return None, "no FWE-corrected map in this folder"
 
 
+def analysis_sources(folder: str | Path) -> list[Path]:
+    """The NIfTI files a figure of an analysis folder shows: the thresholded map, else the voxel-level FWE z
+    and -log10 p maps it is drawn from."""
+    folder = Path(folder)
+    path, _ = analysis_map(folder)
+    if path is None:
+        return []
+    return [path] if "_thresh-" in path.name else [path, folder / f"{VOXEL_LOGP}.nii.gz"]
+
+
+def direction_of(folder: str | Path) -> str | None:
+    """``increase`` or ``decrease`` for a signed analysis folder (``<group>_dir-<direction>_est-...``)."""
+    for direction in COLOURS:
+        if f"_dir-{direction}_" in Path(folder).name:
+            return direction
+    return None
+
+
 def _voxel_fwe_img(folder: Path) -> nib.Nifti1Image:
     z = nib.load(folder / f"{VOXEL_Z}.nii.gz")
     logp = np.asarray(nib.load(folder / f"{VOXEL_LOGP}.nii.gz").dataobj)
@@ -156,16 +182,53 @@ def analysis_figure(folder: str | Path, title: str) -> Path:
     """Write ``folder/figure.png``: glass brain and axial slices of the FWE-corrected map of one analysis.
 
     Shows the cluster-FWE thresholded z map, else voxel-level FWE z (p < .05); when no voxel
-    survives, an empty glass brain that says so. Returns the PNG's path.
+    survives, an empty glass brain that says so. A decrease folder (``_dir-decrease_``) is drawn in
+    cool colours, every other in warm ones. Returns the PNG's path.
     """
     folder = Path(folder)
-    path, label = analysis_map(folder)
-    img = None
-    if path is not None:
-        img = nib.load(path) if "_thresh-" in path.name else _voxel_fwe_img(folder)
+    img, label = _analysis_img(folder)
     cuts = _peak_cuts(folder, img) if img is not None and _nonzero(img) else []
     return _write_map_figure(img, cuts, folder / "figure.png", title, label, signed=False,
-                             empty_message="No significant cluster (FWE-corrected)")
+                             empty_message="No significant cluster (FWE-corrected)",
+                             cmap=COLOURS.get(direction_of(folder) or "increase"))
+
+
+def _analysis_img(folder: Path) -> tuple[nib.Nifti1Image | None, str]:
+    """The map :func:`analysis_map` names, as an image (voxel-level FWE z masked at p < .05), and its sentence."""
+    path, label = analysis_map(folder)
+    if path is None:
+        return None, label
+    return (nib.load(path) if "_thresh-" in path.name else _voxel_fwe_img(folder)), label
+
+
+def signed_map(increase: str | Path | None, decrease: str | Path | None) -> tuple[nib.Nifti1Image | None, int]:
+    """One signed map of a group's increase and decrease folders: z of increases (positive) and minus z of
+    decreases (negative), each where its own analysis is significant; a voxel significant in both shows the
+    larger z. Returns the map and how many voxels are significant in both directions."""
+    imgs = {d: _analysis_img(Path(f))[0] if f is not None else None for d, f in (("increase", increase),
+                                                                                   ("decrease", decrease))}
+    ref = imgs["increase"] or imgs["decrease"]
+    if ref is None:
+        return None, 0
+    up, down = (np.abs(np.asarray(imgs[d].dataobj, dtype=np.float32)) if imgs[d] is not None
+                else np.zeros(ref.shape, np.float32) for d in ("increase", "decrease"))
+    data = np.where(up >= down, up, -down).astype(np.float32)
+    return nib.Nifti1Image(data, ref.affine), int(((up > 0) & (down > 0)).sum())
+
+
+def signed_figure(increase: str | Path | None, decrease: str | Path | None, out: str | Path, title: str) -> Path:
+    """Write ``out`` (PNG): a group's increases (warm) and decreases (cool) on one diverging colour map, z where
+    each direction's analysis is FWE-significant; axial slices at the peaks of both."""
+    img, _ = signed_map(increase, decrease)
+    cuts: list[float] = []
+    if img is not None and _nonzero(img):
+        for folder in (f for f in (increase, decrease) if f is not None):
+            cuts += [c for c in _peak_cuts(Path(folder), img) if all(abs(c - k) >= 6 for k in cuts)]
+        cuts = sorted(cuts[:6])
+    label = "z of increases (warm, positive) and decreases (cool, negative), each where its own analysis is " \
+            "FWE-significant"
+    return _write_map_figure(img, cuts, Path(out), title, label, signed=True,
+                             empty_message="No significant increase or decrease (FWE-corrected)")
 
 
 def contrast_map(folder: str | Path, p: float = 0.05) -> tuple[nib.Nifti1Image | None, str]:
@@ -179,13 +242,27 @@ def contrast_map(folder: str | Path, p: float = 0.05) -> tuple[nib.Nifti1Image |
     if not z_path.is_file():
         return None, f"no z_desc-{DIFF} map in this folder"
     z = nib.load(z_path)
+    p_path, what = _contrast_p_map(folder)
+    if p_path is None:
+        return None, "no FWE-corrected p map in this folder"
+    data = np.where(np.asarray(nib.load(p_path).dataobj) < p, np.asarray(z.dataobj), 0).astype(np.float32)
+    return nib.Nifti1Image(data, z.affine), f"z (A minus B) where {what} p < {p:g} (label permutation)"
+
+
+def _contrast_p_map(folder: Path) -> tuple[Path | None, str]:
+    """The FWE p map a contrast figure thresholds: cluster-size FWE when the folder has it, else voxel-level."""
     for name, what in ((f"p_desc-{DIFF}Size_level-cluster_corr-FWE_method-montecarlo", "cluster-size FWE"),
                        (f"p_desc-{DIFF}_level-voxel_corr-FWE_method-montecarlo", "voxel-level FWE")):
-        p_path = folder / f"{name}.nii.gz"
-        if p_path.is_file():
-            data = np.where(np.asarray(nib.load(p_path).dataobj) < p, np.asarray(z.dataobj), 0).astype(np.float32)
-            return nib.Nifti1Image(data, z.affine), f"z (A minus B) where {what} p < {p:g} (label permutation)"
-    return None, "no FWE-corrected p map in this folder"
+        if (folder / f"{name}.nii.gz").is_file():
+            return folder / f"{name}.nii.gz", what
+    return None, ""
+
+
+def contrast_sources(folder: str | Path) -> list[Path]:
+    """The NIfTI files a contrast figure shows: the difference z map and the FWE p map that thresholds it."""
+    folder = Path(folder)
+    p_path, _ = _contrast_p_map(folder)
+    return [path for path in (folder / f"z_desc-{DIFF}.nii.gz", p_path) if path is not None and path.is_file()]
 
 
 def contrast_figure(folder: str | Path, title: str, p: float = 0.05) -> Path:

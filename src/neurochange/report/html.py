@@ -16,10 +16,11 @@ import re
 import struct
 import tomllib
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 
-from neurochange.report import figures
+from neurochange.report import figures, numbers
 from neurochange.report.context import report_resource, review_context
 from neurochange.results.outdir import atomic_file
 from neurochange.sources import references
@@ -28,27 +29,39 @@ REPORT_NAME = "report.html"
 FLOW_FIGURE = "flow.png"
 
 
-def _image(path: Path, caption: str, alt: str) -> dict:
-    """An inline image for the template: base64 data, pixel size (from the PNG header), caption."""
+#: The figure of a group's increases and decreases, drawn into its main folder.
+SIGNED_FIGURE = "figure_signed.png"
+PANELS = "Glass brain (top) and axial slices on the MNI152 template (bottom); L = left."
+
+
+def _image(path: Path, caption: str, alt: str, out: Path, maps=()) -> dict:
+    """An inline image for the template: base64 data, pixel size (from the PNG header), caption, and links to
+    the NIfTI ``maps`` it shows (relative to the results folder ``out``)."""
     data = Path(path).read_bytes()
     width, height = struct.unpack(">II", data[16:24])
+    links = [{"text": Path(m).relative_to(out).as_posix(), "href": quote(Path(m).relative_to(out).as_posix())}
+             for m in maps]
     return {"data": base64.b64encode(data).decode("ascii"), "width": width, "height": height,
-            "caption": caption, "alt": alt}
+            "caption": caption, "alt": alt, "links": links}
 
 
 def draw_figures(ctx: dict, out: Path) -> None:
-    """Attach every figure of the report to ``ctx``: flow.png (drawn) and each analysis folder's figure.png
-    (drawn when the analysis did not write one)."""
+    """Attach every figure of the report to ``ctx``: flow.png (drawn), each analysis folder's figure.png
+    (drawn when the analysis did not write one) and, per signed group, its increases and decreases on one
+    diverging colour map (``figure_signed.png`` in the group's folder)."""
     labels = {g["name"]: g["label"] for g in ctx["groups"]}
     path = figures.flow_figure(out / ctx["review"]["flow"], out / FLOW_FIGURE, labels=labels)
     ctx["flow_figure"] = _image(path, "Study flow (PRISMA-style): records identified, removed, screened, "
-                                      "excluded by criterion, included, and experiments per group.", "study flow")
+                                      "excluded by criterion, included, and experiments per group.", "study flow", out)
     for g in ctx["groups"]:
-        for a in [g["main"], *g["signed_analyses"]] if g["main"] else []:
+        if g["main"]:
+            a = g["main"]
             path = _drawn(a["folder"] / "figure.png", lambda a=a: figures.analysis_figure(a["folder"], a["title"]))
             _, what = figures.analysis_map(a["folder"])
-            a["figure"] = _image(path, f"{a['title']}: {what}. Glass brain (top) and axial slices on the MNI152 "
-                                       "template (bottom); L = left.", a["title"])
+            a["figure"] = _image(path, f"{a['title']}: {what}. {PANELS}", a["title"], out,
+                                 figures.analysis_sources(a["folder"]))
+        if g["signed_analyses"]:
+            g["signed_figure"] = _signed_image(g, out, ctx["settings"].get("cluster_p") or 0.05)
     for c in ctx["comparisons"]:
         if c["folder"] is None:
             continue
@@ -56,8 +69,9 @@ def draw_figures(ctx: dict, out: Path) -> None:
             p = float(ctx["settings"].get("cluster_p") or 0.05)
             path = _drawn(c["folder"] / "figure.png", lambda c=c, p=p: figures.contrast_figure(c["folder"], c["title"], p))
             _, what = figures.contrast_map(c["folder"], p)
-            caption = f"{c['title']}: {what}; red: {c['label_a']} > {c['label_b']}, blue: {c['label_b']} > " \
+            caption = f"{c['title']}: {what}; warm: {c['label_a']} > {c['label_b']}, cool: {c['label_b']} > " \
                       f"{c['label_a']}."
+            maps = figures.contrast_sources(c["folder"])
         else:
             if len(c["maps"]) != 2:
                 raise_missing(c)
@@ -67,7 +81,24 @@ def draw_figures(ctx: dict, out: Path) -> None:
             caption = f"{c['title']}: significant voxels of {map_a.name.removesuffix('.nii.gz')} in " \
                       f"{c['label_a']} only, {c['label_b']} only, or both (the glass brain shows, along each line of " \
                       f"sight, both over {c['label_b']} only over {c['label_a']} only; the slices show every voxel)."
-        c["figure"] = _image(path, caption, c["title"])
+            maps = [m for m in (map_a, map_b, *sorted(c["folder"].glob("z_desc-conjunction*.nii.gz"))) if m.is_file()]
+        c["figure"] = _image(path, caption, c["title"], out, maps)
+
+
+def _signed_image(group: dict, out: Path, cluster_p: float) -> dict:
+    """The figure of a signed group: increases warm, decreases cool, on one diverging colour map."""
+    folders = {a["direction"]: a["folder"] for a in group["signed_analyses"]}
+    title = group["signed_title"]
+    path = _drawn(group["main"]["folder"] / SIGNED_FIGURE, lambda: figures.signed_figure(
+        folders.get("increase"), folders.get("decrease"), group["main"]["folder"] / SIGNED_FIGURE, title))
+    _, n_both = figures.signed_map(folders.get("increase"), folders.get("decrease"))
+    shown = " and ".join(f"{d}s" for d in folders)
+    caption = (f"{title}: z of {shown} where each direction's own analysis is FWE-significant (clusters with "
+               f"FWE p < {numbers.threshold(cluster_p)}); increases warm (positive), decreases cool (negative)"
+               + (f"; {numbers.count(n_both, 'voxel')} significant in both directions show the larger z" if n_both
+                  else "") + f". {PANELS}")
+    maps = [m for f in folders.values() for m in figures.analysis_sources(f)]
+    return _image(path, caption, title, out, maps)
 
 
 def _drawn(path: Path, draw) -> Path:
@@ -116,16 +147,62 @@ class Citations:
         return "; ".join(f"{p[0]}, {', '.join(p[1:])}" for p in parts)
 
 
+#: Databases whose experiments are whole papers (all tables pooled), by their source name in studies.tsv.
+DATABASES = {"neurosynth": "Neurosynth", "neuroquery": "NeuroQuery"}
+#: Number formats the templates use as filters: ``{{ n | integer }}``, ``{{ n | count("study", "studies") }}``.
+FILTERS = {"integer": numbers.integer, "count": numbers.count, "percent": numbers.percent,
+           "threshold": numbers.threshold, "share": lambda v: numbers.decimals(v, 2),
+           "mm": lambda v: numbers.decimals(v, 2)}
+
+
+def _databases(studies) -> dict:
+    """How many included experiments came from each database (whole papers with pooled tables)."""
+    if "source" not in studies:
+        return {}
+    counts = studies["source"].value_counts()
+    return {name: int(counts[key]) for key, name in DATABASES.items() if key in counts}
+
+
+def _runs(ctx: dict) -> list[dict]:
+    """Every Monte Carlo run of the review (groups, signed analyses, contrasts): label, iterations, stop."""
+    runs = []
+    for g in ctx["groups"]:
+        for a in [g["main"], *g["signed_analyses"]] if g["main"] else []:
+            if a["run"]:
+                runs.append({"label": g["label"] + (f", {a['direction']}s" if a.get("direction") else ""), **a["run"]})
+    for c in ctx["comparisons"]:
+        if c.get("run"):
+            runs.append({"label": c["title"], "unit": "permutation", **c["run"]})
+    return runs
+
+
+def _verdict_rules(models: list[dict]) -> dict | None:
+    """The verdict thresholds (shares, alpha) when every tested model uses the same ones, else None."""
+    keys = ("supported_share", "partly_share", "contradicted_share", "alpha")
+    found = {tuple(m.get("summary", {}).get(k) for k in keys) for m in models if m.get("summary", {}).get("alpha")}
+    return dict(zip(keys, found.pop())) if len(found) == 1 else None
+
+
 def methods_text(ctx: dict, cite: Citations) -> list[str]:
     """The methods paragraphs (plain text) from ``methods.txt.j2`` and the folder's settings."""
     review = ctx["review"]
     env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+    env.filters.update(FILTERS)
     template = env.from_string(report_resource("methods.txt.j2").read_text(encoding="utf-8"))
     model_refs = list(dict.fromkeys(k for m in review.get("models", []) for k in m.get("references", [])))
     atlas_refs = list(dict.fromkeys(k for a in review.get("atlases", []) for k in atlas_keys(a)))
     analysed = [g for g in ctx["groups"] if g["main"]]
     run = [c for c in ctx["comparisons"] if c["folder"] is not None]
+    tested = [m for m in review.get("models", []) if m.get("table")]
     text = template.render(
+        runs=_runs(ctx),
+        databases=_databases(ctx["studies_frame"]),
+        n_included=len(ctx["studies_frame"]),
+        unsigned_groups=[g["label"] for g in analysed if not g.get("signed")],
+        verdict_rules=_verdict_rules(tested),
+        model_iters=sorted({m["n_null"] for m in ctx["models"] if m.get("n_null")}),
+        specificity=[m["specificity"] for m in review.get("models", []) if m.get("specificity")],
+        model_comparisons=review.get("model_comparisons") or [],
         settings=_Attr(ctx["settings"]),
         flow=ctx["flow"],
         coordinates=review.get("coordinates"),
@@ -181,8 +258,10 @@ def _environment() -> jinja2.Environment:
             return None
         return source.read_text(encoding="utf-8"), None, lambda: True
 
-    return jinja2.Environment(loader=jinja2.FunctionLoader(load), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(load), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(FILTERS)
+    return env
 
 
 def sections(ctx: dict) -> list[dict]:
