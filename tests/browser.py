@@ -31,20 +31,21 @@ def chromium_images(report: Path, tmp: Path) -> tuple[int, int]:
 
 
 #: Measures, once the page has loaded, every element that scrolls sideways: the page itself and each
-#: cluster table with its ancestors (scrollWidth beyond clientWidth). Writes JSON into ``data-overflow``.
+#: table with its ancestors (scrollWidth beyond clientWidth). Writes JSON into ``data-overflow``.
 OVERFLOW_SCRIPT = """
 <script>
 window.addEventListener("load", function () {
-  var found = [], root = document.documentElement, tables = document.querySelectorAll("table.clusters");
+  var found = [], root = document.documentElement, tables = document.querySelectorAll("table");
   if (root.scrollWidth > root.clientWidth) { found.push("page " + root.scrollWidth + " > " + root.clientWidth); }
   tables.forEach(function (t, i) {
     for (var el = t; el && el !== document.body; el = el.parentElement) {
       if (el.scrollWidth > el.clientWidth) {
-        found.push("table " + i + " " + el.tagName + "." + el.className + " " + el.scrollWidth + " > " + el.clientWidth);
+        found.push("table " + i + " (" + t.className + ") " + el.tagName + "." + el.className + " " +
+                   el.scrollWidth + " > " + el.clientWidth);
       }
     }
   });
-  document.body.setAttribute("data-cluster-tables", String(tables.length));
+  document.body.setAttribute("data-cluster-tables", String(document.querySelectorAll("table.clusters").length));
   document.body.setAttribute("data-viewport", String(window.innerWidth));
   document.body.setAttribute("data-overflow", JSON.stringify(found));
 });
@@ -54,7 +55,8 @@ window.addEventListener("load", function () {
 
 def horizontal_overflow(report: Path, tmp: Path, width: int = 1280) -> dict:
     """Open a copy of ``report`` at ``width`` px with :data:`OVERFLOW_SCRIPT` added; return the viewport width,
-    the number of cluster tables and what scrolls sideways (a list of descriptions, empty when nothing does)."""
+    the number of cluster tables and what scrolls sideways, the page or any table (a list of descriptions, empty
+    when nothing does)."""
     import html
     import json
 

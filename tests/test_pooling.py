@@ -79,7 +79,7 @@ def test_ale_command_pools_by_default_and_says_so(tmp_path):
     res = runner.invoke(cli, ["ale", str(tmp_path / "two_contrasts.tsv"), "--out", str(tmp_path / "pooled"),
                               "--iters", "20", "--seed", "1", "--vfwe-only"])
     assert res.exit_code == 0, res.output
-    assert "pooled the contrasts of 1 studies" in res.output and "2 experiments, 4 foci" in res.output
+    assert "pooled the contrasts of 1 study into" in res.output and "2 experiments, 4 foci" in res.output
     record = __import__("json").loads((tmp_path / "pooled" / "provenance.json").read_text())
     assert record["pooled"][0]["pooled"] == ["s1-a", "s1-b"]
     kept = runner.invoke(cli, ["ale", str(tmp_path / "two_contrasts.tsv"), "--out", str(tmp_path / "kept"),

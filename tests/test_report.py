@@ -18,7 +18,9 @@ import html as html_module
 import json
 import re
 import shutil
+import tomllib
 from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 
 import nibabel as nib
@@ -442,6 +444,19 @@ def test_verdicts_legend_specificity_and_comparisons(review_folder):
     cells = {_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", regions)}
     assert {"< 0.0005", "0.012", "0.46", "0.0015", "0.025", "0.0123", "0.000988", "1,520"} <= cells
     assert "Each region's p comes from 2,000 simulations." in section
+    # every number of the regions table is the TSV's at the printed precision
+    headings = {v: k for k, v in tomllib.loads(
+        (resources.files("neurochange") / "resources" / "report" / "columns.toml").read_text())["model_regions"].items()}
+    tsv = pd.read_csv(review_folder / "models" / "pain_matrix_pain.tsv", sep="\t", dtype=str)
+    header = [_text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", regions)]
+    rows = [[_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
+            for tr in re.findall(r'<tbody class="row[^"]*"><tr>(.*?)</tr>', regions, flags=re.DOTALL)]
+    assert len(rows) == len(tsv)
+    for row, (_, want) in zip(rows, tsv.iterrows()):
+        for name, shown in zip(header, row):
+            column = headings.get(name, name.lower().replace(" ", "_"))
+            if re.fullmatch(r"[<≤]? ?-?[\d,]+(\.\d+)?", shown):
+                assert _agrees(shown, want[column], MODEL_ITERS), (column, shown, want[column])
     spec = {_text(k): _text(v) for k, v in re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>",
                                                 _section(html, "model-pain_matrix-pain"))}
     assert spec["Mean standardized convergence in the model's regions"] == "2.35"
@@ -576,7 +591,8 @@ def test_report_renders_in_headless_chromium(review_folder, tmp_path):
 
 
 def test_cluster_tables_fit_a_1280_px_window(review_folder, tmp_path):
-    """At 1280 px no cluster table, nor the page, scrolls sideways (labels and diagnostics fold under rows)."""
+    """At 1280 px no table (cluster tables above all), nor the page, scrolls sideways: labels, diagnostics and
+    long text fold under their rows."""
     found = horizontal_overflow(review_folder / "report.html", tmp_path, width=1280)
     html = (review_folder / "report.html").read_text()
     assert found["viewport"] == 1280

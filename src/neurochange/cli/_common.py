@@ -84,10 +84,10 @@ class TaskProgress:
     """Progress of named tasks, one after another, as ``progress(task, done, total)`` reports it.
 
     The bar of the running task shows on terminals only (stderr) and goes when the next task starts
-    or the work ends, so no line is printed twice. A task that ends with ``done < total`` (early
-    stopping; a task that never reported is not one) leaves one line, on terminals or not: ``rtms_depression: stopped at 3,000 of 10,000:
+    or the work ends, so no line is printed twice. A task that ends with ``0 < done < total`` (early
+    stopping) leaves one line, on terminals or not: ``rtms_depression: stopped at 3,000 of 10,000:
     FWE thresholds known within ±10 %``. ``reason()`` says why, asked only when a task stops early.
-    ``log(message)`` prints a line above the bar.
+    ``log(message)`` prints a line above the bar; it starts a new step, so it ends the tasks before it.
     """
 
     def __init__(self, reason=lambda: stop_reason(None)):
@@ -124,6 +124,12 @@ class TaskProgress:
         self.bar.update(entry[0], completed=done, total=total)
 
     def log(self, message: str) -> None:
+        """Print a line; a line says a new step begins, so the tasks before it have ended."""
+        for name in list(self.tasks):
+            self._finish(name)
+        self._print(message)
+
+    def _print(self, message: str) -> None:
         self.bar.console.print(message, markup=False, highlight=False)
 
     def _finish(self, name: str) -> None:
@@ -132,7 +138,7 @@ class TaskProgress:
         task_id, done, total = self.tasks.pop(name)
         self.bar.remove_task(task_id)
         if 0 < done < total:
-            self.log(f"{name}: stopped at {integer(done)} of {integer(total)}: {self.reason()}")
+            self._print(f"{name}: stopped at {integer(done)} of {integer(total)}: {self.reason()}")
 
 
 def with_progress(label: str, total: int, run, *args, precision: float | None = None, **kwargs):

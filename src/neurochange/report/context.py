@@ -105,7 +105,7 @@ def make_table(frame: pd.DataFrame, columns: list[str], headings: dict[str, str]
     def text(value, c):
         if isinstance(value, list) or value == "":
             return value
-        if kind[c] == "text" and ";" in value and " " not in value:  # a list in one cell: let it wrap
+        if kind[c] == "text" and isinstance(value, str) and ";" in value and " " not in value:  # a list: let it wrap
             return value.replace(";", "; ")
         return numbers.cell(value, kind[c], n_null)
 
@@ -344,7 +344,8 @@ def model_entry(out: Path, i: int, m: dict, labels: dict) -> dict:
             raise InputError(f"model table {m['table']} does not exist", file=str(out / "review.json"),
                              field=f"models[{i}].table")
         frame = read_tsv(path)
-        regions = make_table(frame, list(frame.columns), cols["model_regions"], n_null=n_null)
+        regions = make_table(frame, list(frame.columns), cols["model_regions"], n_null=n_null,
+                             classes=cols["model_regions_classes"], fold=cols["model_regions_fold"]["columns"])
     summary = m.get("summary", {})
     specificity = m.get("specificity")
     spec_rows = None
