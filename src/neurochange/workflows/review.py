@@ -38,6 +38,7 @@ from neurochange.inference.executors import resolve_seed
 from neurochange.meta.kernels import fwhm_from_sample_size
 from neurochange.results import provenance
 from neurochange.results.outdir import atomic_dir, check_out
+from neurochange.report.numbers import count
 from neurochange.results.write import Output, fill_folder, thresh_name
 from neurochange.space import mni_2mm
 from neurochange.studyset import StudySet
@@ -81,7 +82,7 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
         _check_comparisons(spec, spec_path, selections)
         models = _load_models(spec, spec_path)
         timings["select"] = time.perf_counter() - clock
-        log(f"selected {len(selections['_all'].table)} experiments; "
+        log(f"selected {count(len(selections['_all'].table), 'experiment')}; "
             + ", ".join(f"{g.name} {len(selections[g.name].studyset.experiments)}" for g in spec.groups))
 
         grid = mni_2mm()
@@ -288,11 +289,11 @@ def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int,
     est = settings.kernel.estimator
     estimator_label = {"ale": "ALE", "mkda": "MKDA", "kda": "KDA"}[est]
     if k < MIN_TO_RUN:
-        entry["note"] = f"not analysed: {k} experiment(s) with foci (at least {MIN_TO_RUN} needed)"
+        entry["note"] = f"not analysed: {count(k, 'experiment')} with foci (at least {MIN_TO_RUN} needed)"
         log(f"{g.name}: {entry['note']}")
         return entry, sets
     sets["all"] = studyset
-    log(f"{g.name}: {estimator_label} on {k} experiments ({entry['n_foci']} foci)")
+    log(f"{g.name}: {estimator_label} on {count(k, 'experiment')} ({count(entry['n_foci'], 'focus', 'foci')})")
     result = analyse(studyset, grid, settings.kernel, settings.inference, seed, n_cores, _task(progress, g.name))
     sets["results"] = {"all": result}
     entry["folder"] = f"{g.name}_est-{est}"
@@ -316,10 +317,10 @@ def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int,
             part = parts[d]
             n_d = 0 if part is None else int(part.experiments["experiment_id"].isin(set(part.foci["experiment_id"])).sum())
             if n_d < MIN_TO_RUN:
-                notes.append(f"{n_d} {d} experiment(s): no {d} map")
+                notes.append(f"{count(n_d, d + ' experiment')}: no {d} map")
                 continue
             folder = f"{g.name}_dir-{d}_est-{est}"
-            log(f"{g.name}: {estimator_label} on {n_d} {d} experiments")
+            log(f"{g.name}: {estimator_label} on {count(n_d, d + ' experiment')}")
             r = analyse(part, grid, settings.kernel, settings.inference, seed, n_cores, _task(progress, f"{g.name} ({d})"))
             sets["results"][d] = r
             _write_analysis(r, part, tmp / folder, f"{label}: {d}s", settings, seed, n_cores,
@@ -418,7 +419,8 @@ def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: Revi
     sets = {key: value for key, value in analysed[h.group].items() if key not in ("results", "convergence")}
     log(f"model {model.name} on {h.group}")
     test = test_model(model, sets, grid, fwhm=settings.kernel.fwhm, n_iters=settings.model_iters, seed=seed,
-                      n_cores=n_cores, progress=_task(progress, f"model {model.name}"), null_mask=settings.inference.null_mask)
+                      n_cores=n_cores, progress=_task(progress, f"model {model.name}"),
+                      null_mask=settings.inference.null_mask)
     stem = f"{model.name}_{h.group}"
     write_model_test(test, tmp / "models", stem)
     entry.update(verdict=test.verdict, verdict_label=verdict_label(test.verdict, test.basis), basis=test.basis,
@@ -505,10 +507,6 @@ def _summary(spec: ReviewSpec, settings: ReviewSettings, groups, comparisons, te
     }
 
 
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n:,} {word if n == 1 else plural or word + 's'}"
-
-
 def limitations(corpus, spec: ReviewSpec, selections: dict, groups: list[dict], coordinates: dict) -> list[str]:
     """The limitations a reader must meet beside the results, each computed from this run's inputs."""
     out = []
@@ -524,15 +522,15 @@ def limitations(corpus, spec: ReviewSpec, selections: dict, groups: list[dict], 
                    f"{first} to {last}; later studies are not included.")
     signed = int(experiments["direction"].isin(["increase", "decrease"]).sum())
     if signed == 0:
-        out.append(f"None of the {_plural(k, 'included experiment')} carries a direction (increase or decrease "
+        out.append(f"None of the {count(k, 'included experiment')} carries a direction (increase or decrease "
                    "after treatment): the maps show convergence of reported change in either direction, and no "
                    "predicted direction can be tested, so no model can be supported.")
     elif signed < k:
-        out.append(f"{_plural(signed, 'experiment')} of {k:,} {'carries' if signed == 1 else 'carry'} a "
+        out.append(f"{count(signed, 'experiment')} of {k:,} {'carries' if signed == 1 else 'carry'} a "
                    "direction; the others enter only the unsigned maps.")
     no_n = int(experiments["n"].isna().sum()) if "n" in experiments else k
     if no_n and spec.analysis.sample_size is not None:
-        out.append(f"{_plural(no_n, 'experiment')} of {k:,} {'has' if no_n == 1 else 'have'} no sample size: "
+        out.append(f"{count(no_n, 'experiment')} of {k:,} {'has' if no_n == 1 else 'have'} no sample size: "
                    f"every kernel assumes "
                    f"n = {spec.analysis.sample_size}, so larger and smaller studies weigh alike.")
     if coordinates["foci"]:
@@ -543,14 +541,15 @@ def limitations(corpus, spec: ReviewSpec, selections: dict, groups: list[dict], 
     left = selections["_all"].table[~selections["_all"].table["experiment_id"].isin(member)]
     if len(left):
         counts = left["imaging"].fillna("unknown").value_counts()
-        out.append(f"{_plural(len(left), 'selected experiment')} of {len(selections['_all'].table):,} "
+        out.append(f"{count(len(left), 'selected experiment')} of {len(selections['_all'].table):,} "
                    "are in no group (imaging: " + ", ".join(f"{v.replace('_', ' ')} {n}" for v, n in counts.items())
                    + "): functional and structural imaging are analysed apart, and experiments whose imaging "
                    "method is not told are left out.")
     weak = [g["label"] for g in groups if g.get("underpowered") and g.get("folder")]
     if weak:
-        out.append(f"{_plural(len(weak), 'group')} with fewer than {spec.analysis.min_experiments} experiments "
-                   f"{'is' if len(weak) == 1 else 'are'} underpowered for ALE (Eickhoff et al. 2016): " + "; ".join(weak) + ".")
+        out.append(f"{count(len(weak), 'group')} with fewer than {spec.analysis.min_experiments} experiments "
+                   f"{'is' if len(weak) == 1 else 'are'} underpowered for ALE (Eickhoff et al. 2016): "
+                   + "; ".join(weak) + ".")
     out.append("Studies were found by tagging rules reading titles and abstract term counts, not full texts; "
                "the tags are a screening aid (docs/tagging.md gives their measured precision), and a curation "
                "table is where a review confirms each included study, its direction and its sample size.")
