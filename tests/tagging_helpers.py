@@ -85,13 +85,19 @@ def review_modality(tags: pd.DataFrame) -> pd.Series:
 
 
 def review_scores(mirror: Path, split: str | None, rules=None, sample: str = "v3") -> pd.DataFrame:
-    """Precision and recall of the default review's selection per modality: ``sample`` (the labelled
-    studies as they are) and ``corpus`` (each stratum weighted by its corpus size over its sample size)."""
+    """Precision and recall of the default review's selection per modality (:func:`selection_scores`)."""
     lab = labels(sample)
     if split is not None:
         lab = lab[lab["split"] == split]
     got = predict(mirror, rules, sample).set_index("study_id").loc[lab["study_id"]]
-    truth, pred = review_modality(lab).to_numpy(), review_modality(got.reset_index()).to_numpy()
+    return selection_scores(lab, review_modality(got.reset_index()).to_numpy(), sample)
+
+
+def selection_scores(lab: pd.DataFrame, pred: np.ndarray, sample: str = "v3") -> pd.DataFrame:
+    """Precision and recall per modality of a selection ``pred`` (per labelled study, its modality or ``""``)
+    against the review positives of ``lab``: ``sample`` (the labelled studies as they are) and ``corpus``
+    (each stratum weighted by its corpus size over its sample size)."""
+    truth = review_modality(lab).to_numpy()
     sizes = pd.read_csv(SAMPLES[sample].parent / "strata.tsv", sep="\t").set_index("stratum")
     weight = (lab["stratum"].map(sizes["studies"]) / lab["stratum"].map(sizes["sampled"])).to_numpy()
     rows = []

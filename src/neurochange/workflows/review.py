@@ -36,9 +36,9 @@ from neurochange.errors import InputError
 from neurochange.inference.clusters import n_clusters, significant_clusters
 from neurochange.inference.executors import resolve_seed
 from neurochange.meta.kernels import fwhm_from_sample_size
+from neurochange.report.numbers import count, plural
 from neurochange.results import provenance
 from neurochange.results.outdir import atomic_dir, check_out
-from neurochange.report.numbers import count
 from neurochange.results.write import Output, fill_folder, thresh_name
 from neurochange.space import mni_2mm
 from neurochange.studyset import StudySet
@@ -526,13 +526,12 @@ def limitations(corpus, spec: ReviewSpec, selections: dict, groups: list[dict], 
                    "after treatment): the maps show convergence of reported change in either direction, and no "
                    "predicted direction can be tested, so no model can be supported.")
     elif signed < k:
-        out.append(f"{count(signed, 'experiment')} of {k:,} {'carries' if signed == 1 else 'carry'} a "
+        out.append(f"{count(signed, 'experiment')} of {k:,} {plural(signed, 'carries', 'carry')} a "
                    "direction; the others enter only the unsigned maps.")
     no_n = int(experiments["n"].isna().sum()) if "n" in experiments else k
     if no_n and spec.analysis.sample_size is not None:
-        out.append(f"{count(no_n, 'experiment')} of {k:,} {'has' if no_n == 1 else 'have'} no sample size: "
-                   f"every kernel assumes "
-                   f"n = {spec.analysis.sample_size}, so larger and smaller studies weigh alike.")
+        out.append(f"{count(no_n, 'experiment')} of {k:,} {plural(no_n, 'has', 'have')} no sample size: "
+                   f"every kernel assumes n = {spec.analysis.sample_size}, so larger and smaller studies weigh alike.")
     if coordinates["foci"]:
         share = coordinates["talairach"] / coordinates["foci"]
         out.append(f"{coordinates['talairach']:,} of {coordinates['foci']:,} foci ({share:.0%}) were reported in "
@@ -548,7 +547,7 @@ def limitations(corpus, spec: ReviewSpec, selections: dict, groups: list[dict], 
     weak = [g["label"] for g in groups if g.get("underpowered") and g.get("folder")]
     if weak:
         out.append(f"{count(len(weak), 'group')} with fewer than {spec.analysis.min_experiments} experiments "
-                   f"{'is' if len(weak) == 1 else 'are'} underpowered for ALE (Eickhoff et al. 2016): "
+                   f"{plural(len(weak), 'is', 'are')} underpowered for ALE (Eickhoff et al. 2016): "
                    + "; ".join(weak) + ".")
     out.append("Studies were found by tagging rules reading titles and abstract term counts, not full texts; "
                "the tags are a screening aid (docs/tagging.md gives their measured precision), and a curation "

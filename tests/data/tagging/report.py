@@ -21,7 +21,17 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tagging_helpers import FLOORS, REVIEW_MODALITIES, SAMPLES, TAGS, labels, review_modality, review_scores, scores  # noqa: E402
+from tagging_helpers import (  # noqa: E402
+    FLOORS,
+    REVIEW_MODALITIES,
+    SAMPLES,
+    TAGS,
+    labels,
+    review_modality,
+    review_scores,
+    scores,
+    selection_scores,
+)
 
 from neurochange.corpus.tagging.rules import default_rules  # noqa: E402
 
@@ -83,14 +93,16 @@ def main(mirror: str) -> None:
           "| rules 2.1, sample 2 (tuned on) |")
     print("|---|---|---|---|---|")
     held, tuned = review_scores(mirror, None, sample="v3"), review_scores(mirror, None, sample="v2")
+    # rules 1.1's default selection is the `selected` stratum, with the modality 1.1 gave (sample.tsv)
     lab3 = labels("v3").merge(pd.read_csv(SAMPLES["v3"].parent / "sample.tsv", sep="\t", dtype=str)[
         ["study_id", "rules_1_1_modality"]], on="study_id")
-    old_truth, old_sel = review_modality(lab3).to_numpy(), (lab3["stratum"] == "selected").to_numpy()
+    old = selection_scores(lab3, lab3["rules_1_1_modality"].where(lab3["stratum"] == "selected", "").to_numpy())
     for m in REVIEW_MODALITIES:
-        def pr(frame, basis):
+        def pr(frame, basis, counts=True):
             r = frame[(frame["modality"] == m) & (frame["basis"] == basis)].iloc[0]
-            return f"{r.precision:.2f} / {r.recall:.2f} ({r.labelled} labelled, {r.selected} selected)"
-        print(f"| {m} | {_old(lab3, old_truth, old_sel, m)} | {pr(held, 'sample')} | {pr(held, 'corpus')} "
+            return f"{r.precision:.2f} / {r.recall:.2f}" + (
+                f" ({r.labelled} labelled, {r.selected} selected)" if counts else "")
+        print(f"| {m} | {pr(old, 'sample', counts=False)} | {pr(held, 'sample')} | {pr(held, 'corpus')} "
               f"| {pr(tuned, 'sample')} |")
     print()
     h, d = scores(mirror, None, sample="v3"), scores(mirror, None, sample="v2")
@@ -103,15 +115,6 @@ def main(mirror: str) -> None:
     floors = floors.sort_values(["tag", "value", "stratum", "measure"])
     floors[["stratum", "tag", "value", "measure", "support", "reported", "floor"]].to_csv(
         FLOORS, sep="\t", index=False, float_format="%.4f", lineterminator="\n")
-
-
-def _old(lab: pd.DataFrame, truth, selected, modality: str) -> str:
-    """Rules 1.1 on a sample: its default selection is the ``selected`` stratum, with 1.1's modality
-    (``rules_1_1_modality`` of sample.tsv, read from the corpus the sample was drawn from)."""
-    pred = selected & (lab["rules_1_1_modality"].to_numpy() == modality)
-    tp, fp, fn = (int((pred & (truth == modality)).sum()), int((pred & (truth != modality)).sum()),
-                  int((~pred & (truth == modality)).sum()))
-    return f"{tp / max(tp + fp, 1):.2f} / {tp / max(tp + fn, 1):.2f}"
 
 
 if __name__ == "__main__":
