@@ -28,7 +28,6 @@ def review_command(spec, out, overwrite, iters, seed, cores, no_report):
     models) on the Neurosynth + NeuroQuery corpus, built on first use. The spec's fields:
     docs/review.md; examples: examples/*.toml.
     """
-    from neurochange.report.context import verdict_label
     from neurochange.report.numbers import count
     from neurochange.workflows.review import run_review
 
@@ -40,7 +39,7 @@ def review_command(spec, out, overwrite, iters, seed, cores, no_report):
         click.echo(f"{g['name']}: {count(g['n_experiments'], 'experiment')}{flag}, "
                    f"{count(g['n_clusters'], 'cluster')}")
     for m in summary["models"]:
-        click.echo(f"model {m['name']} on {m['group']}: {verdict_label(m)}")
+        click.echo(f"model {m['name']} on {m['group']}: {m['verdict_label']}")
     click.echo(f"seed {summary['seed']}; wrote {out}" + ("" if no_report else f" (open {Path(out) / 'report.html'})"))
 
 
