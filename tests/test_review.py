@@ -130,6 +130,8 @@ def test_default_review_groups_hold_comparable_data(default_review):
     studies = pd.read_csv(default_review / "studies.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert studies["disorder"].isin(groups("disorder")["psychiatric"]).all()
     assert studies["design"].isin(["pre_post", "randomized_comparison"]).all()
+    # every selected study was screened: its tags are the screening table's hand labels
+    assert (studies["curated"].str.startswith("default_screening.tsv:")).all()
     for _, row in studies.iterrows():
         names = [n for n in row["groups"].split(",") if n]
         if "grey_matter" in names:
@@ -142,6 +144,8 @@ def test_default_review_groups_hold_comparable_data(default_review):
         first, last = corpus.con.execute("SELECT min(year), max(year) FROM studies").fetchone()
     summary = _summary(default_review)
     assert f"published from {first} to {last}" in " ".join(summary["limitations"])
+    assert f"{studies['study_id'].nunique()} of {studies['study_id'].nunique()} selected studies had their tags replaced" \
+        in " ".join(summary["limitations"])
     assert pd.to_numeric(studies["year"]).max() <= last
     html = (default_review / "report.html").read_text()
     assert all(sentence.split(":")[0] in html for sentence in summary["limitations"])

@@ -549,9 +549,17 @@ def limitations(corpus, spec: ReviewSpec, selections: dict, groups: list[dict], 
         out.append(f"{count(len(weak), 'group')} with fewer than {spec.analysis.min_experiments} experiments "
                    f"{plural(len(weak), 'is', 'are')} underpowered for ALE (Eickhoff et al. 2016): "
                    + "; ".join(weak) + ".")
-    out.append("Studies were found by tagging rules reading titles and abstract term counts, not full texts; "
-               "the tags are a screening aid (docs/tagging.md gives their measured precision), and a curation "
-               "table is where a review confirms each included study, its direction and its sample size.")
+    table = selections["_all"].table
+    curated = table.loc[table["curated"].fillna("") != "", "study_id"].nunique()
+    found = ("Studies were found by tagging rules reading titles and abstract term counts, not full texts "
+             "(docs/tagging.md gives their measured precision)")
+    if curated:
+        out.append(f"{found}; {curated:,} of {count(table['study_id'].nunique(), 'selected study', 'selected studies')} "
+                   "had their tags replaced by hand labels from a curation table (titles and abstract terms read "
+                   "by annotators, not full texts); directions and sample sizes were not curated.")
+    else:
+        out.append(f"{found}; the tags are a screening aid, and a curation table is where a review confirms each "
+                   "included study, its direction and its sample size.")
     return out
 
 
