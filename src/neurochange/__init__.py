@@ -32,6 +32,8 @@ _API = {
     "Corpus": "neurochange.corpus.store",
     "select": "neurochange.corpus.select",
     "ALE": "neurochange.meta.ale",
+    "JaleALE": "neurochange.meta.jale",
+    "jale_grid": "neurochange.sources.jale_prior",
     "MKDADensity": "neurochange.meta.mkda",
     "KDA": "neurochange.meta.mkda",
     "MKDAChi2": "neurochange.meta.chi2",

@@ -60,7 +60,13 @@ def normalize_space(name: str, *, file=None, line=None) -> str:
 
 
 def tal_to_mni(xyz: np.ndarray, method: str = "icbm_other") -> np.ndarray:
-    """Talairach -> MNI mm, (n, 3) float array, by the inverse Lancaster 2007 transform."""
+    """Talairach -> MNI mm, (n, 3) float array, by the inverse Lancaster 2007 transform.
+
+    ``method``: ``icbm_other`` (NiMARE), ``icbm_spm``, or ``jale`` (``icbm_spm``, then rounded to
+    whole mm, half to even, as JALE's ``tal2icbm_spm``).
+    """
+    if method == "jale":
+        return np.round(tal_to_mni(xyz, "icbm_spm"))
     if method not in LANCASTER_2007:
         raise InputError(f"unknown Talairach transform {method!r}; use one of {sorted(LANCASTER_2007)}")
     xyz = np.asarray(xyz, dtype=float).reshape(-1, 3)
@@ -85,13 +91,22 @@ def mask_img() -> nib.Nifti1Image:
     return nib.Nifti1Image(data.astype(np.uint8), img.affine)
 
 
-class Grid:
-    """A voxel grid: shape (3 ints), affine (4 x 4, voxel -> mm) and a boolean brain mask."""
+#: How a focus in mm becomes a voxel: NiMARE rounds half to even; JALE (and pyALE) round up and
+#: clip to the grid (they keep a focus beyond the grid's upper edge on its last voxel).
+ROUNDINGS = ("half_even", "ceil")
 
-    def __init__(self, mask: np.ndarray, affine: np.ndarray):
+
+class Grid:
+    """A voxel grid: shape (3 ints), affine (4 x 4, voxel -> mm), a boolean brain mask and the rule
+    that turns foci into voxels (``rounding``, one of :data:`ROUNDINGS`)."""
+
+    def __init__(self, mask: np.ndarray, affine: np.ndarray, rounding: str = "half_even"):
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
         self.mask = np.asarray(mask, dtype=bool)
         self.affine = np.asarray(affine, dtype=float)
         self.shape = self.mask.shape
+        self.rounding = rounding
         self._inverse = np.linalg.inv(self.affine)
 
     @classmethod
@@ -108,8 +123,11 @@ class Grid:
         return int(self.mask.sum())
 
     def mm_to_vox(self, xyz: np.ndarray) -> np.ndarray:
-        """mm (n, 3) -> voxel indices (n, 3) int, rounding half to even as NiMARE does."""
+        """mm (n, 3) -> voxel indices (n, 3) int by the grid's rule (NiMARE: half to even; JALE: up, clipped)."""
         xyz = np.asarray(xyz, dtype=float).reshape(-1, 3)
+        if self.rounding == "ceil":  # JALE: ceil(inverse affine @ [x, y, z, 1]), at most the last voxel
+            ijk = np.ceil(np.c_[xyz, np.ones(len(xyz))] @ self._inverse.T)[:, :3].astype(np.int64)
+            return np.clip(ijk, 0, np.array(self.shape) - 1)
         ijk = xyz @ self._inverse[:3, :3].T + self._inverse[:3, 3]
         return np.round(ijk).astype(np.int64)
 

@@ -59,13 +59,18 @@ def _analysis_command(kind: str):
     @keep_contrasts_option
     @click.option("--signed", is_flag=True,
                   help="Analyse increases and decreases separately and combine them (signed and conflict maps).")
+    @_convention_options(kind)
     def command(input_file, out, overwrite, seed, cores, iters, cluster_forming_p, cluster_p, mask, null_mask,
-                vfwe_only, early_stop, precision, keep_contrasts, signed, fwhm=None, radius=10.0):
+                vfwe_only, early_stop, precision, keep_contrasts, signed, fwhm=None, radius=10.0,
+                convention="nimare", null_histogram="observed", tfce=True):
         from neurochange.workflows.analysis import run_analysis, run_signed
         from neurochange.workflows.settings import KernelSettings
 
         early_stop_note(early_stop, iters)
-        kernel = KernelSettings(estimator=kind, fwhm=fwhm, radius=radius)
+        if convention == "jale" and fwhm is not None:
+            raise click.UsageError("--convention jale takes each kernel from the sample size: leave out --fwhm")
+        kernel = KernelSettings(estimator=kind, fwhm=fwhm, radius=radius, convention=convention,
+                                null_histogram=null_histogram, tfce=tfce)
         inference = inference_settings(iters, cluster_forming_p, cluster_p, null_mask, vfwe_only, early_stop, precision)
         run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
         done, clusters = run_and_write("Monte Carlo FWE", iters, out, overwrite, run_signed if signed else run_analysis,
@@ -73,7 +78,7 @@ def _analysis_command(kind: str):
         if signed:
             _echo_signed(done.summary, clusters, run.seed, cluster_p, out)
             return
-        if done.pooled and not keep_contrasts:
+        if isinstance(done.pooled, list) and done.pooled and not keep_contrasts:
             click.echo(f"pooled the contrasts of {count(len(done.pooled), 'study', 'studies')} into one experiment "
                        "each (--keep-contrasts to keep them apart)")
         counts = done.summary["counts"]
@@ -86,6 +91,28 @@ def _analysis_command(kind: str):
 
     command.__doc__ = DESCRIPTIONS[kind]
     return cli.command(kind)(command)
+
+
+def _convention_options(kind: str):
+    """``--convention``, ``--null-histogram`` and ``--tfce`` for ``ale`` (nothing for the others)."""
+    def add(command):
+        if kind != "ale":
+            return command
+        for option in reversed((
+            click.option("--convention", type=click.Choice(["nimare", "jale"]), default="nimare", show_default=True,
+                         help="nimare: NiMARE 0.22.1's ALE. jale: JALE 0.2.10's and pyALE's (its grey-matter prior "
+                              "as mask and null space, kernel, foci rounded up, Talairach via icbm_spm rounded to mm, "
+                              "1e-4 histogram, clusters on z, significant clusters larger than the null's 95th "
+                              "percentile, TFCE; contrasts kept apart as JALE does). See docs/conventions.md."),
+            click.option("--null-histogram", type=click.Choice(["observed", "per_null"]), default="observed",
+                         show_default=True, help="With --convention jale: z of each null map from the observed "
+                                                 "histogram (pyALE, published analyses) or its own (JALE 0.2.10)."),
+            click.option("--tfce/--no-tfce", default=True, show_default=True,
+                         help="With --convention jale: TFCE map and its Monte Carlo FWE."),
+        )):
+            command = option(command)
+        return command
+    return add
 
 
 def _echo_signed(summary: dict, clusters: dict, seed: int, cluster_p: float, out) -> None:

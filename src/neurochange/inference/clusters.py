@@ -141,7 +141,16 @@ def significant_clusters(result: MetaResult, cluster_p: float = 0.05) -> tuple[n
     if name not in result.maps:
         raise KeyError("the result has no FWE-corrected map; run Monte Carlo correction first")
     logp = result.get_volume(name)
-    labels, sizes = label_clusters(logp > -np.log10(cluster_p))
+    run = result.params.get("montecarlo", {})
+    if name == SIZE_MAP and run.get("cutoff_rule") == "percentile":
+        # JALE's rule: clusters larger than the null's (100 - 100 * cluster_p)th percentile of largest clusters
+        from neurochange.meta.result import NULL_SIZE
+
+        cutoff = float(np.percentile(result.nulls[NULL_SIZE], 100 * (1 - cluster_p)))
+        supra = result.get_volume(run["cluster_forming_map"]) > run["cluster_forming_stat"]
+        labels, sizes = label_clusters(supra, min_size=int(np.floor(cutoff)) + 1)
+    else:
+        labels, sizes = label_clusters(logp > -np.log10(cluster_p))
     # cluster-size maps are constant within a cluster; for voxel-level, the best voxel
     best = ndimage.maximum(logp, labels, np.arange(1, len(sizes) + 1)) if len(sizes) else []
     p_fwe = 10 ** -np.asarray(best, dtype=float)

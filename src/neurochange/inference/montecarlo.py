@@ -41,10 +41,9 @@ from neurochange.inference.executors import (
 )
 from neurochange.meta.result import (
     FWE_SUFFIX,
-    NULL_APPROXIMATE,
-    NULL_BINS,
     NULL_MASS,
     NULL_SIZE,
+    NULL_TFCE,
     NULL_VOXEL,
     MetaResult,
 )
@@ -131,8 +130,7 @@ class MonteCarloFWE:
         ``executor``: where chunks run (default: :class:`ThreadExecutor` with ``n_cores`` threads).
         """
         seed = resolve_seed(self.seed)
-        threshold = inference.hist_threshold(result.nulls[NULL_APPROXIMATE], result.nulls[NULL_BINS],
-                                             self.cluster_forming_p)
+        cluster_map, threshold = result.estimator.cluster_forming(result, self.cluster_forming_p)
         null_voxels = null_masks.null_mask(result.grid, self.null_mask)
         if not null_voxels.any():
             raise InputError("the null mask has no voxels inside the analysis mask", field="null_mask")
@@ -151,6 +149,8 @@ class MonteCarloFWE:
                 if not self.vfwe_only:
                     nulls.update({NULL_SIZE: np.concatenate([p[1] for p in parts]),
                                   NULL_MASS: np.concatenate([p[2] for p in parts])})
+                if len(parts[0]) > 3:  # the engine also gives the largest TFCE
+                    nulls[NULL_TFCE] = np.concatenate([p[3] for p in parts])
                 return nulls
 
             run = run_chunks(task, self.n_iters, executor, watch=watch, stop=self._stop, progress=progress)
@@ -166,6 +166,8 @@ class MonteCarloFWE:
             "random_streams": RANDOM_STREAMS,
             "cluster_forming_p": self.cluster_forming_p,
             "cluster_forming_stat": threshold,
+            "cluster_forming_map": cluster_map,
+            "cutoff_rule": result.estimator.cutoff_rule,
             "connectivity": "face (6 neighbours)",
             "null_mask": self.null_mask if isinstance(self.null_mask, str) else "custom",
             "null_mask_voxels": int(engine.n_null),
@@ -180,6 +182,8 @@ class MonteCarloFWE:
                 "intervals": run.intervals,
             },
         }
+        # JALE's and GingerALE's cut-offs: the 95th percentile of each null (linear interpolation)
+        record["cutoffs_95"] = {key: float(np.percentile(values, 95)) for key, values in nulls.items()}
         return nulls, record
 
     @fill_doc
@@ -201,9 +205,12 @@ class MonteCarloFWE:
         levels = [("level-voxel", inference.null_to_p(result.maps["stat"], nulls[NULL_VOXEL]))]
         if not self.vfwe_only:
             p_size, p_mass = observed_cluster_p(
-                result.get_volume("stat"), result.grid.mask, threshold, nulls[NULL_SIZE], nulls[NULL_MASS]
+                result.get_volume(run["cluster_forming_map"]), result.grid.mask, threshold, nulls[NULL_SIZE],
+                nulls[NULL_MASS]
             )
             levels += [("desc-size_level-cluster", p_size), ("desc-mass_level-cluster", p_mass)]
+        if NULL_TFCE in nulls and "tfce" in result.maps:
+            levels.append(("desc-tfce_level-voxel", inference.null_to_p(result.maps["tfce"], nulls[NULL_TFCE])))
         maps = {}
         for level, p in levels:
             maps[f"logp_{level}{FWE_SUFFIX}"] = inference.p_to_logp(p)

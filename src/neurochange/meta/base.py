@@ -24,6 +24,9 @@ class Estimator:
     name = ""
     #: How experiments' MA maps combine into the statistic: ``"ale"`` (``1 - prod(1 - MA)``) or ``"sum"``.
     summary_statistic = ""
+    #: Which clusters are significant: ``"p"`` (FWE p below cluster_p, NiMARE) or ``"percentile"``
+    #: (larger than the null's 95th percentile, JALE).
+    cutoff_rule = "p"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
@@ -54,6 +57,15 @@ class Estimator:
     def experiment_columns(self, inputs: AnalysisInputs) -> dict:
         """Per-experiment kernel columns of ``experiments.tsv`` (default: none)."""
         return {}
+
+    def cluster_forming(self, result: MetaResult, cluster_forming_p: float) -> tuple[str, float]:
+        """The map clusters form on and its threshold: the statistic at uncorrected ``cluster_forming_p``
+        under the approximate null (NiMARE's rule; the JALE convention forms them on z)."""
+        from neurochange.inference import stats
+        from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS
+
+        return "stat", stats.hist_threshold(result.nulls[NULL_APPROXIMATE], result.nulls[NULL_BINS],
+                                            cluster_forming_p)
 
     def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float, n_workers: int = 1):
         """The Monte Carlo null iterations of ``result``'s experiments, foci drawn from ``null_voxels`` (3-D bool),

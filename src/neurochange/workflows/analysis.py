@@ -22,6 +22,7 @@ import numpy as np
 from neurochange.compare.overlap import overlap
 from neurochange.compare.signed import DIRECTIONS, combine_signed, split_by_direction, thresholded_z
 from neurochange.corpus.pooling import pool_experiments
+from neurochange.errors import InputError
 from neurochange.meta.result import MetaResult
 from neurochange.results import provenance
 from neurochange.results.write import Output
@@ -50,17 +51,35 @@ def analyse(studyset: StudySet, grid: Grid, kernel: KernelSettings, inference: I
     return inference.corrector(seed, n_cores).correct(result, progress=progress)
 
 
-def read_input(path, keep_contrasts: bool) -> tuple[StudySet, list | str]:
-    """A coordinate file, its dependent contrasts pooled unless ``keep_contrasts``; and what was pooled."""
+def read_input(path, keep_contrasts: bool, convention: str = "nimare") -> tuple[StudySet, list | str]:
+    """A coordinate file, its dependent contrasts pooled unless ``keep_contrasts``; and what was pooled.
+
+    The JALE convention reads Talairach foci as JALE does and keeps contrasts apart (JALE's
+    ``pool_experiments = False``)."""
+    if convention == "jale":
+        return read_studyset(path, space_transform="jale"), "contrasts kept apart (JALE convention)"
     studyset = read_studyset(path)
     if keep_contrasts:
         return studyset, "contrasts kept apart (--keep-contrasts)"
     return pool_experiments(studyset)
 
 
+def analysis_grid(kernel: KernelSettings, run: RunSettings) -> Grid:
+    """The grid of a run: JALE's grey-matter prior in the JALE convention, else the mask file or NiMARE's."""
+    if kernel.convention == "jale":
+        if run.mask is not None:
+            raise InputError("the JALE convention analyses JALE's grey-matter prior: leave out --mask", field="mask")
+        from neurochange.sources.jale_prior import jale_grid
+
+        return jale_grid()
+    return load_grid(run.mask)
+
+
 def settings_record(kernel: KernelSettings, inference: InferenceSettings, run: RunSettings) -> dict:
     """The ``settings`` of ``provenance.json``."""
     kernel_record = {"fwhm": kernel.fwhm} if kernel.estimator == "ale" else {"radius_mm": kernel.radius}
+    if kernel.convention != "nimare":
+        kernel_record.update(convention=kernel.convention, null_histogram=kernel.null_histogram, tfce=kernel.tfce)
     return {
         "n_iters": inference.n_iters,
         "seed": run.seed,
@@ -83,8 +102,8 @@ def run_analysis(input_path: str | Path, kernel: KernelSettings, inference: Infe
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    studyset, pooled = read_input(input_path, run.keep_contrasts)
-    grid = load_grid(run.mask)
+    studyset, pooled = read_input(input_path, run.keep_contrasts, kernel.convention)
+    grid = analysis_grid(kernel, run)
     timings["read"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -125,8 +144,8 @@ def run_signed(input_path: str | Path, kernel: KernelSettings, inference: Infere
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    studyset = read_studyset(input_path)
-    grid = load_grid(run.mask)
+    studyset = read_studyset(input_path, space_transform="jale" if kernel.convention == "jale" else "icbm_other")
+    grid = analysis_grid(kernel, run)
     parts, left_out = split_by_direction(studyset)
     timings["read"] = time.perf_counter() - start
 

@@ -19,6 +19,7 @@ from typing import Literal
 from neurochange.inference.executors import resolve_seed
 from neurochange.inference.montecarlo import MonteCarloFWE
 from neurochange.meta.ale import ALE
+from neurochange.meta.jale import JaleALE
 from neurochange.meta.mkda import KDA, MKDADensity
 from neurochange.meta.spheres import DEFAULT_RADIUS_MM
 from neurochange.results import provenance
@@ -33,14 +34,25 @@ class KernelSettings:
 
     ``estimator``: "ale", "mkda" (MKDA density) or "kda". ``fwhm``: one ALE kernel FWHM (mm)
     for every experiment (None: from each sample size). ``radius``: MKDA/KDA sphere radius (mm).
+    ``convention``: "nimare" (NiMARE 0.22.1's ALE) or "jale" (JALE 0.2.10's, :mod:`neurochange.meta.jale`),
+    with ``null_histogram`` ("observed": pyALE; "per_null": JALE 0.2.10) and ``tfce``.
     """
 
     estimator: Literal["ale", "mkda", "kda"] = "ale"
     fwhm: float | None = None
     radius: float = DEFAULT_RADIUS_MM
+    convention: Literal["nimare", "jale"] = "nimare"
+    null_histogram: Literal["observed", "per_null"] = "observed"
+    tfce: bool = True
+
+    def __post_init__(self):
+        if self.convention == "jale" and (self.estimator != "ale" or self.fwhm is not None):
+            raise ValueError("the JALE convention is ALE with kernels from sample sizes (no fixed FWHM)")
 
     def make(self):
         """A new estimator with these settings."""
+        if self.convention == "jale":
+            return JaleALE(null_histogram=self.null_histogram, tfce=self.tfce)
         if self.estimator == "ale":
             return ALE(fwhm=self.fwhm)
         return ESTIMATORS[self.estimator](radius=self.radius)
