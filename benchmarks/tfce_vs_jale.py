@@ -1,7 +1,7 @@
 """Monte Carlo with TFCE in the JALE convention: neurochange vs JALE 0.2.10, one JSON line.
 
     .venv/bin/python benchmarks/tfce_vs_jale.py --jale-python /tmp/jale-env/bin/python \\
-        [--iters 100] [--cores 2] [--rule per_null|observed] [--tag high]
+        [--iters 200] [--cores 2] [--rule per_null|observed] [--tag high]
 
 Input: JALE's bundled example (``experiment_info.xlsx`` from its wheel), the experiments
 tagged ``--tag``. JALE needs an environment of its own (``python3.11 -m venv /tmp/jale-env &&
@@ -10,7 +10,8 @@ iterations with TFCE on the same cores, one after the other: JALE's
 ``compute_monte_carlo_null`` through joblib with ``--cores`` processes (as its
 ``main_effect``), neurochange's ``MonteCarloFWE`` with ``--cores`` threads. Timed: the
 iterations only (fitting and reading are left out on both sides); neurochange's first call
-compiles, so one warm-up chunk runs before the clock starts. Not a test: the machine is
+compiles, so one warm-up chunk runs before the clock starts. neurochange hands out chunks of 100
+iterations, so use at least 100 x ``--cores`` iterations. Not a test: the machine is
 shared; compare numbers from one run only.
 """
 
@@ -54,7 +55,7 @@ print(time.perf_counter() - start)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jale-python", required=True, help="Python of an environment with jale==0.2.10")
-    parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--rule", choices=["per_null", "observed"], default="per_null")
     parser.add_argument("--tag", default="high")
