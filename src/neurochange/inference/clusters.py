@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from neurochange.meta.result import FWE_SUFFIX, MetaResult
+from neurochange.meta.result import FWE_SUFFIX, NULL_SIZE, MetaResult
 
 FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
 #: The corrected maps that decide which clusters are significant (cluster size, else voxel level).
@@ -144,8 +144,6 @@ def significant_clusters(result: MetaResult, cluster_p: float = 0.05) -> tuple[n
     run = result.params.get("montecarlo", {})
     if name == SIZE_MAP and run.get("cutoff_rule") == "percentile":
         # JALE's rule: clusters larger than the null's (100 - 100 * cluster_p)th percentile of largest clusters
-        from neurochange.meta.result import NULL_SIZE
-
         cutoff = float(np.percentile(result.nulls[NULL_SIZE], 100 * (1 - cluster_p)))
         supra = result.get_volume(run["cluster_forming_map"]) > run["cluster_forming_stat"]
         labels, sizes = label_clusters(supra, min_size=int(np.floor(cutoff)) + 1)

@@ -12,8 +12,9 @@ import numpy as np
 
 from neurochange import space as _space
 from neurochange._docs import fill_doc
+from neurochange.inference import stats
 from neurochange.meta.inputs import AnalysisInputs, analysis_inputs
-from neurochange.meta.result import MetaResult
+from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS, MetaResult
 from neurochange.studyset import StudySet
 
 
@@ -61,9 +62,6 @@ class Estimator:
     def cluster_forming(self, result: MetaResult, cluster_forming_p: float) -> tuple[str, float]:
         """The map clusters form on and its threshold: the statistic at uncorrected ``cluster_forming_p``
         under the approximate null (NiMARE's rule; the JALE convention forms them on z)."""
-        from neurochange.inference import stats
-        from neurochange.meta.result import NULL_APPROXIMATE, NULL_BINS
-
         return "stat", stats.hist_threshold(result.nulls[NULL_APPROXIMATE], result.nulls[NULL_BINS],
                                             cluster_forming_p)
 

@@ -71,13 +71,14 @@ class JaleALE(Estimator):
         fwhm = np.atleast_1d(kernels.fwhm_from_sample_size(inputs.sample_sizes))
         return [kernels.jale_kernel(float(f)) for f in fwhm]
 
-    def _dense_ma(self, inputs: AnalysisInputs):
-        for i, kernel in enumerate(self.experiment_kernels(inputs)):
-            yield i, kernel, kernels.experiment_ma_numpy(kernel, inputs.experiment_foci(i), inputs.grid.shape)
+    def _dense_ma(self, inputs: AnalysisInputs, experiment_kernels: list[kernels.KernelCube]):
+        """Yield ``(i, MA)`` of every experiment, MA a dense volume over the whole grid."""
+        for i, kernel in enumerate(experiment_kernels):
+            yield i, kernels.experiment_ma_numpy(kernel, inputs.experiment_foci(i), inputs.grid.shape)
 
     def ma_maps(self, inputs: AnalysisInputs):
         mask = inputs.grid.mask
-        for i, _, ma in self._dense_ma(inputs):
+        for i, ma in self._dense_ma(inputs, self.experiment_kernels(inputs)):
             values = ma[mask]
             cols = np.flatnonzero(values)
             yield i, cols, values[cols]
@@ -96,7 +97,7 @@ class JaleALE(Estimator):
         edges, centres = histogram.bins([k.values.max() for k in experiment_kernels])
         keep = np.ones(grid.shape)
         hist = np.zeros((inputs.n_experiments, len(edges)))
-        for i, _, ma in self._dense_ma(inputs):
+        for i, ma in self._dense_ma(inputs, experiment_kernels):
             keep *= 1.0 - ma
             hist[i] = histogram.experiment_histogram(ma[grid.mask], edges)
         ale = np.where(grid.mask, 1.0 - keep, 0.0)

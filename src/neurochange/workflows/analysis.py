@@ -51,14 +51,14 @@ def analyse(studyset: StudySet, grid: Grid, kernel: KernelSettings, inference: I
     return inference.corrector(seed, n_cores).correct(result, progress=progress)
 
 
-def read_input(path, keep_contrasts: bool, convention: str = "nimare") -> tuple[StudySet, list | str]:
+def read_input(path, keep_contrasts: bool, kernel: KernelSettings = KernelSettings()) -> tuple[StudySet, list | str]:
     """A coordinate file, its dependent contrasts pooled unless ``keep_contrasts``; and what was pooled.
 
-    The JALE convention reads Talairach foci as JALE does and keeps contrasts apart (JALE's
-    ``pool_experiments = False``)."""
-    if convention == "jale":
-        return read_studyset(path, space_transform="jale"), "contrasts kept apart (JALE convention)"
-    studyset = read_studyset(path)
+    Talairach foci are converted by ``kernel``'s convention; the JALE convention keeps contrasts
+    apart (JALE's ``pool_experiments = False``)."""
+    studyset = read_studyset(path, space_transform=kernel.space_transform)
+    if kernel.convention == "jale":
+        return studyset, "contrasts kept apart (JALE convention)"
     if keep_contrasts:
         return studyset, "contrasts kept apart (--keep-contrasts)"
     return pool_experiments(studyset)
@@ -102,7 +102,7 @@ def run_analysis(input_path: str | Path, kernel: KernelSettings, inference: Infe
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    studyset, pooled = read_input(input_path, run.keep_contrasts, kernel.convention)
+    studyset, pooled = read_input(input_path, run.keep_contrasts, kernel)
     grid = analysis_grid(kernel, run)
     timings["read"] = time.perf_counter() - start
 
@@ -144,7 +144,7 @@ def run_signed(input_path: str | Path, kernel: KernelSettings, inference: Infere
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    studyset = read_studyset(input_path, space_transform="jale" if kernel.convention == "jale" else "icbm_other")
+    studyset = read_studyset(input_path, space_transform=kernel.space_transform)
     grid = analysis_grid(kernel, run)
     parts, left_out = split_by_direction(studyset)
     timings["read"] = time.perf_counter() - start

@@ -49,6 +49,11 @@ class KernelSettings:
         if self.convention == "jale" and (self.estimator != "ale" or self.fwhm is not None):
             raise ValueError("the JALE convention is ALE with kernels from sample sizes (no fixed FWHM)")
 
+    @property
+    def space_transform(self) -> str:
+        """How Talairach foci become MNI when the input is read: JALE's rule in its convention, else NiMARE's."""
+        return "jale" if self.convention == "jale" else "icbm_other"
+
     def make(self):
         """A new estimator with these settings."""
         if self.convention == "jale":

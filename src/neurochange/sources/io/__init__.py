@@ -12,10 +12,9 @@ from pathlib import Path
 
 from neurochange.errors import InputError
 from neurochange.sources.io._common import check_file
-from neurochange.sources.io.jale_excel import read_jale_excel
 from neurochange.sources.io.nimare_json import read_nimare_json, write_nimare_json
 from neurochange.sources.io.sleuth import read_sleuth, write_sleuth
-from neurochange.sources.io.tables import read_table, table_rows, write_table
+from neurochange.sources.io.tables import read_table, write_table
 from neurochange.studyset import StudySet
 
 #: Extension -> format name.
@@ -63,17 +62,7 @@ def read_studyset(path, *, space_transform: str = "icbm_other") -> StudySet:
         return read_sleuth(path, space_transform=space_transform)
     if fmt == "nimare_json":
         return read_nimare_json(path, space_transform=space_transform)
-    if _is_jale_layout(path):
-        return read_jale_excel(path, space_transform=space_transform)
     return read_table(path, space_transform=space_transform)
-
-
-def _is_jale_layout(path: Path) -> bool:
-    """JALE's experiment file: a table whose first header cell is ``Article(s)`` and that has no study column."""
-    for _, cells in table_rows(path, []):
-        names = [c.strip().lower() for c in cells]
-        return bool(names) and names[0] in ("article", "articles") and not {"study", "study_id", "id"} & set(names)
-    return False
 
 
 def write_studyset(studyset: StudySet, path) -> dict:

@@ -19,15 +19,28 @@ from neurochange.sources.io.tables import table_rows
 from neurochange.studyset import StudySet
 
 
+def is_jale_header(cells: list[str]) -> bool:
+    """Whether a table's header line is JALE's: first cell ``Article(s)``, no study column."""
+    names = [c.strip().lower() for c in cells]
+    return bool(names) and names[0] in ("article", "articles") and not {"study", "study_id", "id"} & set(names)
+
+
 def read_jale_excel(path, *, space_transform: str = "jale") -> StudySet:
     """Read JALE's experiment file; Talairach foci converted with ``space_transform`` (JALE's by default)."""
     file = check_file(path)
     notes: list[str] = []
+    rows = table_rows(file, notes)
+    next(rows, None)  # the header: JALE reads the columns by position
+    return jale_studyset(rows, file, notes, space_transform)
+
+
+def jale_studyset(rows, file, notes: list[str], space_transform: str = "jale") -> StudySet:
+    """A StudySet from the (line, cells) rows of a JALE experiment file after its header."""
     experiments: dict[str, dict] = {}
     foci: dict[str, list] = {k: [] for k in ("experiment_id", "x", "y", "z", "space", "line")}
     current = None
-    for line, cells in table_rows(file, notes):
-        if line == 1 or not any(c.strip() for c in cells):
+    for line, cells in rows:
+        if not any(c.strip() for c in cells):
             continue
         cells = cells + [""] * max(0, 6 - len(cells))
         article = cells[0].strip()
@@ -68,4 +81,4 @@ def experiments_with_tags(studyset: StudySet, include: list[str], exclude: list[
     return out
 
 
-__all__ = ["experiments_with_tags", "read_jale_excel"]
+__all__ = ["experiments_with_tags", "is_jale_header", "jale_studyset", "read_jale_excel"]

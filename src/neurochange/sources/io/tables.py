@@ -177,7 +177,8 @@ class _Consistent:
 
 
 def read_table(path, *, space_transform: str = "icbm_other") -> StudySet:
-    """Read a focus table (.tsv, .csv, .xlsx); Talairach foci are converted to MNI."""
+    """Read a focus table (.tsv, .csv, .xlsx), or JALE's experiment file (:mod:`.jale_excel`) when its header
+    is JALE's; Talairach foci are converted to MNI."""
     file = check_file(path)
     fmt = TABLE_FORMATS.get(file.suffix.lower(), "tsv")
     notes: list[str] = []
@@ -195,6 +196,11 @@ def read_table(path, *, space_transform: str = "icbm_other") -> StudySet:
         if columns is None:
             if not any(c.strip() for c in cells):
                 raise InputError("the first line must be the header (study, x, y, z, ...)", file=file, line=line)
+            # JALE's experiment file: the rest of the same rows (jale_excel imports this module, hence here)
+            from neurochange.sources.io.jale_excel import is_jale_header, jale_studyset
+
+            if is_jale_header(cells):
+                return jale_studyset(rows, file, notes, space_transform)
             columns = _header(cells, file, notes)
             width = len(cells)
             experiment_keys = [k for k in EXPERIMENT_FIELDS if k in columns]
