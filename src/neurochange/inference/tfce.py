@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from neurochange.inference.clusters import FACE_CONNECTIVITY
+from neurochange.inference.unionfind import _find  # union-find root with path halving, shared
 
 #: TFCE exponents (extent E, height H) and number of levels, JALE's defaults.
 E, H, N_LEVELS = 0.5, 2.0, 100
@@ -45,18 +46,6 @@ def tfce_map(z: np.ndarray) -> np.ndarray:
         inside = labels > 0
         out[inside] += np.power(h, H) * step * np.power(sizes[labels[inside]], E)
     return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _find(parent, v):
-    root = v
-    while parent[root] != root:
-        root = parent[root]
-    while parent[v] != root:  # path compression
-        nxt = parent[v]
-        parent[v] = root
-        v = nxt
-    return root
 
 
 @numba.njit(cache=True, nogil=True)

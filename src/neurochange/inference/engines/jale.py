@@ -25,6 +25,7 @@ import numpy as np
 
 from neurochange.inference import jale as histogram
 from neurochange.inference import tfce
+from neurochange.inference.unionfind import _find  # union-find root with path halving, shared
 
 NULL_HISTOGRAMS = ("observed", "per_null")
 
@@ -115,8 +116,8 @@ def _clusters(touched, n_touched, keep, zlut, z_thresh, shape, seen, parent, siz
             u = tfce.neighbour(v, d, nx, ny, nz)
             if u < 0 or parent[u] < 0:
                 continue
-            a = tfce._find(parent, v)
-            b = tfce._find(parent, u)
+            a = _find(parent, v)
+            b = _find(parent, u)
             if a != b:
                 if size[a] < size[b]:
                     a, b = b, a
