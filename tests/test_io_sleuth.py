@@ -193,7 +193,8 @@ ERRORS = [
     ("// Reference=MNI\n\n", None, None, "no experiments"),
     ("// Reference=MNI\n1 2 3\n", 2, None, "coordinates before any experiment"),
     (CANONICAL + "// Smith et al., 2010: post > pre\n// Subjects=3\n1 1 1\n", 10, None, "appears twice"),
-    (CANONICAL + "// Reference=TAL\n// A: b\n// Subjects=3\n1 1 1\n", 10, "Reference", "second // Reference"),
+    (CANONICAL + "// A: b\n// Reference=TAL\n// Subjects=3\n1 1 1\n", 11, "Reference", "inside the header"),
+    (CANONICAL + "// Reference=Colin\n// A: b\n// Subjects=3\n1 1 1\n", 10, "Reference", "unknown reference space"),
     (CANONICAL.replace("// Subjects=16\n", "// Subjects=16\n// Subjects=17\n"), 4, "Subjects", "second // Subjects"),
     (CANONICAL.replace("// Subjects=16\n", "// Subjects=16\n// a late name\n"), 4, None, "after // Subjects"),
     (CANONICAL.replace("// Smith et al., 2010: post > pre\n", ""), 2, None, "no name line"),
@@ -298,3 +299,16 @@ def test_talairach_focus_beyond_128_mm_once_in_mni_is_an_error(tmp_path):
     with pytest.raises(InputError, match=r"z=127 \(Talairach\) is 13\d\.\d mm in MNI") as err:
         read_sleuth(write(tmp_path, text))
     assert (err.value.line, err.value.field) == (5, "z")
+
+
+def test_concatenated_files_keep_each_blocks_space(tmp_path):
+    """Sleuth files joined with ``cat``: each ``// Reference`` block is read in its own space."""
+    mni = "// Reference=MNI\n// A 2001: c1\n// Subjects=10\n10 20 30\n"
+    tal = "// Reference=Talairach\n// B 2002: c1\n// Subjects=12\n10 20 30\n-8 4 2\n"
+    joined = read_sleuth(write(tmp_path, mni + "\n" + tal + mni.replace("A 2001", "C 2003")))
+    alone = {name: read_sleuth(write(tmp_path, text, name)) for name, text in (("m.txt", mni), ("t.txt", tal))}
+    foci = joined.foci.set_index("experiment_id")
+    assert list(joined.experiments["experiment_id"]) == ["A 2001-c1", "B 2002-c1", "C 2003-c1"]
+    assert list(foci["space"]) == ["MNI", "TAL", "TAL", "MNI"]
+    np.testing.assert_allclose(foci.loc[["B 2002-c1"], ["x", "y", "z"]], alone["t.txt"].foci[["x", "y", "z"]])
+    np.testing.assert_allclose(foci.loc[["A 2001-c1"], ["x", "y", "z"]], alone["m.txt"].foci[["x", "y", "z"]])

@@ -73,6 +73,18 @@ def cluster_options(func):
     return func
 
 
+def threshold_options(func):
+    """``--fdr`` and ``--uncorrected-p``: voxel thresholds written beside the FWE results."""
+    func = click.option("--uncorrected-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                        help="Also write the z map and clusters at this uncorrected voxel p (exploratory; "
+                             "z_level-voxel_corr-none_thresh-*, clusters_corr-none.tsv).")(func)
+    func = click.option("--fdr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                        help="Also write the z map and clusters at this voxel-level FDR q (Benjamini-Hochberg, "
+                             "NiMARE's FDRCorrector(method='indep'); z_corr-FDR_method-indep_thresh-*, "
+                             "clusters_corr-FDR.tsv).")(func)
+    return func
+
+
 def stop_reason(precision: float | None) -> str:
     """Why a Monte Carlo run or permutation test stops before its last iteration (early stopping)."""
     from neurochange.report.numbers import percent
@@ -150,15 +162,19 @@ def with_progress(label: str, total: int, run, *args, precision: float | None = 
 
 
 def run_and_write(label: str, total: int, out, overwrite: bool, run, *args, precision: float | None = None,
-                  **kwargs):
+                  page: bool = True, **kwargs):
     """Check ``out`` first, compute ``run(*args, progress=..., **kwargs)`` under a progress bar, then write
-    its output (all of it or nothing); returns the run and the cluster tables written."""
+    its output with its ``report.html`` and ``figure.png`` unless not ``page`` (all of it or nothing); returns
+    the run and the cluster tables written."""
     from neurochange.results.outdir import check_out
     from neurochange.results.write import write_output
 
     check_out(out, overwrite)  # fail before any computing
     result = with_progress(label, total, run, *args, precision=precision, **kwargs)
-    return result, write_output(result.output, out, overwrite)
+    finish = None
+    if page:
+        from neurochange.report.analysis_page import write_analysis_page as finish
+    return result, write_output(result.output, out, overwrite, finish=finish)
 
 
 def early_stop_note(early_stop: bool, iters: int) -> None:
@@ -168,12 +184,13 @@ def early_stop_note(early_stop: bool, iters: int) -> None:
 
 
 def inference_settings(iters, cluster_forming_p=0.001, cluster_p=0.05, null_mask="brain", vfwe_only=False,
-                       early_stop=False, precision=0.1):
+                       early_stop=False, precision=0.1, fdr=None, uncorrected_p=None):
     """:class:`InferenceSettings` from the command's options."""
     from neurochange.workflows.settings import InferenceSettings
 
     return InferenceSettings(n_iters=iters, cluster_forming_p=cluster_forming_p, cluster_p=cluster_p,
-                             null_mask=null_mask, vfwe_only=vfwe_only, early_stop=precision if early_stop else None)
+                             null_mask=null_mask, vfwe_only=vfwe_only, early_stop=precision if early_stop else None,
+                             fdr=fdr, uncorrected_p=uncorrected_p)
 
 
 def run_settings(seed, cores, mask=None, keep_contrasts=False, overwrite=False):

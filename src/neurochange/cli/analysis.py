@@ -15,37 +15,68 @@ from neurochange.cli._common import (
     out_options,
     run_and_write,
     run_settings,
+    threshold_options,
     with_progress,
 )
 from neurochange.inference.clusters import n_clusters
 from neurochange.report.numbers import count, decimals, plural
 
-FWHM_OPTION = click.option("--fwhm", type=click.FloatRange(min=0, min_open=True), default=None,
-                           help="One kernel FWHM in mm for every experiment [default: from each sample size].")
+
+def FWHM_OPTION(func):
+    """``--fwhm`` and ``--sample-size``: one ALE kernel for every experiment (default: from each n)."""
+    func = click.option("--sample-size", type=click.IntRange(min=1), default=None,
+                        help="One assumed sample size for every experiment's kernel (NiMARE's "
+                             "ALEKernel(sample_size=)) [default: each experiment's own].")(func)
+    return click.option("--fwhm", type=click.FloatRange(min=0, min_open=True), default=None,
+                        help="One kernel FWHM in mm for every experiment [default: from each sample size].")(func)
+
+
+def kernel_settings(estimator="ale", fwhm=None, sample_size=None, **kwargs):
+    """:class:`KernelSettings` from the command's options (``--fwhm`` and ``--sample-size`` exclude each other)."""
+    from neurochange.workflows.settings import KernelSettings
+
+    if fwhm is not None and sample_size is not None:
+        raise click.UsageError("give --fwhm or --sample-size, not both")
+    if kwargs.get("convention") == "jale" and (fwhm is not None or sample_size is not None):
+        raise click.UsageError("--convention jale takes each kernel from each experiment's sample size: "
+                               "leave out --fwhm and --sample-size")
+    if "tfce" in kwargs:
+        if kwargs["tfce"] and kwargs.get("convention") != "jale":
+            raise click.UsageError("--tfce is JALE's TFCE: add --convention jale")
+        kwargs["tfce"] = kwargs["tfce"] is not False
+    return KernelSettings(estimator=estimator, fwhm=fwhm, sample_size=sample_size, **kwargs)
 RADIUS_OPTION = click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0,
                              show_default=True, help="Sphere radius in mm.")
 
 # --- ale, mkda, kda: one estimator with Monte Carlo FWE ------------------------------------------------
 
 DESCRIPTIONS = {
-    "ale": """ALE meta-analysis of INPUT (Sleuth .txt, NiMARE .json, or a .tsv/.csv/.xlsx table) with Monte Carlo FWE.
+    "ale": """ALE meta-analysis of INPUT (Sleuth .txt, NiMARE or NIMADS .json, a .tsv/.csv/.xlsx table, or
+    JALE's Excel file) with Monte Carlo FWE.
 
     Writes NiMARE 0.22.1's maps (stat, p, z, logp and the *_corr-FWE_method-montecarlo maps),
-    nulls.npz, clusters.tsv, clusters_index.nii.gz and the cluster-thresholded z map into --out.
+    nulls.npz, clusters.tsv, a GingerALE-style cluster report (clusters.txt, cluster_foci.tsv),
+    clusters_index.nii.gz, the cluster-thresholded z map, figure.png and report.html into --out.
+
+    Contrasts of one study are pooled into one experiment by default (Turkeltaub et al. 2012, as
+    GingerALE does); NiMARE keeps them apart: add --keep-contrasts to get NiMARE's numbers.
     """,
-    "mkda": "MKDA density of INPUT (NiMARE MKDADensity: 10 mm spheres, approximate null) with Monte Carlo FWE.",
-    "kda": "KDA of INPUT (NiMARE KDA: summed 10 mm spheres, approximate null) with Monte Carlo FWE.",
+    "mkda": "MKDA density of INPUT (NiMARE MKDADensity: 10 mm spheres, approximate null) with Monte Carlo FWE. "
+            "Contrasts of one study are pooled by default (--keep-contrasts: NiMARE's numbers).",
+    "kda": "KDA of INPUT (NiMARE KDA: summed 10 mm spheres, approximate null) with Monte Carlo FWE. "
+           "Contrasts of one study are pooled by default (--keep-contrasts: NiMARE's numbers).",
 }
 
 
 def _analysis_command(kind: str):
     kernel_option = FWHM_OPTION if kind == "ale" else RADIUS_OPTION
 
-    @click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
+    @click.argument("input_file", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
     @out_options
     @compute_options
     @kernel_option
     @cluster_options
+    @threshold_options
     @mask_option
     @click.option("--null-mask", type=click.Choice(["brain", "gm"]), default="brain", show_default=True,
                   help="Where Monte Carlo null foci fall: the brain mask (NiMARE) or grey matter (GingerALE, JALE).")
@@ -58,29 +89,36 @@ def _analysis_command(kind: str):
                        "iterations).")
     @keep_contrasts_option
     @click.option("--signed", is_flag=True,
-                  help="Analyse increases and decreases separately and combine them (signed and conflict maps).")
+                  help="Analyse increases and decreases separately and combine them (signed and conflict maps); "
+                       "each experiment's direction comes from its '// Direction=' line or 'direction' column.")
+    @click.option("--increase", type=click.Path(dir_okay=False), default=None,
+                  help="GingerALE's two files: the increases (signed analysis; use with --decrease, no INPUT).")
+    @click.option("--decrease", type=click.Path(dir_okay=False), default=None,
+                  help="GingerALE's two files: the decreases (signed analysis; use with --increase, no INPUT).")
     @_convention_options(kind)
-    def command(input_file, out, overwrite, seed, cores, iters, cluster_forming_p, cluster_p, mask, null_mask,
-                vfwe_only, early_stop, precision, keep_contrasts, signed, fwhm=None, radius=10.0,
-                convention="nimare", null_histogram="observed", tfce=True):
+    def command(input_file, out, overwrite, seed, cores, iters, cluster_forming_p, cluster_p, fdr, uncorrected_p,
+                mask, null_mask, vfwe_only, early_stop, precision, keep_contrasts, signed, increase, decrease,
+                fwhm=None, sample_size=None, radius=10.0, convention="nimare", null_histogram="observed", tfce=None):
         from neurochange.workflows.analysis import run_analysis, run_signed
-        from neurochange.workflows.settings import KernelSettings
 
+        source = _analysis_source(input_file, increase, decrease)
+        signed = signed or not isinstance(source, str)
         early_stop_note(early_stop, iters)
-        if convention == "jale" and fwhm is not None:
-            raise click.UsageError("--convention jale takes each kernel from the sample size: leave out --fwhm")
-        kernel = KernelSettings(estimator=kind, fwhm=fwhm, radius=radius, convention=convention,
-                                null_histogram=null_histogram, tfce=tfce)
-        inference = inference_settings(iters, cluster_forming_p, cluster_p, null_mask, vfwe_only, early_stop, precision)
+        kernel = kernel_settings(kind, fwhm, sample_size, radius=radius, convention=convention,
+                                 null_histogram=null_histogram, tfce=tfce)
+        inference = inference_settings(iters, cluster_forming_p, cluster_p, null_mask, vfwe_only, early_stop, precision,
+                                       fdr=fdr, uncorrected_p=uncorrected_p)
         run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
         done, clusters = run_and_write("Monte Carlo FWE", iters, out, overwrite, run_signed if signed else run_analysis,
-                                       input_file, kernel, inference, run, precision=inference.early_stop)
+                                       source, kernel, inference, run, precision=inference.early_stop)
+        for warning in done.summary.get("warnings", []):
+            click.echo(f"warning: {warning}", err=True)
         if signed:
             _echo_signed(done.summary, clusters, run.seed, cluster_p, out)
             return
         if isinstance(done.pooled, list) and done.pooled and not keep_contrasts:
             click.echo(f"pooled the contrasts of {count(len(done.pooled), 'study', 'studies')} into one experiment "
-                       "each (--keep-contrasts to keep them apart)")
+                       "each (--keep-contrasts to keep them apart, as NiMARE does)")
         counts = done.summary["counts"]
         subjects = counts.get("subjects")
         click.echo(f"{count(counts['experiments'], 'experiment')}, {count(counts['foci'], 'focus', 'foci')}, "
@@ -91,6 +129,16 @@ def _analysis_command(kind: str):
 
     command.__doc__ = DESCRIPTIONS[kind]
     return cli.command(kind)(command)
+
+
+def _analysis_source(input_file, increase, decrease):
+    """INPUT, or GingerALE's ``--increase``/``--decrease`` files as ``{direction: path}``."""
+    two = {d: path for d, path in (("increase", increase), ("decrease", decrease)) if path is not None}
+    if input_file is not None and two:
+        raise click.UsageError("give INPUT (with --signed for its directions) or --increase/--decrease files, not both")
+    if input_file is None and not two:
+        raise click.UsageError("missing INPUT: a coordinate file (or --increase FILE --decrease FILE)")
+    return two or input_file
 
 
 def _convention_options(kind: str):
@@ -107,8 +155,9 @@ def _convention_options(kind: str):
             click.option("--null-histogram", type=click.Choice(["observed", "per_null"]), default="observed",
                          show_default=True, help="With --convention jale: z of each null map from the observed "
                                                  "histogram (pyALE, published analyses) or its own (JALE 0.2.10)."),
-            click.option("--tfce/--no-tfce", default=True, show_default=True,
-                         help="With --convention jale: TFCE map and its Monte Carlo FWE."),
+            click.option("--tfce/--no-tfce", default=None,
+                         help="TFCE map and its Monte Carlo FWE (JALE's TFCE) [default: on with --convention jale, "
+                              "off with nimare]."),
         )):
             command = option(command)
         return command
@@ -156,7 +205,7 @@ def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cl
     run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
     done, _ = run_and_write("label permutations", iters, out, overwrite, run_chi2, selection, rest,
                             KernelSettings(estimator="mkda", radius=radius),
-                            inference_settings(iters, cluster_forming_p), run, fwe=not fdr_only)
+                            inference_settings(iters, cluster_forming_p), run, fwe=not fdr_only, page=False)
     summary = done.summary
     sel, oth = summary["counts"]["selection"], summary["counts"]["rest"]
     sig = summary["n_significant_fdr"]
@@ -200,19 +249,20 @@ def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cl
               show_default=True, help="--balanced: null of the balanced difference.")
 @click.option("--prior", type=click.Choice(["gm", "brain"]), default="gm", show_default=True,
               help="--balanced: voxels compared and null foci drawn from (grey matter p > 0.1, or the whole mask).")
-def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, keep_contrasts, vfwe_only,
+def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, sample_size, mask, keep_contrasts, vfwe_only,
              cluster_forming_p, early_stop, precision, balanced, target_n, difference_iterations, subsamples,
              null_method, prior):
     """ALE subtraction A minus B by label permutation (NiMARE's ALESubtraction, two-sided).
 
-    A and B are input files (Sleuth .txt, NiMARE .json, or a table). Writes
+    A and B are input files (Sleuth .txt, NiMARE .json, or a table); the contrasts of one study are
+    pooled by default (--keep-contrasts: NiMARE's numbers). Writes
     {stat,p,z,logp}_desc-group1MinusGroup2, its voxel- and cluster-level FWE maps
     (*_corr-FWE_method-montecarlo) and each group's {stat,p,z,logp}_desc-group<k> into --out.
     With --balanced: {stat,p,z,logp}_desc-balancedGroup1MinusGroup2, prob_desc-group<k> and
     stat_desc-conjunction (NiMARE's BalancedALESubtraction).
     """
     from neurochange.workflows.contrast import run_contrast
-    from neurochange.workflows.settings import BalancedSettings, KernelSettings
+    from neurochange.workflows.settings import BalancedSettings
 
     if balanced and click.get_current_context().get_parameter_source("iters").name == "DEFAULT":
         iters = 1000
@@ -222,7 +272,7 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, mask, k
     inference = inference_settings(iters, cluster_forming_p, vfwe_only=vfwe_only, early_stop=early_stop,
                                    precision=precision)
     done, _ = run_and_write("null iterations" if balanced else "permutations", iters, out, overwrite, run_contrast,
-                            input_a, input_b, KernelSettings(fwhm=fwhm), inference, run, settings,
+                            input_a, input_b, kernel_settings("ale", fwhm, sample_size), inference, run, settings,
                             precision=None if balanced else inference.early_stop)
     summary = done.summary
     for label, path in (("group1", input_a), ("group2", input_b)):

@@ -190,3 +190,13 @@ def null_to_p(values: np.ndarray, null: np.ndarray) -> np.ndarray:
     below = np.searchsorted(null, np.asarray(values, dtype=np.float64), side="left")
     p = 1.0 - below / n
     return np.clip(p, 1.0 / n, 1.0 - 1.0 / n)
+
+
+def nlogp_to_z(nlogp: np.ndarray) -> np.ndarray:
+    """Unsigned z of two-tailed log p."""
+    return -special.ndtri_exp(np.asarray(nlogp, dtype=np.float64) - np.log(2.0)) + 0.0
+
+
+def nlogp_to_logp(nlogp: np.ndarray) -> np.ndarray:
+    """-log10 p from natural-log p, never negative."""
+    return np.maximum(np.asarray(nlogp, dtype=np.float64) / -np.log(10.0) + 0.0, 0.0)

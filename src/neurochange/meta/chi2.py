@@ -26,7 +26,9 @@ from scipy.stats import chi2 as chi2_dist
 
 from neurochange import space as _space
 from neurochange.inference.clusters import FACE_CONNECTIVITY, max_cluster
+from neurochange.inference.fdr import FDR_SUFFIX, fdr_bh_nlogp
 from neurochange.inference.permutation import LabelPermutation
+from neurochange.inference.stats import nlogp_to_logp, nlogp_to_z
 from neurochange.meta import spheres
 from neurochange.meta.inputs import AnalysisInputs, analysis_inputs, concat_inputs
 from neurochange.meta.mkda import MKDADensity
@@ -34,7 +36,6 @@ from neurochange.meta.result import FWE_SUFFIX, MetaResult
 from neurochange.studyset import StudySet
 
 LABELS = ("uniformity", "group2", "association")
-FDR_SUFFIX = "_corr-FDR_method-indep"
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -70,28 +71,6 @@ def chi2_nlogp(chi2: np.ndarray) -> np.ndarray:
     low = tail < np.finfo(float).tiny
     out[low] = np.log(2.0) + special.log_ndtr(-y[low] * np.sqrt(2.0))
     return np.minimum(out, 0.0)
-
-
-def nlogp_to_z(nlogp: np.ndarray) -> np.ndarray:
-    """Unsigned z of two-tailed log p."""
-    return -special.ndtri_exp(np.asarray(nlogp, dtype=np.float64) - np.log(2.0)) + 0.0
-
-
-def nlogp_to_logp(nlogp: np.ndarray) -> np.ndarray:
-    """-log10 p from natural-log p, never negative."""
-    return np.maximum(np.asarray(nlogp, dtype=np.float64) / -np.log(10.0) + 0.0, 0.0)
-
-
-def fdr_bh_nlogp(nlogp: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted log p from log p (step-up in log space, capped at 0)."""
-    nlogp = np.asarray(nlogp, dtype=np.float64)
-    order = np.argsort(nlogp)
-    n = nlogp.size
-    adjusted = nlogp[order] - np.log(np.arange(1, n + 1) / n)
-    adjusted = np.minimum.accumulate(adjusted[::-1])[::-1]
-    out = np.empty(n)
-    out[order] = np.minimum(adjusted, 0.0)
-    return out
 
 
 def chi2_maps(sel_counts, n_sel, rest_counts, n_rest, prior: float | None = 0.5) -> dict[str, np.ndarray]:

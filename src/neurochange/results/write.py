@@ -4,8 +4,12 @@
 Carlo nulls as ``nulls.npz`` (NiMARE's keys), GingerALE-style extras (the z map
 restricted to clusters that survive cluster-level FWE at ``cluster_p``:
 ``z_desc-size_level-cluster_corr-FWE_method-montecarlo_thresh-05.nii.gz``, and
-``clusters_index.nii.gz``, clusters numbered by size), ``clusters.tsv`` and
-``experiments.tsv``. So that later steps (``neurochange diagnose``) can work from the
+``clusters_index.nii.gz``, clusters numbered by size), ``clusters.tsv``, GingerALE's cluster
+report (``clusters.txt`` and ``cluster_foci.tsv``, :mod:`neurochange.results.cluster_report`) and
+``experiments.tsv``. A result with extra voxel thresholds (``params["thresholds"]``: FDR q,
+uncorrected p) also gets, per threshold, its z map (``z_corr-FDR_method-indep_thresh-05``,
+``z_level-voxel_corr-none_thresh-001``) and cluster table (``clusters_corr-FDR.tsv``,
+``clusters_corr-none.tsv``; every cluster, no size cut-off). So that later steps (``neurochange diagnose``) can work from the
 folder alone, it also writes what was analysed: ``foci.tsv`` (experiment_id, x, y, z in
 MNI mm, i, j, k voxel indices, one row per focus that entered), ``mask.nii.gz`` (the
 analysis mask), ``params.json`` (the result's settings: estimator, counts, Monte Carlo,
@@ -27,21 +31,48 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from neurochange.inference.clusters import SIZE_MAP, VOXEL_MAP, cluster_table, significant_clusters
+from neurochange.inference.clusters import SIZE_MAP, VOXEL_MAP, cluster_table, label_clusters, significant_clusters
+from neurochange.inference.fdr import FDR_SUFFIX
 from neurochange.meta.result import FWE_SUFFIX, MetaResult
 from neurochange.results import provenance
 from neurochange.results.atlas import add_labels
+from neurochange.results.cluster_report import cluster_foci, cluster_report
 from neurochange.results.outdir import atomic_dir
+
+
+def thresh_text(p: float) -> str:
+    """The digits of ``p`` after ``0.``, as GingerALE-style names give a threshold: ``05`` for .05."""
+    return np.format_float_positional(p).split(".")[1]
 
 
 def thresh_name(cluster_p: float) -> str:
     """GingerALE-style name of the cluster-thresholded z map, e.g. ``..._thresh-05`` for p = .05."""
-    return f"z_desc-size_level-cluster{FWE_SUFFIX}_thresh-{f'{cluster_p:.3f}'.rstrip('0').split('.')[1]}"
+    return f"z_desc-size_level-cluster{FWE_SUFFIX}_thresh-{thresh_text(cluster_p)}"
 
 
-def result_clusters(result: MetaResult, cluster_p: float = 0.05, min_distance: float = 8.0) -> tuple[pd.DataFrame, np.ndarray]:
-    """``clusters.tsv`` rows and the 3-D cluster label array of a corrected result."""
-    labels, sizes, p_fwe, _ = significant_clusters(result, cluster_p)
+def voxel_thresholds(result: MetaResult) -> dict[str, tuple[str, np.ndarray]]:
+    """The extra voxel thresholds of ``result``: cluster-table suffix -> (z map name, 3-D boolean volume)."""
+    chosen = result.params.get("thresholds", {})
+    out = {}
+    if chosen.get("fdr_q") is not None:
+        q = chosen["fdr_q"]
+        out["corr-FDR"] = (f"z{FDR_SUFFIX}_thresh-{thresh_text(q)}", result.get_volume(f"p{FDR_SUFFIX}") < q)
+    if chosen.get("uncorrected_p") is not None:
+        p = chosen["uncorrected_p"]
+        out["corr-none"] = (f"z_level-voxel_corr-none_thresh-{thresh_text(p)}", result.get_volume("p") < p)
+    for key, (name, supra) in out.items():
+        out[key] = (name, supra & result.grid.mask)
+    return out
+
+
+def result_clusters(result: MetaResult, cluster_p: float = 0.05, min_distance: float = 8.0,
+                    supra: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """``clusters.tsv`` rows and the 3-D cluster label array of a corrected result (of the voxels ``supra``,
+    every cluster, when given)."""
+    if supra is None:
+        labels, sizes, p_fwe, _ = significant_clusters(result, cluster_p)
+    else:
+        (labels, sizes), p_fwe = label_clusters(supra), None
     table = cluster_table(
         result.get_volume("stat"),
         result.get_volume("z"),
@@ -72,8 +103,19 @@ def write_result(result: MetaResult, folder: str | Path, cluster_p: float = 0.05
         nib.save(nib.Nifti1Image(thresh, result.grid.affine), folder / f"{thresh_name(cluster_p)}.nii.gz")
         nib.save(nib.Nifti1Image(labels.astype(np.int16), result.grid.affine), folder / "clusters_index.nii.gz")
         write_table(table, folder / "clusters.tsv")
+        foci = cluster_foci(result, labels)
+        write_table(foci, folder / "cluster_foci.tsv")
+        level = "cluster-size" if SIZE_MAP in result.maps else "voxel-level"
+        estimator = result.params.get("estimator", {}).get("name", "")
+        title = f"Clusters with {level} FWE p < {cluster_p} (Monte Carlo), {estimator}"
+        (folder / "clusters.txt").write_text(cluster_report(result, labels, table, foci, title), encoding="utf-8")
     else:
         table = pd.DataFrame()
+    for suffix, (name, supra) in voxel_thresholds(result).items():
+        extra, labels = result_clusters(result, cluster_p, supra=supra)
+        nib.save(nib.Nifti1Image(np.where(labels > 0, result.get_volume("z"), 0.0).astype(np.float32),
+                                 result.grid.affine), folder / f"{name}.nii.gz")
+        write_table(add_labels(extra), folder / f"clusters_{suffix}.tsv")
     experiments = pd.DataFrame(
         {
             "experiment_id": result.experiment_ids,
@@ -110,7 +152,8 @@ def write_analysed(result: MetaResult, folder: Path, cluster_p: float, studyset=
 
 
 #: ``float_format`` of the tables written with rounded floats (others: full precision).
-TABLE_FLOATS = {"experiments.tsv": "%.6g", "clusters.tsv": "%.6g"}
+TABLE_FLOATS = {"experiments.tsv": "%.6g", "clusters.tsv": "%.6g", "cluster_foci.tsv": "%.6g",
+                "clusters_corr-FDR.tsv": "%.6g", "clusters_corr-none.tsv": "%.6g"}
 
 
 @dataclass
@@ -160,11 +203,15 @@ def write_maps(result: MetaResult, folder: Path) -> None:
         np.savez_compressed(folder / "nulls.npz", **result.nulls)
 
 
-def write_output(output: Output, out: str | Path, overwrite: bool = False) -> dict[str, pd.DataFrame]:
-    """Write ``output`` into the folder ``out`` (all of it or nothing); return the cluster tables by subfolder."""
+def write_output(output: Output, out: str | Path, overwrite: bool = False, finish=None) -> dict[str, pd.DataFrame]:
+    """Write ``output`` into the folder ``out`` (all of it or nothing); return the cluster tables by subfolder.
+
+    ``finish(folder)``, when given, adds to the written folder before it takes its place (a report page)."""
     start = time.perf_counter()
     with atomic_dir(out, overwrite) as tmp:
         clusters = fill_folder(output, tmp)
+        if finish is not None:
+            finish(tmp)
         if output.timings is not None:
             seconds = {**output.timings, "write": time.perf_counter() - start}
             provenance.write_json(tmp / "timings.json", {"seconds": seconds, **output.timings_extra})

@@ -13,6 +13,7 @@ the results folder: maps and tables (:mod:`neurochange.results.write`), ``studie
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +24,14 @@ from neurochange.compare.overlap import overlap
 from neurochange.compare.signed import DIRECTIONS, combine_signed, split_by_direction, thresholded_z
 from neurochange.corpus.pooling import pool_experiments
 from neurochange.errors import InputError
+from neurochange.inference.fdr import correct_fdr
 from neurochange.meta.result import MetaResult
 from neurochange.results import provenance
 from neurochange.results.write import Output
 from neurochange.sources.io import read_studyset
 from neurochange.space import Grid, load_grid
 from neurochange.studyset import StudySet
-from neurochange.workflows.settings import InferenceSettings, KernelSettings, RunSettings
+from neurochange.workflows.settings import MIN_EXPERIMENTS, InferenceSettings, KernelSettings, RunSettings
 
 
 @dataclass
@@ -46,9 +48,19 @@ class AnalysisRun:
 
 def analyse(studyset: StudySet, grid: Grid, kernel: KernelSettings, inference: InferenceSettings, seed: int,
             n_cores: int | None = None, progress=None) -> MetaResult:
-    """Fit ``kernel``'s estimator on ``studyset`` and correct it with Monte Carlo FWE."""
+    """Fit ``kernel``'s estimator on ``studyset`` and correct it with Monte Carlo FWE (and ``inference``'s
+    extra thresholds, :func:`add_thresholds`)."""
     result = kernel.make().fit(studyset, grid)
-    return inference.corrector(seed, n_cores).correct(result, progress=progress)
+    return add_thresholds(inference.corrector(seed, n_cores).correct(result, progress=progress), inference)
+
+
+def add_thresholds(result: MetaResult, inference: InferenceSettings) -> MetaResult:
+    """``result`` with FDR maps when ``inference.fdr`` is set, and its FDR q and uncorrected p recorded
+    (``params["thresholds"]``) for the writer's thresholded maps and cluster tables."""
+    if inference.fdr is None and inference.uncorrected_p is None:
+        return result
+    result = correct_fdr(result) if inference.fdr is not None else result
+    return result.with_maps(params={"thresholds": {"fdr_q": inference.fdr, "uncorrected_p": inference.uncorrected_p}})
 
 
 def read_input(path, keep_contrasts: bool, kernel: KernelSettings = KernelSettings()) -> tuple[StudySet, list | str]:
@@ -64,6 +76,40 @@ def read_input(path, keep_contrasts: bool, kernel: KernelSettings = KernelSettin
     return pool_experiments(studyset)
 
 
+def read_signed_input(source, kernel: KernelSettings = KernelSettings()) -> StudySet:
+    """The experiments of a signed analysis: one file whose experiments carry directions, or GingerALE's
+    two files (``{"increase": path, "decrease": path}``), each file's experiments taking its direction.
+
+    An experiment id found in both files gets ``" (increase)"``/``" (decrease)"`` after its contrast.
+    At least one experiment must have a direction, else an :class:`InputError` says how to give one.
+    """
+    if isinstance(source, Mapping):
+        parts = {d: read_studyset(path, space_transform=kernel.space_transform) for d, path in source.items()}
+        shared = set.intersection(*(set(p.experiments["experiment_id"]) for p in parts.values()))
+        for d, part in parts.items():
+            e, f = part.experiments, part.foci
+            e["direction"] = d
+            clash = e["experiment_id"].isin(shared)
+            e.loc[clash, "contrast_id"] = e.loc[clash, "contrast_id"] + f" ({d})"
+            new_ids = e.loc[clash, "study_id"] + "-" + e.loc[clash, "contrast_id"]
+            renamed = dict(zip(e.loc[clash, "experiment_id"], new_ids))
+            e["experiment_id"] = e["experiment_id"].replace(renamed)
+            f["experiment_id"] = f["experiment_id"].replace(renamed)
+        studyset = StudySet.concat(list(parts.values()))
+        where = " and ".join(f"--{d} {Path(path).name}" for d, path in source.items())
+    else:
+        studyset = read_studyset(source, space_transform=kernel.space_transform)
+        where = str(source)
+    direction = studyset.experiments["direction"].astype("string")
+    if not direction.isin(DIRECTIONS).any():
+        raise InputError(
+            f"no experiment has a direction (increase or decrease) in {where}: add a '// Direction=increase' or "
+            "'// Direction=decrease' line to each Sleuth experiment (a 'direction' column in a table, "
+            "metadata.direction in NiMARE JSON), or give the two GingerALE files as --increase FILE --decrease FILE",
+            field="direction")
+    return studyset
+
+
 def analysis_grid(kernel: KernelSettings, run: RunSettings) -> Grid:
     """The grid of a run: JALE's grey-matter prior in the JALE convention, else the mask file or NiMARE's."""
     if kernel.convention == "jale":
@@ -75,9 +121,23 @@ def analysis_grid(kernel: KernelSettings, run: RunSettings) -> Grid:
     return load_grid(run.mask)
 
 
+def power_warnings(counts: dict, what: str = "") -> list[str]:
+    """A warning when fewer than :data:`MIN_EXPERIMENTS` experiments were analysed (``counts`` as params)."""
+    k = int(counts.get("experiments", 0))
+    if k >= MIN_EXPERIMENTS:
+        return []
+    return [f"{what}{k} experiment{'' if k == 1 else 's'}: fewer than {MIN_EXPERIMENTS}, the least Eickhoff et al. "
+            "(2016) recommend for ALE; the analysis is underpowered and a cluster may rest on one or two experiments "
+            "(see clusters.txt and neurochange diagnose)"]
+
+
 def settings_record(kernel: KernelSettings, inference: InferenceSettings, run: RunSettings) -> dict:
     """The ``settings`` of ``provenance.json``."""
-    kernel_record = {"fwhm": kernel.fwhm} if kernel.estimator == "ale" else {"radius_mm": kernel.radius}
+    kernel_record = {"radius_mm": kernel.radius}
+    if kernel.estimator == "ale":
+        kernel_record = {"fwhm": kernel.ale_fwhm}
+        if kernel.sample_size is not None:
+            kernel_record["sample_size"] = kernel.sample_size
     if kernel.convention != "nimare":
         kernel_record.update(convention=kernel.convention, null_histogram=kernel.null_histogram, tfce=kernel.tfce)
     return {
@@ -91,6 +151,7 @@ def settings_record(kernel: KernelSettings, inference: InferenceSettings, run: R
         "vfwe_only": inference.vfwe_only,
         "early_stop": inference.early_stop,
         "keep_contrasts": run.keep_contrasts,
+        **{k: v for k, v in (("fdr", inference.fdr), ("uncorrected_p", inference.uncorrected_p)) if v is not None},
     }
 
 
@@ -110,30 +171,35 @@ def run_analysis(input_path: str | Path, kernel: KernelSettings, inference: Infe
     result = kernel.make().fit(studyset, grid)
     timings["fit"] = time.perf_counter() - start
     start = time.perf_counter()
-    result = inference.corrector(run.seed, run.n_cores).correct(result, progress=progress)
+    result = add_thresholds(inference.corrector(run.seed, run.n_cores).correct(result, progress=progress), inference)
     timings["montecarlo"] = time.perf_counter() - start
 
     params = dict(result.params)
     montecarlo = dict(params.get("montecarlo", {}))
     cores_used = montecarlo.pop("n_cores", None)
     params["montecarlo"] = montecarlo
+    warnings = power_warnings(params.get("counts", {}))
     record = {
         "command": kernel.estimator,
         "input": {"file": Path(input_path).name, "sources": studyset.provenance.get("sources", [])},
         "settings": settings_record(kernel, inference, run),
         "pooled": pooled,
         "params": params,
+        **({"warnings": warnings} if warnings else {}),
         "versions": provenance.versions(),
     }
     output = Output(results={"": (result, studyset)}, records={"provenance.json": record}, timings=timings,
                     timings_extra={"n_cores": cores_used}, cluster_p=inference.cluster_p)
     return AnalysisRun(output, record, {"": result}, pooled, timings,
-                       {"seed": run.seed, "counts": params.get("counts", {}), "n_iters": montecarlo.get("n_iters")})
+                       {"seed": run.seed, "counts": params.get("counts", {}), "n_iters": montecarlo.get("n_iters"),
+                        "warnings": warnings})
 
 
-def run_signed(input_path: str | Path, kernel: KernelSettings, inference: InferenceSettings, run: RunSettings,
+def run_signed(input_path: str | Path | Mapping, kernel: KernelSettings, inference: InferenceSettings, run: RunSettings,
                progress=None) -> AnalysisRun:
     """The analysis on the increases and on the decreases of ``input_path``, and their combined maps.
+
+    ``input_path``: one file, or ``{"increase": path, "decrease": path}`` (:func:`read_signed_input`).
 
     Both directions use the run's seed (their nulls differ because their experiments differ).
     Folder layout: ``dir-increase_est-<est>/`` and ``dir-decrease_est-<est>/`` (each a full
@@ -144,12 +210,12 @@ def run_signed(input_path: str | Path, kernel: KernelSettings, inference: Infere
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    studyset = read_studyset(input_path, space_transform=kernel.space_transform)
+    studyset = read_signed_input(input_path, kernel)
     grid = analysis_grid(kernel, run)
     parts, left_out = split_by_direction(studyset)
     timings["read"] = time.perf_counter() - start
 
-    results, analysed, pooled, directions = {}, {}, {}, {}
+    results, analysed, pooled, directions, warnings = {}, {}, {}, {}, []
     for d in DIRECTIONS:
         if parts[d] is None:
             directions[d] = {"experiments": 0, "note": f"no {d} experiments: no {d} map"}
@@ -162,6 +228,7 @@ def run_signed(input_path: str | Path, kernel: KernelSettings, inference: Infere
         analysed[d] = part
         timings[d] = time.perf_counter() - start
         directions[d] = dict(results[d].params["counts"])
+        warnings += power_warnings(directions[d], f"{d}: ")
 
     zero = np.zeros(grid.shape)
     z_thr = {d: thresholded_z(results[d], inference.cluster_p) if d in results else zero for d in DIRECTIONS}
@@ -170,11 +237,13 @@ def run_signed(input_path: str | Path, kernel: KernelSettings, inference: Infere
     stats = {"_".join(names.get(w, w) for w in k.split("_")): v for k, v in stats.items()}
     record = {
         "command": f"{kernel.estimator} --signed",
-        "input": {"file": Path(input_path).name, "sources": studyset.provenance.get("sources", [])},
+        "input": {**({f"file_{d}": Path(p).name for d, p in input_path.items()} if isinstance(input_path, Mapping)
+                     else {"file": Path(input_path).name}), "sources": studyset.provenance.get("sources", [])},
         "settings": settings_record(kernel, inference, run),
         "directions": {**directions, "left_out": left_out},
         "pooled": pooled if not run.keep_contrasts else "contrasts kept apart (--keep-contrasts)",
         "params": {d: {k: v for k, v in results[d].params.items() if k != "counts"} for d in results},
+        **({"warnings": warnings} if warnings else {}),
         "versions": provenance.versions(),
     }
     images = {f"{name}.nii.gz": nib.Nifti1Image(volume.astype(np.float32), grid.affine)
@@ -183,5 +252,5 @@ def run_signed(input_path: str | Path, kernel: KernelSettings, inference: Infere
                     images=images, records={"overlap.json": stats, "provenance.json": record}, timings=timings,
                     cluster_p=inference.cluster_p)
     summary = {"seed": run.seed, "directions": directions, "left_out": left_out, "pooled": pooled, "overlap": stats,
-               "n_iters": inference.n_iters}
+               "n_iters": inference.n_iters, "warnings": warnings}
     return AnalysisRun(output, record, results, pooled, timings, summary)

@@ -91,7 +91,8 @@ def contrast_output(result: MetaResult, inputs: dict, kernel: KernelSettings, in
     record = {
         "command": "contrast",
         "input": inputs,
-        "settings": {"n_iters": inference.n_iters, "seed": run.seed, "fwhm": kernel.fwhm,
+        "settings": {"n_iters": inference.n_iters, "seed": run.seed, "fwhm": kernel.ale_fwhm,
+                     **({"sample_size": kernel.sample_size} if kernel.sample_size is not None else {}),
                      "keep_contrasts": run.keep_contrasts, **settings,
                      "mask": run.mask_record("MNI152 2 mm brain mask (NiMARE ALE default)")["mask"]},
         "params": result.params,

@@ -35,7 +35,6 @@ from neurochange.corpus.pooling import pool_experiments
 from neurochange.errors import InputError
 from neurochange.inference.clusters import n_clusters, significant_clusters
 from neurochange.inference.executors import resolve_seed
-from neurochange.meta.kernels import fwhm_from_sample_size
 from neurochange.report.numbers import count, plural
 from neurochange.results import provenance
 from neurochange.results.outdir import atomic_dir, check_out
@@ -134,14 +133,12 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
 def review_settings(spec: ReviewSpec, n_iters: int | None, seed: int | None) -> ReviewSettings:
     """The typed settings of ``spec``; ``n_iters`` and ``seed`` (when given) override the spec's."""
     a = spec.analysis
-    fwhm = a.fwhm if a.fwhm is not None else (
-        float(fwhm_from_sample_size(a.sample_size)) if a.sample_size is not None else None)
     capped = (lambda value: min(value, int(n_iters))) if n_iters is not None else (lambda value: value)
     diagnostics_iters = capped(a.diagnostics_iters)
     diagnostics = DiagnosticsSettings(failsafe=a.failsafe, moderators=tuple(a.moderators),
                                       n_iters=diagnostics_iters) if a.diagnostics else None
     return ReviewSettings(
-        kernel=KernelSettings(estimator=a.estimator, fwhm=fwhm, radius=a.radius),
+        kernel=KernelSettings(estimator=a.estimator, fwhm=a.fwhm, sample_size=a.sample_size, radius=a.radius),
         inference=InferenceSettings(n_iters=int(n_iters) if n_iters is not None else a.n_iters,
                                     cluster_forming_p=a.cluster_forming_p, cluster_p=a.cluster_p,
                                     null_mask=a.null_mask, early_stop=a.early_stop),
@@ -151,7 +148,6 @@ def review_settings(spec: ReviewSpec, n_iters: int | None, seed: int | None) -> 
         keep_contrasts=a.keep_contrasts,
         signed=a.signed,
         seed=resolve_seed(seed if seed is not None else a.seed),
-        sample_size=a.sample_size,
         corpus=spec.corpus.description or (Path(spec.corpus.file).name if spec.corpus.file else "corpus"),
         source=spec.corpus.source,
         selection=spec.selection,
@@ -418,7 +414,7 @@ def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: Revi
         return entry
     sets = {key: value for key, value in analysed[h.group].items() if key not in ("results", "convergence")}
     log(f"model {model.name} on {h.group}")
-    test = test_model(model, sets, grid, fwhm=settings.kernel.fwhm, n_iters=settings.model_iters, seed=seed,
+    test = test_model(model, sets, grid, fwhm=settings.kernel.ale_fwhm, n_iters=settings.model_iters, seed=seed,
                       n_cores=n_cores, progress=_task(progress, f"model {model.name}"),
                       null_mask=settings.inference.null_mask)
     stem = f"{model.name}_{h.group}"
@@ -439,7 +435,7 @@ def _convergence(group: str, analysed: dict, grid, settings: ReviewSettings, see
     from neurochange.hypotheses.specificity import convergence
 
     if "convergence" not in analysed[group]:
-        analysed[group]["convergence"] = convergence(analysed[group]["all"], grid, fwhm=settings.kernel.fwhm,
+        analysed[group]["convergence"] = convergence(analysed[group]["all"], grid, fwhm=settings.kernel.ale_fwhm,
                                                      n_draws=MOMENT_DRAWS, seed=seed,
                                                      null_mask=settings.inference.null_mask)
     return analysed[group]["convergence"]

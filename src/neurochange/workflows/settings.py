@@ -20,9 +20,13 @@ from neurochange.inference.executors import resolve_seed
 from neurochange.inference.montecarlo import MonteCarloFWE
 from neurochange.meta.ale import ALE
 from neurochange.meta.jale import JaleALE
+from neurochange.meta.kernels import fwhm_from_sample_size
 from neurochange.meta.mkda import KDA, MKDADensity
 from neurochange.meta.spheres import DEFAULT_RADIUS_MM
 from neurochange.results import provenance
+
+#: Fewest experiments for an adequately powered ALE (Eickhoff et al. 2016); fewer are flagged underpowered.
+MIN_EXPERIMENTS = 17
 
 #: Estimators by the name a spec or command uses, and the folder suffix ``_est-<name>``.
 ESTIMATORS = {"ale": ALE, "mkda": MKDADensity, "kda": KDA}
@@ -33,21 +37,33 @@ class KernelSettings:
     """The estimator and its kernel.
 
     ``estimator``: "ale", "mkda" (MKDA density) or "kda". ``fwhm``: one ALE kernel FWHM (mm)
-    for every experiment (None: from each sample size). ``radius``: MKDA/KDA sphere radius (mm).
+    for every experiment; ``sample_size``: or one assumed n for every experiment (NiMARE's
+    ``ALEKernel(sample_size=)``; FWHM from Eickhoff 2009); neither: from each experiment's n.
+    ``radius``: MKDA/KDA sphere radius (mm).
     ``convention``: "nimare" (NiMARE 0.22.1's ALE) or "jale" (JALE 0.2.10's, :mod:`neurochange.meta.jale`),
     with ``null_histogram`` ("observed": pyALE; "per_null": JALE 0.2.10) and ``tfce``.
     """
 
     estimator: Literal["ale", "mkda", "kda"] = "ale"
     fwhm: float | None = None
+    sample_size: int | None = None
     radius: float = DEFAULT_RADIUS_MM
     convention: Literal["nimare", "jale"] = "nimare"
     null_histogram: Literal["observed", "per_null"] = "observed"
     tfce: bool = True
 
     def __post_init__(self):
-        if self.convention == "jale" and (self.estimator != "ale" or self.fwhm is not None):
-            raise ValueError("the JALE convention is ALE with kernels from sample sizes (no fixed FWHM)")
+        if self.fwhm is not None and self.sample_size is not None:
+            raise ValueError("give fwhm or sample_size, not both")
+        if self.convention == "jale" and (self.estimator != "ale" or self.ale_fwhm is not None):
+            raise ValueError("the JALE convention is ALE with kernels from each experiment's sample size")
+
+    @property
+    def ale_fwhm(self) -> float | None:
+        """The one ALE kernel FWHM (mm) of every experiment: ``fwhm``, or that of ``sample_size``; None: per n."""
+        if self.sample_size is not None:
+            return float(fwhm_from_sample_size(self.sample_size))
+        return self.fwhm
 
     @property
     def space_transform(self) -> str:
@@ -59,7 +75,7 @@ class KernelSettings:
         if self.convention == "jale":
             return JaleALE(null_histogram=self.null_histogram, tfce=self.tfce)
         if self.estimator == "ale":
-            return ALE(fwhm=self.fwhm)
+            return ALE(fwhm=self.ale_fwhm)
         return ESTIMATORS[self.estimator](radius=self.radius)
 
     def to_dict(self) -> dict:
@@ -74,6 +90,8 @@ class InferenceSettings:
     p that defines clusters. ``cluster_p``: corrected p for a significant cluster.
     ``null_mask``: "brain" or "gm". ``vfwe_only``: voxel-level FWE only. ``early_stop``:
     relative precision of the FWE thresholds at which to stop (None: all iterations).
+    ``fdr``: also threshold voxels at this FDR q (Benjamini-Hochberg); ``uncorrected_p``: also at
+    this uncorrected p (both beside the FWE results, never instead of them).
     """
 
     n_iters: int = 10000
@@ -82,6 +100,8 @@ class InferenceSettings:
     null_mask: str = "brain"
     vfwe_only: bool = False
     early_stop: float | None = None
+    fdr: float | None = None
+    uncorrected_p: float | None = None
 
     def corrector(self, seed: int | None, n_cores: int | None = None, **changes) -> MonteCarloFWE:
         """The Monte Carlo corrector for these settings (``changes``: overrides, e.g. ``n_iters``)."""
@@ -170,7 +190,7 @@ class ReviewSettings:
     ``model_iters``: Monte Carlo iterations of each model test; ``diagnostics_iters``: of each
     diagnostic re-analysis (recorded even when diagnostics are off); ``min_experiments``: groups
     with fewer are marked underpowered; ``signed``: "auto" (increase/decrease maps where
-    signed experiments exist) or "no"; ``sample_size``: the assumed n behind ``kernel.fwhm``.
+    signed experiments exist) or "no".
     """
 
     kernel: KernelSettings
@@ -181,7 +201,6 @@ class ReviewSettings:
     keep_contrasts: bool
     signed: str
     seed: int
-    sample_size: int | None
     corpus: str
     source: str
     selection: str
@@ -192,8 +211,8 @@ class ReviewSettings:
         d = self.diagnostics
         out = {
             "estimator": self.kernel.estimator,
-            "fwhm": self.kernel.fwhm,
-            "sample_size": self.sample_size,
+            "fwhm": self.kernel.ale_fwhm,
+            "sample_size": self.kernel.sample_size,
             "n_iters": self.inference.n_iters,
             "model_iters": self.model_iters,
             "diagnostics": d is not None,

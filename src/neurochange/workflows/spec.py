@@ -9,8 +9,10 @@ are documented in ``docs/review.md`` and ``examples/``.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from neurochange.corpus.query import parse
 from neurochange.errors import InputError
+from neurochange.workflows.settings import MIN_EXPERIMENTS
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -60,7 +63,7 @@ class AnalysisSpec(_Strict):
     null_mask: Literal["brain", "gm"] = "brain"
     keep_contrasts: bool = False
     signed: Literal["auto", "no"] = "auto"
-    min_experiments: int = Field(default=17, ge=1)
+    min_experiments: int = Field(default=MIN_EXPERIMENTS, ge=1)
     model_iters: int = Field(default=1000, ge=10)
     diagnostics: bool = False
     failsafe: bool = False
@@ -144,9 +147,10 @@ def load_spec(path: str | Path) -> ReviewSpec:
     try:
         spec = ReviewSpec.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
+        # a misspelt name first: it explains the "missing field" errors it causes
+        first = min(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
         loc = tuple(first["loc"])
-        raise InputError(_message(first), file=str(path), line=_line_of(text, loc),
+        raise InputError(_message(first, data), file=str(path), line=_line_of(text, loc),
                          field=_dotted(loc)) from None
     _check(spec, path, text)
     return spec
@@ -214,10 +218,31 @@ def _check(spec: ReviewSpec, path: Path, text: str) -> None:
             fail(f"no such file: {value}", ("corpus", key))
 
 
-def _message(error: dict) -> str:
+def _allowed(loc: tuple) -> list[str]:
+    """The field names the spec accepts beside the one at ``loc``."""
+    model = ReviewSpec
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        model = next((a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type)
+                      and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _message(error: dict, data: dict | None = None) -> str:
     msg = error["msg"]
     if error["type"] == "extra_forbidden":
-        return "unknown field (check its spelling; see docs/review.md for the fields)"
+        loc = tuple(error["loc"])
+        value = error.get("input")
+        kind = ("table" if isinstance(value, dict) else "array of tables"
+                if isinstance(value, list) and value and all(isinstance(v, dict) for v in value) else "field")
+        name = f"[{loc[-1]}]" if kind == "table" else f"[[{loc[-1]}]]" if kind == "array of tables" else repr(loc[-1])
+        close = difflib.get_close_matches(str(loc[-1]), _allowed(loc), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "check its spelling"
+        return f"unknown {kind} {name} ({hint} see docs/review.md for the fields)"
     if error["type"] == "missing":
         return "missing field"
     msg = msg.removeprefix("Value error, ")
@@ -259,7 +284,10 @@ def _line_of(text: str, loc: tuple) -> int | None:
             keys = keys[1:]
             if not keys:
                 return start + 1
-    if len(loc) == 1:  # a top-level key sits before the first table header
+    if len(loc) == 1:  # a top-level table's header, or a top-level key before the first table header
+        table = [i for i, ln in enumerate(lines) if ln.strip() in (f"[{loc[0]}]", f"[[{loc[0]}]]")]
+        if table:
+            return table[0] + 1
         headers = [i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")]
         end = headers[0] if headers else len(lines)
     key = keys[-1] if keys else None

@@ -8,7 +8,9 @@ The format::
     // Subjects=16
     -16   -58   -22                       (one focus a line: x y z, tabs or spaces)
 
-Experiments follow each other, usually separated by blank lines. Reading follows NiMARE's
+Experiments follow each other, usually separated by blank lines. Files joined with ``cat``
+(a new ``// Reference=`` line before an experiment) are read block by block, each in its own
+space, as GingerALE users keep them; NiMARE folds such a line into the next name. Reading follows NiMARE's
 ``convert_sleuth_to_dict`` so that ids match NiMARE's: name lines are joined with a space,
 and split into study and contrast at the first ``;`` or ``:`` after a year (else the first
 one anywhere; no separator gives contrast ``analysis_1``); the id is ``"<study>-<contrast>"``.
@@ -88,6 +90,7 @@ class _Experiment:
     """One experiment as read: its first line, name lines, Subjects, fields and foci."""
 
     line: int
+    space: str
     names: list[str] = field(default_factory=list)
     subjects: int | None = None
     subjects_line: int | None = None
@@ -116,9 +119,9 @@ def _classify_comment(body: str) -> tuple[str, object]:
     return "name", body
 
 
-def _reference_space(lines: list[str], file: Path) -> tuple[str, int]:
-    """The file's reference space and the index of its header line."""
-    for i, raw in enumerate(lines):
+def _reference_space(lines: list[str], file: Path, offset: int = 0) -> tuple[str, int]:
+    """The reference space of the first non-blank line (a ``// Reference=`` line) and its index."""
+    for i, raw in enumerate(lines, start=offset):
         text = raw.strip()
         if not text:
             continue
@@ -152,7 +155,8 @@ def _comment(exp: _Experiment, body: str, text: str, lineno: int, file: Path, no
     kind, value = _classify_comment(body)
     if kind == "reference":
         raise InputError(
-            "a second // Reference line: a Sleuth file has one reference space (split the file)",
+            f"a // Reference line inside the header of experiment {exp.label!r}: put it before the "
+            "experiment's name line (a new block of experiments in that space)",
             file=file,
             line=lineno,
             field="Reference",
@@ -227,8 +231,8 @@ def _focus(text: str, lineno: int, file: Path) -> tuple[float, float, float]:
     return xyz
 
 
-def _parse(lines: list[str], start: int, file: Path, notes: list[str]) -> list[_Experiment]:
-    """The experiments after the header line (index ``start``)."""
+def _parse(lines: list[str], reference: str, start: int, file: Path, notes: list[str]) -> list[_Experiment]:
+    """The experiments after the header line (index ``start``), each with its block's space."""
     experiments: list[_Experiment] = []
     exp = None
     for index in range(start + 1, len(lines)):
@@ -237,7 +241,11 @@ def _parse(lines: list[str], start: int, file: Path, notes: list[str]) -> list[_
             continue
         if text.startswith("//"):
             if exp is None or exp.foci:
-                exp = _Experiment(lineno)
+                if _classify_comment(text[2:].strip())[0] == "reference":
+                    reference = _reference_space([text], file, offset=index)[0]
+                    exp = None
+                    continue
+                exp = _Experiment(lineno, reference)
                 experiments.append(exp)
             _comment(exp, text[2:].strip(), text, lineno, file, notes)
             continue
@@ -289,7 +297,7 @@ def read_sleuth(path, *, space_transform: str = "icbm_other") -> StudySet:
     experiments: list[dict] = []
     seen: dict[str, int] = {}
     foci: dict[str, list] = {k: [] for k in ("experiment_id", "x", "y", "z", "space", "reported_space", "line")}
-    for exp in _parse(lines, start, file, notes):
+    for exp in _parse(lines, reference, start, file, notes):
         study, contrast = split_study_info(" ".join(exp.names))
         eid = f"{study}-{contrast}"
         if eid in seen:
@@ -322,7 +330,7 @@ def read_sleuth(path, *, space_transform: str = "icbm_other") -> StudySet:
             foci["experiment_id"].append(eid)
             for axis, value in zip("xyz", xyz):
                 foci[axis].append(value)
-            foci["space"].append(reference)
+            foci["space"].append(exp.space)
             foci["reported_space"].append(exp.fields.get("reported_space"))
     return assemble(
         studies, experiments, foci, file=file, fmt="sleuth", notes=notes, space_transform=space_transform
