@@ -195,3 +195,99 @@ def test_invalid_json_names_the_line(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(InputError, match="object of studies"):
         read_nimare_json(path)
+
+
+@pytest.mark.parametrize(
+    "data,field,match",
+    [
+        ({"s1": {"contrasts": {"c1": "oops"}}}, "s1.contrasts.c1", "a contrast must be an object, got a string"),
+        ({"s1": {"contrasts": {"c1": [1]}}}, "s1.contrasts.c1", "a contrast must be an object, got a list"),
+        ({"s1": "oops"}, "s1", "a study must be an object, got a string"),
+        ({"s1": None}, "s1", "a study must be an object, got missing"),
+        ({"s1": {"contrasts": ["c1"]}}, "s1.contrasts", "'contrasts' must be an object, got a list"),
+        ({"s1": {"contrasts": 3}}, "s1.contrasts", "'contrasts' must be an object, got a number"),
+        ({"s1": {"contrasts": {"c1": {"coords": [1, 2, 3]}}}}, "s1.contrasts.c1.coords", "coords must be an object"),
+        ({"s1": {"contrasts": {"c1": {"coords": COORDS, "metadata": "n=20"}}}}, "s1.contrasts.c1.metadata",
+         "metadata must be an object, got a string"),
+        ({"s1": {"contrasts": {"c1": {"metadata": True}}}}, "s1.contrasts.c1.metadata", "got true/false"),
+        ({"s1": {"metadata": [], "contrasts": {"c1": {"coords": COORDS}}}}, "s1.metadata",
+         "metadata must be an object"),
+        ({"s1": {"title": "x"}}, "s1", "needs a 'contrasts' object"),
+    ],
+)
+def test_non_objects_are_errors_naming_study_and_contrast(tmp_path, data, field, match):
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=match) as err:
+        read_studyset(path)
+    assert err.value.file == str(path) and err.value.field == field
+
+
+def test_null_metadata_and_coords_read_as_absent(tmp_path):
+    ss = read_nimare_json(contrast_file(tmp_path, {"coords": None, "metadata": None}))
+    assert len(ss) == 1 and len(ss.foci) == 0 and ss.experiments["n"].iloc[0] is pd.NA
+
+
+def test_nimare_dataset_object_reads_as_its_file(pain_path):
+    from nimare.dataset import Dataset
+
+    import neurochange as nc
+    from neurochange.studyset import StudySet
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dset = Dataset(str(pain_path))
+    ours, theirs = nc.read_studyset(dset), nc.read_studyset(pain_path)
+    assert ours.ids == theirs.ids  # the Dataset's ids, in the file's order
+    pd.testing.assert_series_equal(ours.experiments["n"], theirs.experiments["n"])
+    in_order = []
+    for s in (ours, theirs):  # NiMARE's Dataset sorts each experiment's foci
+        s = StudySet(s.studies, s.experiments, s.foci.sort_values(["experiment_id", "x", "y", "z"]), s.provenance)
+        s.flag_foci()
+        in_order.append(s)
+    assert_same_studyset(*in_order, atol=1e-6)
+    assert ours.provenance["sources"][0]["format"] == "nimare_dataset"
+    assert ours.provenance["sources"][0]["object"] == "nimare.dataset.Dataset"
+    grid = space.mni_2mm()
+    a, b = nc.ALE().fit(ours, grid), nc.ALE().fit(theirs, grid)
+    assert a.maps.keys() == b.maps.keys()
+    for name in a.maps:
+        np.testing.assert_array_equal(a.maps[name], b.maps[name], err_msg=name)
+
+
+def test_nimare_dataset_coordinates_are_not_transformed_twice(nimare_test_data):
+    from nimare.dataset import Dataset
+
+    path = nimare_test_data / "neurosynth_laird_studies.json"  # Talairach and UNKNOWN spaces
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dset = Dataset(str(path), target="ale_2mm")  # NiMARE has moved the Talairach foci to MNI
+    ours, theirs = read_studyset(dset), read_studyset(path)
+    assert set(ours.foci["space"]) == {"MNI"}
+    mine = ours.foci.sort_values(["experiment_id", "x", "y", "z"])[["x", "y", "z"]].to_numpy()
+    nimare = dset.coordinates.sort_values(["id", "x", "y", "z"])[["x", "y", "z"]].to_numpy(dtype=float)
+    np.testing.assert_array_equal(mine, nimare)
+    np.testing.assert_allclose(mine, theirs.foci.sort_values(["experiment_id", "x", "y", "z"])[["x", "y", "z"]],
+                               atol=1e-6)
+
+
+def test_nimare_dataset_errors_name_the_object(tmp_path):
+    from nimare.dataset import Dataset
+
+    data = {"s1": {"contrasts": {"c1": {"coords": COORDS, "metadata": {"sample_sizes": [10, 11]}}}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dset = Dataset(data)
+    with pytest.raises(InputError, match="mean 10.5") as err:
+        read_studyset(dset)
+    assert err.value.file == "<Dataset object>" and err.value.field == "s1.contrasts.c1.metadata.sample_sizes"
+
+
+def test_neurochange_does_not_import_nimare(tmp_path, pain_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, neurochange as nc; nc.read_studyset(sys.argv[1]); "
+            "print(any(m == 'nimare' or m.startswith('nimare.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(pain_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,29 +1,44 @@
-"""Reading and writing StudySets: Sleuth text, NiMARE JSON, focus tables (TSV, CSV, Excel).
+"""Reading and writing StudySets: Sleuth text, NiMARE JSON, NIMADS JSON, focus tables (TSV, CSV, Excel).
 
 ``read_studyset`` and ``write_studyset`` pick the format from the file's extension
 (``.txt`` Sleuth, ``.json`` NiMARE JSON, ``.tsv``/``.csv``/``.xlsx`` table, or JALE's
 experiment file when the table's first column is ``Article``); a file with another extension is
-read as Sleuth if it starts with ``//`` and as JSON if with ``{``.
+read as Sleuth if it starts with ``//`` and as JSON if with ``{``. A JSON file whose top level
+has a ``studies`` list is read as a NIMADS studyset (``nimare.nimads.Studyset``, what
+Neurosynth-Compose exports), any other as a NiMARE dataset; JSON is written as NiMARE JSON.
+``read_studyset`` also takes an in-memory ``nimare.dataset.Dataset`` (its coordinates, already
+in the Dataset's space, are not transformed again).
 """
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 
 from neurochange.errors import InputError
 from neurochange.sources.io._common import check_file
-from neurochange.sources.io.nimare_json import read_nimare_json, write_nimare_json
+from neurochange.sources.io.nimads import is_nimads, nimads_from_data, read_nimads
+from neurochange.sources.io.nimare_json import (
+    is_nimare_dataset,
+    load_json,
+    nimare_from_data,
+    read_nimare_dataset,
+    read_nimare_json,
+    write_nimare_json,
+)
 from neurochange.sources.io.sleuth import read_sleuth, write_sleuth
 from neurochange.sources.io.tables import read_table, write_table
 from neurochange.studyset import StudySet
 
 #: Extension -> format name.
 FORMATS = {".txt": "sleuth", ".json": "nimare_json", ".tsv": "tsv", ".csv": "csv", ".xlsx": "xlsx"}
-_FORMAT_HELP = "Sleuth text (.txt), NiMARE JSON (.json), or a focus table (.tsv, .csv, .xlsx)"
+_FORMAT_HELP = "Sleuth text (.txt), NiMARE or NIMADS JSON (.json), or a focus table (.tsv, .csv, .xlsx)"
 
 __all__ = [
     "FORMATS",
     "file_format",
+    "read_nimads",
+    "read_nimare_dataset",
     "read_nimare_json",
     "read_sleuth",
     "read_studyset",
@@ -52,16 +67,22 @@ def file_format(path, *, sniff: bool = False) -> str:
 
 
 def read_studyset(path, *, space_transform: str = "icbm_other") -> StudySet:
-    """Read a StudySet from any supported file; Talairach foci become MNI with ``space_transform``.
+    """Read a StudySet from any supported file, or from a ``nimare.dataset.Dataset`` object.
 
-    ``space_transform``: ``icbm_other`` (NiMARE's default) or ``icbm_spm`` (Lancaster 2007).
+    Talairach foci become MNI with ``space_transform``: ``icbm_other`` (NiMARE's default) or
+    ``icbm_spm`` (Lancaster 2007).
     """
+    if not isinstance(path, (str, bytes, PathLike)) and is_nimare_dataset(path):
+        return read_nimare_dataset(path, space_transform=space_transform)
     path = check_file(path)
     fmt = file_format(path, sniff=True)
     if fmt == "sleuth":
         return read_sleuth(path, space_transform=space_transform)
     if fmt == "nimare_json":
-        return read_nimare_json(path, space_transform=space_transform)
+        notes: list[str] = []
+        data = load_json(path, notes)
+        read = nimads_from_data if is_nimads(data) else nimare_from_data
+        return read(data, file=path, notes=notes, space_transform=space_transform)
     return read_table(path, space_transform=space_transform)
 
 

@@ -152,8 +152,11 @@ def assemble(
     fmt: str,
     notes: list[str],
     space_transform: str = "icbm_other",
+    source: dict | None = None,
 ) -> StudySet:
     """Build a StudySet from records; Talairach foci are converted to MNI here, once.
+
+    ``source``: the provenance record of what was read when it is not the file ``file`` (an object).
 
     ``studies``: study id -> study fields; ``experiments``: dicts with ``study_id``,
     ``contrast_id``, ``n`` and fields; ``foci``: lists ``experiment_id``, ``x``, ``y``,
@@ -186,7 +189,7 @@ def assemble(
     experiment_table = pd.DataFrame(
         [{"experiment_id": f"{e['study_id']}-{e['contrast_id']}", **e} for e in experiments]
     )
-    provenance = {"sources": [source_record(file, fmt)], "notes": list(notes)}
+    provenance = {"sources": [source or source_record(file, fmt)], "notes": list(notes)}
     try:
         studyset = StudySet(study_table, experiment_table, focus_table, provenance)
     except InputError as exc:
