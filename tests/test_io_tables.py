@@ -153,7 +153,7 @@ def test_format_is_chosen_by_extension_then_content(tmp_path, nimare_test_data):
     (tmp_path / "b.dat").write_text((nimare_test_data / "test_pain_dataset.json").read_text())
     assert len(read_studyset(tmp_path / "b.dat")) == 21
     (tmp_path / "c.dat").write_text(MINIMAL)
-    with pytest.raises(InputError, match=r"unknown file format '\.dat'; use Sleuth text \(\.txt\), NiMARE JSON"):
+    with pytest.raises(InputError, match=r"unknown file format '\.dat'; use Sleuth text \(\.txt\), NiMARE or NIMADS JSON"):
         read_studyset(tmp_path / "c.dat")
     with pytest.raises(InputError, match="unknown file format"):
         write_studyset(read_studyset(tmp_path / "a.sleuth"), tmp_path / "out.nii")
