@@ -169,3 +169,33 @@ def test_cli_jale_convention_end_to_end(example, tmp_path):
     wrong = CliRunner().invoke(cli, ["ale", str(example), "--convention", "jale", "--fwhm", "10", "--out",
                                      str(tmp_path / "x")])
     assert wrong.exit_code == 2 and "--fwhm" in wrong.output
+
+
+def test_review_preset_runs_the_jale_convention(tmp_path):
+    """A review spec with ``convention = "jale"`` gives each group what ``neurochange ale --convention jale``
+    gives on the same experiments (same maps, same seed)."""
+    import shutil
+
+    import nibabel as nib
+    from click.testing import CliRunner
+
+    from neurochange.cli import cli
+    from neurochange.workflows.review import run_review
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    shutil.copy(examples / "simulated_treatments.tsv", tmp_path)
+    spec = (examples / "simulated_review.toml").read_text().split("[[groups]]")[0]
+    spec = spec.replace("n_iters = 2000", 'n_iters = 30\nconvention = "jale"\nsigned = "no"')
+    spec = spec.replace("diagnostics = true", "diagnostics = false")
+    spec += '[[groups]]\nname = "rtms"\nlabel = "rTMS"\nquery = "modality=brain_stimulation disorder=mdd"\n'
+    (tmp_path / "spec.toml").write_text(spec)
+    run_review(tmp_path / "spec.toml", tmp_path / "review", seed=5, report=False)
+    group = tmp_path / "review" / "rtms_est-ale"
+    params = json.loads((group / "params.json").read_text())
+    assert params["estimator"]["name"] == "JaleALE" and params["montecarlo"]["cutoff_rule"] == "percentile"
+    res = CliRunner().invoke(cli, ["ale", str(group / "studyset.tsv"), "--convention", "jale", "--iters", "30",
+                                   "--seed", str(params["montecarlo"]["seed"]), "--out", str(tmp_path / "ale")])
+    assert res.exit_code == 0, res.output
+    for name in ("stat", "z", "tfce", "logp_desc-size_level-cluster_corr-FWE_method-montecarlo"):
+        a, b = (np.asarray(nib.load(f / f"{name}.nii.gz").dataobj) for f in (group, tmp_path / "ale"))
+        np.testing.assert_array_equal(a, b, err_msg=name)

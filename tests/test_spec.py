@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,27 @@ def test_diagnostics_settings(tmp_path):
     with pytest.raises(InputError) as err:
         load_spec(write(tmp_path, GOOD.replace("n_iters = 100", "n_iters = 100\nfailsafe = true")))
     assert "diagnostics = true" in err.value.message
+
+
+def test_jale_convention_preset_checks(tmp_path):
+    """``convention = "jale"`` needs the experiments' own n and runs groups and conjunctions only."""
+    import shutil
+
+    from neurochange.workflows.review import review_settings
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    shutil.copy(examples / "simulated_treatments.tsv", tmp_path)
+    base = (examples / "simulated_review.toml").read_text().replace("n_iters = 2000", 'n_iters = 2000\nconvention = "jale"')
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(base)
+    with pytest.raises(InputError, match="contrasts use the nimare convention") as err:
+        load_spec(spec_path)
+    assert err.value.field.startswith("comparisons[")
+    groups_only = base.split("[[comparisons]]")[0]
+    spec_path.write_text(groups_only)
+    settings = review_settings(load_spec(spec_path), None, 1)
+    assert settings.kernel.convention == "jale" and settings.keep_contrasts
+    assert settings.to_dict()["space"].startswith("JALE 0.2.10's grey-matter prior")
+    spec_path.write_text(groups_only.replace('convention = "jale"', 'convention = "jale"\nsample_size = 20'))
+    with pytest.raises(InputError, match="no fwhm or sample_size"):
+        load_spec(spec_path)

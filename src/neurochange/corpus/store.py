@@ -170,8 +170,10 @@ class Corpus:
         say(f"{name}: writing")
         return self._replace_source(name, "database", studyset, records, options, terms, counts)
 
-    def ingest_file(self, path: str | Path, *, progress: Progress | None = None) -> dict:
-        """Import a user's Sleuth, NiMARE JSON or table file as source ``<file name>``.
+    def ingest_file(self, path: str | Path, *, progress: Progress | None = None,
+                    space_transform: str = "icbm_other") -> dict:
+        """Import a user's Sleuth, NiMARE JSON or table file as source ``<file name>`` (Talairach foci to MNI
+        by ``space_transform``).
 
         The same bytes imported again (under any name) change nothing; a changed file of
         the same name replaces its earlier import.
@@ -190,7 +192,7 @@ class Corpus:
         if same:
             return {"source": same[0][0], "status": "unchanged", **self._counts(same[0][0])}
         say(f"{source}: reading")
-        studyset = read_studyset(path)
+        studyset = read_studyset(path, space_transform=space_transform)
         record = {"file": path.name, "path": str(path.resolve()), "sha256": sha, "size": path.stat().st_size}
         say(f"{source}: writing")
         return self.ingest_studyset(studyset, source, [record])

@@ -110,15 +110,15 @@ def read_signed_input(source, kernel: KernelSettings = KernelSettings()) -> Stud
     return studyset
 
 
-def analysis_grid(kernel: KernelSettings, run: RunSettings) -> Grid:
-    """The grid of a run: JALE's grey-matter prior in the JALE convention, else the mask file or NiMARE's."""
+def analysis_grid(kernel: KernelSettings, mask: str | Path | None = None) -> Grid:
+    """The grid of a run: JALE's grey-matter prior in the JALE convention, else the ``mask`` file or NiMARE's."""
     if kernel.convention == "jale":
-        if run.mask is not None:
+        if mask is not None:
             raise InputError("the JALE convention analyses JALE's grey-matter prior: leave out --mask", field="mask")
         from neurochange.sources.jale_prior import jale_grid
 
         return jale_grid()
-    return load_grid(run.mask)
+    return load_grid(mask)
 
 
 def power_warnings(counts: dict, what: str = "") -> list[str]:
@@ -164,7 +164,7 @@ def run_analysis(input_path: str | Path, kernel: KernelSettings, inference: Infe
     timings: dict[str, float] = {}
     start = time.perf_counter()
     studyset, pooled = read_input(input_path, run.keep_contrasts, kernel)
-    grid = analysis_grid(kernel, run)
+    grid = analysis_grid(kernel, run.mask)
     timings["read"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -211,7 +211,7 @@ def run_signed(input_path: str | Path | Mapping, kernel: KernelSettings, inferen
     timings: dict[str, float] = {}
     start = time.perf_counter()
     studyset = read_signed_input(input_path, kernel)
-    grid = analysis_grid(kernel, run)
+    grid = analysis_grid(kernel, run.mask)
     parts, left_out = split_by_direction(studyset)
     timings["read"] = time.perf_counter() - start
 

@@ -39,9 +39,8 @@ from neurochange.report.numbers import count, plural
 from neurochange.results import provenance
 from neurochange.results.outdir import atomic_dir, check_out
 from neurochange.results.write import Output, fill_folder, thresh_name
-from neurochange.space import mni_2mm
 from neurochange.studyset import StudySet
-from neurochange.workflows.analysis import analyse
+from neurochange.workflows.analysis import analyse, analysis_grid
 from neurochange.workflows.settings import (
     DiagnosticsSettings,
     InferenceSettings,
@@ -76,7 +75,7 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
     clock = time.perf_counter()
 
     with ExitStack() as stack:
-        corpus = stack.enter_context(_open_corpus(spec, spec_path, log))
+        corpus = stack.enter_context(_open_corpus(spec, spec_path, log, settings.kernel.space_transform))
         selections = _select_groups(corpus, spec, spec_path)
         _check_comparisons(spec, spec_path, selections)
         models = _load_models(spec, spec_path)
@@ -84,7 +83,7 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
         log(f"selected {count(len(selections['_all'].table), 'experiment')}; "
             + ", ".join(f"{g.name} {len(selections[g.name].studyset.experiments)}" for g in spec.groups))
 
-        grid = mni_2mm()
+        grid = analysis_grid(settings.kernel)
         seeds = _seeds(settings.seed, spec)
         with atomic_dir(out, overwrite) as tmp:
             groups, analysed = [], {}
@@ -138,14 +137,15 @@ def review_settings(spec: ReviewSpec, n_iters: int | None, seed: int | None) -> 
     diagnostics = DiagnosticsSettings(failsafe=a.failsafe, moderators=tuple(a.moderators),
                                       n_iters=diagnostics_iters) if a.diagnostics else None
     return ReviewSettings(
-        kernel=KernelSettings(estimator=a.estimator, fwhm=a.fwhm, sample_size=a.sample_size, radius=a.radius),
+        kernel=KernelSettings(estimator=a.estimator, fwhm=a.fwhm, sample_size=a.sample_size, radius=a.radius,
+                              convention=a.convention, null_histogram=a.null_histogram, tfce=a.tfce),
         inference=InferenceSettings(n_iters=int(n_iters) if n_iters is not None else a.n_iters,
                                     cluster_forming_p=a.cluster_forming_p, cluster_p=a.cluster_p,
                                     null_mask=a.null_mask, early_stop=a.early_stop),
         diagnostics=diagnostics,
         model_iters=capped(a.model_iters),
         min_experiments=a.min_experiments,
-        keep_contrasts=a.keep_contrasts,
+        keep_contrasts=a.keep_contrasts or a.convention == "jale",  # JALE keeps contrasts apart
         signed=a.signed,
         seed=resolve_seed(seed if seed is not None else a.seed),
         corpus=spec.corpus.description or (Path(spec.corpus.file).name if spec.corpus.file else "corpus"),
@@ -166,8 +166,8 @@ def _seeds(seed: int, spec: ReviewSpec) -> dict[str, int]:
 class _open_corpus:
     """Context manager: the spec's corpus (built and tagged on first use) or its input file in memory."""
 
-    def __init__(self, spec: ReviewSpec, spec_path: Path, log):
-        self.spec, self.spec_path, self.log = spec, spec_path, log
+    def __init__(self, spec: ReviewSpec, spec_path: Path, log, space_transform: str = "icbm_other"):
+        self.spec, self.spec_path, self.log, self.space_transform = spec, spec_path, log, space_transform
 
     def __enter__(self):
         from neurochange.corpus.store import Corpus, build, default_path
@@ -175,7 +175,7 @@ class _open_corpus:
         c = self.spec.corpus
         if c.file is not None:
             self.corpus = Corpus(":memory:")
-            self.corpus.ingest_file(resolve(self.spec, self.spec_path, c.file))
+            self.corpus.ingest_file(resolve(self.spec, self.spec_path, c.file), space_transform=self.space_transform)
             return self.corpus
         path = resolve(self.spec, self.spec_path, c.path) if c.path else default_path()
         if not path.exists() or not _tagged(path):

@@ -232,6 +232,9 @@ class ReviewSettings:
             "selection": self.selection,
             "space": "MNI152 2 mm (NiMARE ALE brain mask, 228,483 voxels)",
         }
+        if self.kernel.convention == "jale":
+            out.update(convention="jale", null_histogram=self.kernel.null_histogram, tfce=self.kernel.tfce,
+                       space="JALE 0.2.10's grey-matter prior (GM probability > 0.1, 211,590 voxels, MNI152 2 mm)")
         if self.kernel.estimator != "ale":
             out["radius_mm"] = self.kernel.radius
         return out

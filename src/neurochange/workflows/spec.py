@@ -53,6 +53,9 @@ class AnalysisSpec(_Strict):
     """Estimator and inference settings shared by every group."""
 
     estimator: Literal["ale", "mkda", "kda"] = "ale"
+    convention: Literal["nimare", "jale"] = "nimare"
+    null_histogram: Literal["observed", "per_null"] = "observed"
+    tfce: bool = True
     fwhm: float | None = Field(default=None, gt=0, le=40)
     radius: float = Field(default=10.0, gt=0, le=30)
     sample_size: int | None = Field(default=None, gt=0)
@@ -75,6 +78,9 @@ class AnalysisSpec(_Strict):
     def _kernel(self):
         if self.fwhm is not None and self.sample_size is not None:
             raise ValueError("give fwhm or sample_size, not both")
+        if self.convention == "jale" and (self.estimator != "ale" or self.fwhm or self.sample_size):
+            raise ValueError("convention = \"jale\" is JALE's ALE, each kernel from each experiment's n: "
+                             "estimator = \"ale\", no fwhm or sample_size")
         if (self.failsafe or self.moderators) and not self.diagnostics:
             raise ValueError("failsafe and moderators are diagnostics: set diagnostics = true as well")
         return self
@@ -208,6 +214,17 @@ def _check(spec: ReviewSpec, path: Path, text: str) -> None:
     for name in a.moderators:
         if name not in fields:
             fail(f"unknown moderator {name!r}; experiment fields: {', '.join(fields)}", ("analysis", "moderators"))
+    if a.convention == "jale":
+        if spec.corpus.file is None:
+            fail("convention = \"jale\" needs each experiment's sample size: give your own file in [corpus] "
+                 "(the databases carry none)", ("analysis", "convention"))
+        for i, c in enumerate(spec.comparisons):
+            if c.kind == "contrast":
+                fail("convention = \"jale\" runs each group's ALE and conjunctions; contrasts use the nimare "
+                     "convention (JALE's contrast is not implemented)", ("comparisons", i, "kind"))
+        if spec.hypotheses:
+            fail("convention = \"jale\" runs each group's ALE and conjunctions; model tests use the nimare "
+                 "convention", ("hypotheses", 0, "model"))
     if spec.corpus.file is None and a.fwhm is None and a.sample_size is None and (
             a.estimator == "ale" or spec.hypotheses):
         fail("the databases carry no sample sizes: set fwhm (mm) or sample_size for the ALE kernel"
