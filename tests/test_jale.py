@@ -199,3 +199,29 @@ def test_review_preset_runs_the_jale_convention(tmp_path):
     for name in ("stat", "z", "tfce", "logp_desc-size_level-cluster_corr-FWE_method-montecarlo"):
         a, b = (np.asarray(nib.load(f / f"{name}.nii.gz").dataobj) for f in (group, tmp_path / "ale"))
         np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_predicted_thresholds_are_reported_beside_the_monte_carlo(example, tmp_path):
+    """--predicted-thresholds: JALE's predictions for the analysed experiments, labelled, with the Monte Carlo
+    cut-offs of the same run; significance still comes from the Monte Carlo."""
+    from click.testing import CliRunner
+
+    from neurochange.cli import cli
+    from neurochange.inference.predicted import predict_thresholds
+
+    runs = {}
+    for name, extra in (("with", ["--predicted-thresholds"]), ("without", [])):
+        res = CliRunner().invoke(cli, ["ale", str(example), "--convention", "jale", "--iters", "20", "--seed", "4",
+                                       "--no-tfce", "--out", str(tmp_path / name), *extra])
+        assert res.exit_code == 0, res.output
+        runs[name] = res.output
+    record = json.loads((tmp_path / "with" / "provenance.json").read_text())["params"]["predicted_thresholds"]
+    experiments = np.genfromtxt(tmp_path / "with" / "experiments.tsv", delimiter="\t", names=True, dtype=None,
+                                encoding="utf-8")
+    expected = predict_thresholds(experiments["n"], experiments["n_foci"])
+    assert (record["vfwe_ale"], record["cfwe_voxels"], record["tfce"]) == (expected.vfwe_ale, expected.cfwe_voxels,
+                                                                          expected.tfce)
+    assert record["method"].startswith("predicted") and "Frahm" in record["models"]
+    assert "predicted thresholds" in runs["with"] and "not used for significance" in runs["with"]
+    same = (tmp_path / "with" / "clusters.tsv").read_bytes() == (tmp_path / "without" / "clusters.tsv").read_bytes()
+    assert same  # the prediction changes no result

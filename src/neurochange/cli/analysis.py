@@ -41,8 +41,9 @@ def kernel_settings(estimator="ale", fwhm=None, sample_size=None, **kwargs):
         raise click.UsageError("--convention jale takes each kernel from each experiment's sample size: "
                                "leave out --fwhm and --sample-size")
     if "tfce" in kwargs:
-        if kwargs["tfce"] and kwargs.get("convention") != "jale":
-            raise click.UsageError("--tfce is JALE's TFCE: add --convention jale")
+        for option, value in (("--tfce", kwargs["tfce"]), ("--predicted-thresholds", kwargs["predicted_thresholds"])):
+            if value and kwargs.get("convention") != "jale":
+                raise click.UsageError(f"{option} is JALE's: add --convention jale")
         kwargs["tfce"] = kwargs["tfce"] is not False
     return KernelSettings(estimator=estimator, fwhm=fwhm, sample_size=sample_size, **kwargs)
 RADIUS_OPTION = click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0,
@@ -98,14 +99,15 @@ def _analysis_command(kind: str):
     @_convention_options(kind)
     def command(input_file, out, overwrite, seed, cores, iters, cluster_forming_p, cluster_p, fdr, uncorrected_p,
                 mask, null_mask, vfwe_only, early_stop, precision, keep_contrasts, signed, increase, decrease,
-                fwhm=None, sample_size=None, radius=10.0, convention="nimare", null_histogram="observed", tfce=None):
+                fwhm=None, sample_size=None, radius=10.0, convention="nimare", null_histogram="observed", tfce=None,
+                predicted_thresholds=False):
         from neurochange.workflows.analysis import run_analysis, run_signed
 
         source = _analysis_source(input_file, increase, decrease)
         signed = signed or not isinstance(source, str)
         early_stop_note(early_stop, iters)
         kernel = kernel_settings(kind, fwhm, sample_size, radius=radius, convention=convention,
-                                 null_histogram=null_histogram, tfce=tfce)
+                                 null_histogram=null_histogram, tfce=tfce, predicted_thresholds=predicted_thresholds)
         inference = inference_settings(iters, cluster_forming_p, cluster_p, null_mask, vfwe_only, early_stop, precision,
                                        fdr=fdr, uncorrected_p=uncorrected_p)
         run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
@@ -125,6 +127,14 @@ def _analysis_command(kind: str):
                    f"{'unknown subjects' if subjects is None else count(subjects, 'subject')} analysed; "
                    f"{count(counts['experiments_without_foci'], 'experiment')} without foci left out; "
                    f"{count(done.summary['n_iters'], 'Monte Carlo iteration')}, seed {run.seed}")
+        predicted = done.summary.get("predicted_thresholds")
+        if predicted:
+            mc = {k.split("_")[1]: v for k, v in (predicted["montecarlo_cutoffs_95"] or {}).items()}
+            click.echo(f"predicted thresholds (JALE's models, Frahm et al. 2025; not used for significance): "
+                       f"vFWE ALE > {predicted['vfwe_ale']:.4g}, cFWE > {predicted['cfwe_voxels']} voxels, "
+                       f"TFCE > {predicted['tfce']:.4g}; Monte Carlo (95th percentiles of {done.summary['n_iters']:,} "
+                       f"null maxima): ALE {mc.get('level-voxel', float('nan')):.4g}, cluster "
+                       f"{mc.get('desc-size', float('nan')):.4g} voxels, TFCE {mc.get('desc-tfce', float('nan')):.4g}")
         click.echo(f"{count(n_clusters(clusters['']), 'cluster')} at FWE p < {cluster_p}; wrote {out}")
 
     command.__doc__ = DESCRIPTIONS[kind]
@@ -155,6 +165,10 @@ def _convention_options(kind: str):
             click.option("--null-histogram", type=click.Choice(["observed", "per_null"]), default="observed",
                          show_default=True, help="With --convention jale: z of each null map from the observed "
                                                  "histogram (pyALE, published analyses) or its own (JALE 0.2.10)."),
+            click.option("--predicted-thresholds", is_flag=True,
+                         help="With --convention jale: also report JALE's predicted vFWE, cFWE and TFCE cut-offs "
+                              "(Frahm et al. 2025; needs neurochange[predict]) beside the Monte Carlo ones, "
+                              "labelled predicted; the Monte Carlo still decides what is significant."),
             click.option("--tfce/--no-tfce", default=None,
                          help="TFCE map and its Monte Carlo FWE (JALE's TFCE) [default: on with --convention jale, "
                               "off with nimare]."),

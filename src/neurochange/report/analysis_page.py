@@ -97,6 +97,7 @@ def render_analysis_page(folder: str | Path) -> str:
         "command": record["command"],
         "counts": _counts(record),
         "warnings": record.get("warnings", []),
+        "predicted": record.get("params", {}).get("predicted_thresholds"),
         "pooled": record.get("pooled"),
         "analyses": _analyses(folder, record),
         "settings": settings,

@@ -121,6 +121,19 @@ def analysis_grid(kernel: KernelSettings, mask: str | Path | None = None) -> Gri
     return load_grid(mask)
 
 
+def predicted_record(result: MetaResult) -> dict:
+    """JALE's predicted vFWE, cFWE and TFCE cut-offs for ``result``'s experiments (Frahm et al. 2025), labelled
+    as predicted, beside the Monte Carlo ones they are compared with (``params["montecarlo"]["cutoffs_95"]``)."""
+    from neurochange.inference.predicted import predict_thresholds
+    from neurochange.sources.jale_models import CITATION
+
+    predicted = predict_thresholds(result.sample_sizes, result.inputs.foci_per_experiment())
+    return {"method": "predicted (not Monte Carlo)", "vfwe_ale": predicted.vfwe_ale,
+            "cfwe_voxels": predicted.cfwe_voxels, "tfce": predicted.tfce,
+            "out_of_distribution": list(predicted.out_of_distribution), "models": CITATION,
+            "montecarlo_cutoffs_95": result.params.get("montecarlo", {}).get("cutoffs_95")}
+
+
 def power_warnings(counts: dict, what: str = "") -> list[str]:
     """A warning when fewer than :data:`MIN_EXPERIMENTS` experiments were analysed (``counts`` as params)."""
     k = int(counts.get("experiments", 0))
@@ -175,10 +188,14 @@ def run_analysis(input_path: str | Path, kernel: KernelSettings, inference: Infe
     timings["montecarlo"] = time.perf_counter() - start
 
     params = dict(result.params)
+    if kernel.predicted_thresholds:
+        params["predicted_thresholds"] = predicted_record(result)
     montecarlo = dict(params.get("montecarlo", {}))
     cores_used = montecarlo.pop("n_cores", None)
     params["montecarlo"] = montecarlo
     warnings = power_warnings(params.get("counts", {}))
+    outside = params.get("predicted_thresholds", {}).get("out_of_distribution", [])
+    warnings += [f"predicted thresholds: {sentence}" for sentence in outside]
     record = {
         "command": kernel.estimator,
         "input": {"file": Path(input_path).name, "sources": studyset.provenance.get("sources", [])},
@@ -192,7 +209,7 @@ def run_analysis(input_path: str | Path, kernel: KernelSettings, inference: Infe
                     timings_extra={"n_cores": cores_used}, cluster_p=inference.cluster_p)
     return AnalysisRun(output, record, {"": result}, pooled, timings,
                        {"seed": run.seed, "counts": params.get("counts", {}), "n_iters": montecarlo.get("n_iters"),
-                        "warnings": warnings})
+                        "warnings": warnings, "predicted_thresholds": params.get("predicted_thresholds")})
 
 
 def run_signed(input_path: str | Path | Mapping, kernel: KernelSettings, inference: InferenceSettings, run: RunSettings,

@@ -41,7 +41,8 @@ class KernelSettings:
     ``ALEKernel(sample_size=)``; FWHM from Eickhoff 2009); neither: from each experiment's n.
     ``radius``: MKDA/KDA sphere radius (mm).
     ``convention``: "nimare" (NiMARE 0.22.1's ALE) or "jale" (JALE 0.2.10's, :mod:`neurochange.meta.jale`),
-    with ``null_histogram`` ("observed": pyALE; "per_null": JALE 0.2.10) and ``tfce``.
+    with ``null_histogram`` ("observed": pyALE; "per_null": JALE 0.2.10), ``tfce`` and
+    ``predicted_thresholds`` (JALE's predicted cut-offs reported beside the Monte Carlo ones).
     """
 
     estimator: Literal["ale", "mkda", "kda"] = "ale"
@@ -51,12 +52,15 @@ class KernelSettings:
     convention: Literal["nimare", "jale"] = "nimare"
     null_histogram: Literal["observed", "per_null"] = "observed"
     tfce: bool = True
+    predicted_thresholds: bool = False
 
     def __post_init__(self):
         if self.fwhm is not None and self.sample_size is not None:
             raise ValueError("give fwhm or sample_size, not both")
         if self.convention == "jale" and (self.estimator != "ale" or self.ale_fwhm is not None):
             raise ValueError("the JALE convention is ALE with kernels from each experiment's sample size")
+        if self.predicted_thresholds and self.convention != "jale":
+            raise ValueError("predicted thresholds are JALE's: use the JALE convention")
 
     @property
     def ale_fwhm(self) -> float | None:
