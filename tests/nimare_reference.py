@@ -49,8 +49,8 @@ def studyset_from_nimare(dset) -> StudySet:
 def nimare_ale(dset, fwhm=None, **kwargs):
     """NiMARE's ALE fitted on ``dset`` with neurochange's default mask: (estimator, MetaResult).
 
-    The mask is the same world-space mask as NiMARE's ``mni152_2mm`` Dataset default but on
-    neurochange's (x-flipped) grid, so masked arrays line up voxel for voxel.
+    The mask is neurochange's default, NiMARE's ``mni152_2mm`` Dataset default voxel for voxel (RAS),
+    so masked arrays line up voxel for voxel.
     """
     from nimare.meta.cbma.ale import ALE
 

@@ -138,7 +138,9 @@ def test_fdr_maps_are_nimare_fdr(ale_run, files):
     for kind in ("p", "z", "logp"):
         name = f"{kind}_corr-FDR_method-indep"
         ours = np.asarray(nib.load(out / f"{name}.nii.gz").dataobj)
-        np.testing.assert_allclose(ours, np.asarray(theirs.get_map(name).dataobj), rtol=1e-5, atol=1e-6)
+        # NiMARE's Sleuth reader uses its LAS ale_2mm template: the same voxels, x flipped
+        img = nib.as_closest_canonical(theirs.get_map(name))
+        np.testing.assert_allclose(ours, np.asarray(img.dataobj), rtol=1e-5, atol=1e-6)
     p_fdr = np.asarray(nib.load(out / "p_corr-FDR_method-indep.nii.gz").dataobj)
     z = np.asarray(nib.load(out / "z.nii.gz").dataobj)
     thresholded = np.asarray(nib.load(out / "z_corr-FDR_method-indep_thresh-05.nii.gz").dataobj)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import nibabel as nib
 import numpy as np
 import pytest
 from io_helpers import assert_same_studyset, rich_studyset
@@ -40,14 +41,21 @@ def test_same_experiments_sizes_coordinates_and_voxels_as_nimare(nimare_test_dat
     assert ours.ids == list(dset.ids)
     n_nimare = dict(zip(dset.metadata["id"], dset.metadata["sample_sizes"]))
     assert ours.experiments.set_index("experiment_id")["n"].to_dict() == {k: v[0] for k, v in n_nimare.items()}
-    grid = space.mni_2mm()
-    assert np.array_equal(grid.affine, dset.masker.mask_img.affine)
+    # NiMARE's Sleuth reader puts foci on its LAS ale_2mm template; neurochange's grid is the same voxels, RAS
+    grid = space.Grid.from_img(dset.masker.mask_img)
+    canonical = nib.as_closest_canonical(dset.masker.mask_img)
+    np.testing.assert_array_equal(space.mni_2mm().affine, canonical.affine)
+    np.testing.assert_array_equal(space.mni_2mm().mask, np.asarray(canonical.dataobj) > 0)
     for eid in ours.ids:
         mine = ours.foci[ours.foci["experiment_id"] == eid]
         theirs = coords["id"] == eid
         # NiMARE sorts coordinates by id; within an experiment the file order stays.
         np.testing.assert_allclose(mine[["x", "y", "z"]].to_numpy(), coords.loc[theirs, ["x", "y", "z"]], atol=1e-9)
-        assert np.array_equal(grid.mm_to_vox(mine[["x", "y", "z"]].to_numpy()), ijk[theirs.to_numpy()])
+        xyz = mine[["x", "y", "z"]].to_numpy()
+        assert np.array_equal(grid.mm_to_vox(xyz), ijk[theirs.to_numpy()])
+        # the same voxel in world space on neurochange's own grid
+        ours_mm = space.mni_2mm().vox_to_mm(space.mni_2mm().mm_to_vox(xyz))
+        np.testing.assert_array_equal(ours_mm, grid.vox_to_mm(ijk[theirs.to_numpy()]))
 
 
 def test_known_values_of_nimare_test_files(nimare_test_data):

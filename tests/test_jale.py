@@ -106,7 +106,7 @@ def test_max_tfce_equals_the_full_map_maximum():
         hs, step = tfce.levels(z.max())
         n = z.size
         top = tfce.max_tfce(flat, z.ravel()[flat], z.shape, hs, step, -np.ones(n, np.int64), np.zeros(n),
-                            np.zeros(n), np.zeros(len(flat), np.int64))
+                            np.zeros(n), np.zeros(n, np.int64))
         assert top == pytest.approx(tfce.tfce_map(z).max(), rel=1e-12)
 
 

@@ -13,8 +13,10 @@ def test_default_mask_is_nimare_ale_mask(nimare_resources):
     ref = nib.load(nimare_resources / "templates" / "MNI152_2x2x2_brainmask.nii.gz")
     assert grid.shape == (91, 109, 91)
     assert grid.n_voxels == 228_483
-    np.testing.assert_array_equal(grid.mask, np.asarray(ref.dataobj) > 0)
-    np.testing.assert_array_equal(grid.affine, ref.affine)
+    # the same voxels, held RAS (NiMARE's file is LAS: x flipped)
+    np.testing.assert_array_equal(grid.mask, (np.asarray(ref.dataobj) > 0)[::-1])
+    np.testing.assert_array_equal(grid.affine @ [0, 0, 0, 1], ref.affine @ [90, 0, 0, 1])
+    assert grid.affine[0, 0] == 2.0
 
 
 def test_mm_to_vox_equals_nimare_on_every_odd_mm_coordinate():

@@ -41,7 +41,7 @@ def test_planted_effect_in_the_model_regions_passes_and_one_elsewhere_does_not()
     # the same convergence in the occipital pole, far from every region of the model
     elsewhere = simulate_studyset([{"n": 20, "centre": (10.0, -96.0, 4.0), "hits": 14}], seed=3)
     assert specificity_test(convergence(elsewhere, GRID, fwhm=FWHM, seed=1), masks, n_placements=500,
-                            seed=1)["p"] > 0.2
+                            seed=1)["p"] > 0.05  # not specific at the test's alpha
 
 
 def test_model_comparison_favours_the_model_whose_regions_converge():

@@ -2,7 +2,10 @@
 
 The grid and mask are the ones NiMARE uses by default for ALE on Sleuth input
 (``MNI152_2x2x2_brainmask.nii.gz``: 91 x 109 x 91 voxels, 228,483 in the brain;
-GingerALE's "more conservative" MNI152 mask). Talairach -> MNI uses the
+GingerALE's "more conservative" MNI152 mask), held in RAS orientation (x step +2 mm) as NiMARE's
+``mni152_2mm`` template and the maps NiMARE writes are, so that maps compare voxel by voxel.
+The file itself is stored LAS; the JALE convention keeps JALE's own LAS grid, since its foci rule
+(rounding up) depends on the orientation. Talairach -> MNI uses the
 transforms of Lancaster et al. 2007 (doi:10.1002/hbm.20345).
 """
 
@@ -83,10 +86,10 @@ def mni_to_tal(xyz: np.ndarray, method: str = "icbm_other") -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def mask_img() -> nib.Nifti1Image:
-    """The default 2 mm MNI152 brain mask (NiMARE's ALE default), as a NIfTI image."""
+    """The default 2 mm MNI152 brain mask (NiMARE's ALE default), as a NIfTI image in RAS orientation."""
     path = resources.files("neurochange").joinpath("resources/MNI152_2x2x2_brainmask.nii.gz")
     with resources.as_file(path) as p:
-        img = nib.load(p)
+        img = nib.as_closest_canonical(nib.load(p))
         data = np.asarray(img.dataobj) > 0
     return nib.Nifti1Image(data.astype(np.uint8), img.affine)
 

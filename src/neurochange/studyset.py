@@ -93,6 +93,8 @@ def _conform(df: pd.DataFrame | None, columns: dict[str, str], what: str) -> pd.
                 df[col] = df[col].astype("string")
         except (TypeError, ValueError) as exc:
             raise InputError(f"{what} column has values of the wrong type: {exc}", field=col) from None
+        except OverflowError:
+            raise InputError(f"{what} column has a number too large for {col}", field=col) from None
     extra = [c for c in df.columns if c not in columns]
     return df[list(columns) + extra].reset_index(drop=True)
 

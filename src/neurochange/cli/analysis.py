@@ -40,11 +40,8 @@ def kernel_settings(estimator="ale", fwhm=None, sample_size=None, **kwargs):
     if kwargs.get("convention") == "jale" and (fwhm is not None or sample_size is not None):
         raise click.UsageError("--convention jale takes each kernel from each experiment's sample size: "
                                "leave out --fwhm and --sample-size")
-    if "tfce" in kwargs:
-        for option, value in (("--tfce", kwargs["tfce"]), ("--predicted-thresholds", kwargs["predicted_thresholds"])):
-            if value and kwargs.get("convention") != "jale":
-                raise click.UsageError(f"{option} is JALE's: add --convention jale")
-        kwargs["tfce"] = kwargs["tfce"] is not False
+    if kwargs.get("predicted_thresholds") and kwargs.get("convention") != "jale":
+        raise click.UsageError("--predicted-thresholds is JALE's: add --convention jale")
     return KernelSettings(estimator=estimator, fwhm=fwhm, sample_size=sample_size, **kwargs)
 RADIUS_OPTION = click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0,
                              show_default=True, help="Sphere radius in mm.")
@@ -170,8 +167,9 @@ def _convention_options(kind: str):
                               "(Frahm et al. 2025; needs neurochange[predict]) beside the Monte Carlo ones, "
                               "labelled predicted; the Monte Carlo still decides what is significant."),
             click.option("--tfce/--no-tfce", default=None,
-                         help="TFCE map and its Monte Carlo FWE (JALE's TFCE) [default: on with --convention jale, "
-                              "off with nimare]."),
+                         help="TFCE of the z map (JALE's TFCE: E 0.5, H 2, 100 levels) and its Monte Carlo FWE on the "
+                              "largest null TFCE, in either convention [default: on with --convention jale, off "
+                              "with nimare]."),
         )):
             command = option(command)
         return command

@@ -8,7 +8,8 @@ clusters face-connected (6 neighbours) among voxels with z > h.
 :func:`max_tfce` computes only the map's maximum, for Monte Carlo nulls: the largest TFCE lies
 at a voxel that is the highest of its cluster at some level, so it suffices to follow clusters as
 the level falls, merging them (union-find) and adding each level's increment to each cluster's best
-voxel; one pass over the voxels with z > 0 instead of 100 labellings of the volume.
+voxel (each cluster's levels credited lazily, when it merges); one pass over the voxels with z > 0
+instead of 100 labellings of the volume.
 """
 
 from __future__ import annotations
@@ -68,16 +69,25 @@ def neighbour(v, d, nx, ny, nz):
 
 
 @numba.njit(cache=True, nogil=True)
-def max_tfce(flat, zval, shape, hs, step, parent, size, best, roots):
+def max_tfce(flat, zval, shape, hs, step, parent, size, best, mark):
     """Largest TFCE of a map given by its voxels with z > 0: flat indices ``flat`` (n,) into a volume
     of ``shape`` and their z ``zval``; ``hs``/``step`` from :func:`levels`. ``parent`` (volume size,)
-    int64 must be -1 everywhere and is left so; ``size``, ``best`` (volume size,) and ``roots`` (n,)
-    are scratch."""
+    int64 must be -1 everywhere and is left so; ``size``, ``best`` (volume size,) and ``mark``
+    (volume size,) are scratch.
+
+    Levels are credited lazily: a cluster's best voxel gains ``sqrt(size) * h^H * dh`` at every level
+    its size holds, so the sum over a run of levels is settled in one step (suffix sums of the level
+    increments) when the cluster merges or the last level is reached; ``mark[root]`` is the lowest
+    level already credited. One pass over the voxels, whatever the number of levels.
+    """
     n = len(flat)
     n_levels = len(hs)
     if n == 0 or n_levels == 0:
         return 0.0
     nx, ny, nz = shape
+    credit = np.zeros(n_levels + 1)  # credit[k]: sum of the increments of levels >= k
+    for k in range(n_levels - 1, -1, -1):
+        credit[k] = credit[k + 1] + math.pow(hs[k], H) * step
     top = np.searchsorted(hs, zval, side="left") - 1  # highest level below each voxel's z
     start = np.zeros(n_levels + 1, dtype=np.int64)  # voxels bucketed by that level (counting sort)
     for t in range(n):
@@ -89,15 +99,13 @@ def max_tfce(flat, zval, shape, hs, step, parent, size, best, roots):
     for t in range(n):
         order[fill[top[t]]] = t
         fill[top[t]] += 1
-    n_roots = 0
     for k in range(n_levels - 1, -1, -1):
         for pos in range(start[k], start[k + 1]):
             v = flat[order[pos]]
             parent[v] = v
             size[v] = 1.0
             best[v] = 0.0
-            roots[n_roots] = v
-            n_roots += 1
+            mark[v] = k + 1
             for d in range(6):
                 u = neighbour(v, d, nx, ny, nz)
                 if u < 0 or parent[u] < 0:
@@ -106,23 +114,19 @@ def max_tfce(flat, zval, shape, hs, step, parent, size, best, roots):
                 b = _find(parent, u)
                 if a == b:
                     continue
+                for r in (a, b):  # settle the levels above k at the sizes they had
+                    best[r] += math.sqrt(size[r]) * (credit[k + 1] - credit[int(mark[r])])
+                    mark[r] = k + 1
                 if size[a] < size[b]:
                     a, b = b, a
                 parent[b] = a
                 size[a] += size[b]
                 best[a] = max(best[a], best[b])
-        increment = math.pow(hs[k], H) * step
-        kept = 0
-        for r in range(n_roots):
-            root = roots[r]
-            if parent[root] == root:
-                best[root] += increment * math.sqrt(size[root])
-                roots[kept] = root
-                kept += 1
-        n_roots = kept
     result = 0.0
-    for r in range(n_roots):
-        result = max(result, best[roots[r]])
+    for t in range(n):
+        v = flat[t]
+        if parent[v] == v:
+            result = max(result, best[v] + math.sqrt(size[v]) * (credit[0] - credit[int(mark[v])]))
     for t in range(n):
         parent[flat[t]] = -1
     return result

@@ -15,7 +15,9 @@ import numpy as np
 from neurochange._docs import fill_doc
 from neurochange.errors import InputError
 from neurochange.inference import stats as inference
+from neurochange.inference import tfce
 from neurochange.inference.engines.ale import AleNullEngine
+from neurochange.inference.engines.jale import JaleNullEngine
 from neurochange.meta import kernels
 from neurochange.meta.base import Estimator
 from neurochange.meta.inputs import AnalysisInputs
@@ -33,21 +35,25 @@ class ALE(Estimator):
         sample size (Eickhoff 2009), which then must be known for every experiment.
     null_method : {"approximate"}
         How p values are computed: the approximate (histogram convolution) null.
+    tfce : bool
+        Also a ``tfce`` map: threshold-free cluster enhancement of the z map as JALE computes it
+        (:mod:`neurochange.inference.tfce`), with Monte Carlo FWE on the largest null TFCE.
     """
 
     name = "ALE"
     summary_statistic = "ale"
 
-    def __init__(self, fwhm: float | None = None, null_method: str = "approximate"):
+    def __init__(self, fwhm: float | None = None, null_method: str = "approximate", tfce: bool = False):
         if null_method != "approximate":
             raise ValueError(f"null_method must be 'approximate', got {null_method!r}")
         if fwhm is not None and (not np.isfinite(fwhm) or fwhm <= 0):
             raise InputError(f"kernel FWHM must be a positive number of mm, got {fwhm}", field="fwhm")
         self.fwhm = fwhm
         self.null_method = null_method
+        self.tfce = bool(tfce)
 
     def get_params(self) -> dict:
-        return {"fwhm": self.fwhm, "null_method": self.null_method}
+        return {"fwhm": self.fwhm, "null_method": self.null_method, "tfce": self.tfce}
 
     # ------------------------------------------------------------------ kernels
     def experiment_fwhm(self, inputs: AnalysisInputs) -> np.ndarray:
@@ -99,11 +105,14 @@ class ALE(Estimator):
         weights = inference.approximate_null(ma_values, n_mask, bins)
         p = inference.hist_to_p(stat, weights, bins)
         maps = {"stat": stat, "p": p, "z": inference.p_to_z(p), "logp": inference.p_to_logp(p)}
+        if self.tfce:
+            maps["tfce"] = tfce.tfce_map(grid.to_img(maps["z"], np.float64).get_fdata())[grid.mask]
         params = {
             "estimator": {
                 "name": self.name,
                 "null_method": self.null_method,
                 "fwhm": self.fwhm,
+                **({"tfce": True} if self.tfce else {}),
                 "kernel": "fixed FWHM" if self.fwhm is not None else "FWHM from sample size (Eickhoff 2009)",
                 "reference": "NiMARE 0.22.1 ALE",
             },
@@ -112,7 +121,39 @@ class ALE(Estimator):
         return MetaResult(grid=grid, maps=maps, nulls={NULL_BINS: bins, NULL_APPROXIMATE: weights}, params=params,
                           inputs=inputs, estimator=self)
 
-    def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float,
-                    n_workers: int = 1) -> AleNullEngine:
-        """Null ALE iterations of ``result``'s experiments (:mod:`neurochange.inference.engines.ale`)."""
-        return AleNullEngine(result.inputs, self.experiment_kernels(result.inputs), null_voxels, threshold, n_workers)
+    def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float, n_workers: int = 1):
+        """Null ALE iterations of ``result``'s experiments (:mod:`neurochange.inference.engines.ale`); with
+        ``tfce``, each iteration's largest TFCE too, from the sparse engine of
+        :mod:`neurochange.inference.engines.jale` on the same foci with NiMARE's z."""
+        experiment_kernels = self.experiment_kernels(result.inputs)
+        engine = AleNullEngine(result.inputs, experiment_kernels, null_voxels, threshold, n_workers)
+        if not self.tfce:
+            return engine
+        bins, weights = result.nulls[NULL_BINS], result.nulls[NULL_APPROXIMATE]
+        tail = inference.upper_tail(np.asarray(weights, dtype=np.float64))
+        zlut = inference.p_to_z(np.clip(tail, tail[tail != 0].min(), 1.0))
+        return WithTfce(engine, JaleNullEngine(result.grid, result.inputs.focus_experiment, experiment_kernels, tail,
+                                               bins, bins, np.inf, "observed", True, n_workers, zlut=zlut,
+                                               null_voxels=null_voxels))
+
+
+class WithTfce:
+    """A null engine whose iterations also give the largest TFCE, from a second engine on the same draws."""
+
+    def __init__(self, engine, tfce_engine):
+        self.engine, self.tfce_engine = engine, tfce_engine
+
+    @property
+    def n_foci(self) -> int:
+        return self.engine.n_foci
+
+    @property
+    def n_null(self) -> int:
+        return self.engine.n_null
+
+    def warm_up(self, draws: np.ndarray) -> None:
+        self.engine.warm_up(draws)
+        self.tfce_engine.warm_up(draws)
+
+    def run(self, draws: np.ndarray):
+        return (*self.engine.run(draws)[:3], self.tfce_engine.run(draws)[3])

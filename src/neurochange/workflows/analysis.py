@@ -152,7 +152,10 @@ def settings_record(kernel: KernelSettings, inference: InferenceSettings, run: R
         if kernel.sample_size is not None:
             kernel_record["sample_size"] = kernel.sample_size
     if kernel.convention != "nimare":
-        kernel_record.update(convention=kernel.convention, null_histogram=kernel.null_histogram, tfce=kernel.tfce)
+        kernel_record.update(convention=kernel.convention, null_histogram=kernel.null_histogram,
+                             tfce=kernel.tfce is not False)
+    elif kernel.tfce:
+        kernel_record["tfce"] = True
     return {
         "n_iters": inference.n_iters,
         "seed": run.seed,

@@ -41,7 +41,9 @@ class KernelSettings:
     ``ALEKernel(sample_size=)``; FWHM from Eickhoff 2009); neither: from each experiment's n.
     ``radius``: MKDA/KDA sphere radius (mm).
     ``convention``: "nimare" (NiMARE 0.22.1's ALE) or "jale" (JALE 0.2.10's, :mod:`neurochange.meta.jale`),
-    with ``null_histogram`` ("observed": pyALE; "per_null": JALE 0.2.10), ``tfce`` and
+    with ``null_histogram`` ("observed": pyALE; "per_null": JALE 0.2.10) and
+    ``predicted_thresholds``. ``tfce``: TFCE and its Monte Carlo FWE (ALE only; None: the convention's
+    default, on in JALE's, off in NiMARE's), with
     ``predicted_thresholds`` (JALE's predicted cut-offs reported beside the Monte Carlo ones).
     """
 
@@ -51,7 +53,7 @@ class KernelSettings:
     radius: float = DEFAULT_RADIUS_MM
     convention: Literal["nimare", "jale"] = "nimare"
     null_histogram: Literal["observed", "per_null"] = "observed"
-    tfce: bool = True
+    tfce: bool | None = None
     predicted_thresholds: bool = False
 
     def __post_init__(self):
@@ -59,6 +61,8 @@ class KernelSettings:
             raise ValueError("give fwhm or sample_size, not both")
         if self.convention == "jale" and (self.estimator != "ale" or self.ale_fwhm is not None):
             raise ValueError("the JALE convention is ALE with kernels from each experiment's sample size")
+        if self.tfce and self.estimator != "ale":
+            raise ValueError("TFCE is computed for ALE only")
         if self.predicted_thresholds and self.convention != "jale":
             raise ValueError("predicted thresholds are JALE's: use the JALE convention")
 
@@ -77,9 +81,9 @@ class KernelSettings:
     def make(self):
         """A new estimator with these settings."""
         if self.convention == "jale":
-            return JaleALE(null_histogram=self.null_histogram, tfce=self.tfce)
+            return JaleALE(null_histogram=self.null_histogram, tfce=self.tfce is not False)
         if self.estimator == "ale":
-            return ALE(fwhm=self.ale_fwhm)
+            return ALE(fwhm=self.ale_fwhm, tfce=bool(self.tfce))
         return ESTIMATORS[self.estimator](radius=self.radius)
 
     def to_dict(self) -> dict:
@@ -237,7 +241,7 @@ class ReviewSettings:
             "space": "MNI152 2 mm (NiMARE ALE brain mask, 228,483 voxels)",
         }
         if self.kernel.convention == "jale":
-            out.update(convention="jale", null_histogram=self.kernel.null_histogram, tfce=self.kernel.tfce,
+            out.update(convention="jale", null_histogram=self.kernel.null_histogram, tfce=self.kernel.tfce is not False,
                        space="JALE 0.2.10's grey-matter prior (GM probability > 0.1, 211,590 voxels, MNI152 2 mm)")
         if self.kernel.estimator != "ale":
             out["radius_mm"] = self.kernel.radius

@@ -55,7 +55,7 @@ class AnalysisSpec(_Strict):
     estimator: Literal["ale", "mkda", "kda"] = "ale"
     convention: Literal["nimare", "jale"] = "nimare"
     null_histogram: Literal["observed", "per_null"] = "observed"
-    tfce: bool = True
+    tfce: bool | None = None
     fwhm: float | None = Field(default=None, gt=0, le=40)
     radius: float = Field(default=10.0, gt=0, le=30)
     sample_size: int | None = Field(default=None, gt=0)

@@ -88,9 +88,11 @@ def _null_ale(draw, sample, focus_exp, exp_kernel, kvalues, kradius, shape, ma, 
 
 
 @numba.njit(cache=True, nogil=True)
-def _clusters(touched, n_touched, keep, zlut, z_thresh, shape, seen, parent, size, mass, zvals, flat, n_pos_out):
-    """z of the touched voxels into ``zvals``/``flat`` (those with z > 0); largest cluster (size, mass)
-    above ``z_thresh``. Resets ``seen``; ``parent`` (-1 everywhere) is left so."""
+def _clusters(touched, n_touched, keep, zlut, inv_step, half_away, inside, z_thresh, shape, seen, parent, size, mass,
+              zvals, flat, n_pos_out):
+    """z of the touched voxels inside ``inside`` into ``zvals``/``flat`` (those with z > 0): ``zlut`` at the
+    ALE's bin, ``round(ALE * inv_step)`` (half to even, or half away from zero with ``half_away``); largest
+    cluster (size, mass) above ``z_thresh``. Resets ``seen``; ``parent`` (-1 everywhere) is left so."""
     nx, ny, nz = shape
     n_bins = len(zlut)
     n_pos = 0
@@ -99,8 +101,13 @@ def _clusters(touched, n_touched, keep, zlut, z_thresh, shape, seen, parent, siz
     for q in range(n_touched):
         t = touched[q]
         seen[t] = False
-        index = int(np.rint((1.0 - keep[t]) * histogram.STEP))
-        z = zlut[min(index, n_bins - 1)]
+        if not inside[t]:
+            continue
+        x = (1.0 - keep[t]) * inv_step
+        r = np.rint(x)
+        if half_away and abs(x - r) == 0.5:
+            r = np.ceil(x)
+        z = zlut[min(int(r), n_bins - 1)]
         if z > 0:
             flat[n_pos] = t
             zvals[n_pos] = z
@@ -149,7 +156,7 @@ class _Work:
     exp_touched: np.ndarray
     flat: np.ndarray
     zvals: np.ndarray
-    roots: np.ndarray
+    mark: np.ndarray
     hist: np.ndarray
 
 
@@ -163,11 +170,13 @@ class JaleNullEngine:
 
     def __init__(self, grid, focus_experiment: np.ndarray, experiment_kernels: list, tail: np.ndarray,
                  edges: np.ndarray, centres: np.ndarray, z_thresh: float, null_histogram: str = "observed",
-                 with_tfce: bool = True, n_workers: int = 1):
+                 with_tfce: bool = True, n_workers: int = 1, *, zlut: np.ndarray | None = None,
+                 null_voxels: np.ndarray | None = None):
         if null_histogram not in NULL_HISTOGRAMS:
             raise ValueError(f"null_histogram must be one of {NULL_HISTOGRAMS}, got {null_histogram!r}")
         self.shape = np.array(grid.shape, dtype=np.int64)
-        self.sample = np.flatnonzero(grid.mask).astype(np.int64)  # C order: JALE's GM_SAMPLE_SPACE
+        # C order: JALE's GM_SAMPLE_SPACE (or the given null voxels, as the other engines order them)
+        self.sample = np.flatnonzero(grid.mask if null_voxels is None else null_voxels).astype(np.int64)
         self.prior = np.ascontiguousarray(grid.mask.ravel())
         self.focus_exp = np.ascontiguousarray(focus_experiment, dtype=np.int64)
         distinct = {}
@@ -179,7 +188,12 @@ class JaleNullEngine:
         for i, k in cubes.items():
             self.kvalues[i, : len(k.values)] = k.values
             self.kradius[i] = k.radius
-        self.zlut = histogram.z_lookup(tail)
+        # JALE: z at every voxel of the volume, bins of 1e-4 (half to even); a given ``zlut`` (NiMARE's
+        # convention): z inside the mask only, its bins of 1e-5 (half away from zero) over ``edges``
+        self.nimare_bins = zlut is not None
+        self.zlut = histogram.z_lookup(tail) if zlut is None else np.ascontiguousarray(zlut, dtype=np.float64)
+        self.inv_step = 1 / (edges[1] - edges[0]) if self.nimare_bins else float(histogram.STEP)
+        self.inside = self.prior if self.nimare_bins else np.ones_like(self.prior)
         self.edges, self.centres = edges, centres
         self.z_thresh = float(z_thresh)  # clusters: z above it
         self.null_histogram = null_histogram
@@ -193,7 +207,7 @@ class JaleNullEngine:
             self._work.append(_Work(
                 np.zeros(n), np.ones(n), np.zeros(n, dtype=np.bool_), -np.ones(n, dtype=np.int64), np.zeros(n),
                 np.zeros(n), np.zeros(max_touched, dtype=np.int64), np.zeros(max_touched, dtype=np.int64),
-                np.zeros(max_touched, dtype=np.int64), np.zeros(max_touched), np.zeros(max_touched, dtype=np.int64),
+                np.zeros(max_touched, dtype=np.int64), np.zeros(max_touched), np.zeros(n, dtype=np.int64),
                 np.zeros((n_exp, len(edges)) if null_histogram == "per_null" else (1, 1))))
             self._free.put(w)
 
@@ -231,15 +245,16 @@ class JaleNullEngine:
                                    self.edges, work.hist, per_null)
         zlut = histogram.z_lookup(histogram.convolve(work.hist, self.centres)) if per_null else self.zlut
         n_pos = np.zeros(1, dtype=np.int64)
-        size, mass = _clusters(work.touched, n_touched, work.keep, zlut, self.z_thresh, self.shape, work.seen,
-                               work.parent, work.size, work.score, work.zvals, work.flat, n_pos)
+        size, mass = _clusters(work.touched, n_touched, work.keep, zlut, self.inv_step, self.nimare_bins, self.inside,
+                               self.z_thresh, self.shape, work.seen, work.parent, work.size, work.score, work.zvals,
+                               work.flat, n_pos)
         top_tfce = 0.0
         if self.with_tfce:
             n = int(n_pos[0])
             max_z = float(work.zvals[:n].max()) if n else 0.0
             hs, step = tfce.levels(max_z)
             top_tfce = tfce.max_tfce(work.flat[:n], work.zvals[:n], self.shape, hs, step, work.parent, work.size,
-                                     work.score, work.roots)
+                                     work.score, work.mark)
         return top, size, mass, top_tfce
 
 
