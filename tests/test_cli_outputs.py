@@ -89,7 +89,7 @@ def test_signed_without_directions_is_one_line_exit_2(files, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--fwhm", "10", "--sample-size", "20"], "not both"),
-    (["--tfce"], "--convention jale"),
+    (["--predicted-thresholds"], "--convention jale"),
     (["--convention", "jale", "--sample-size", "20"], "leave out --fwhm and --sample-size"),
     (["--increase", "{plain}"], "not both"),
 ])
