@@ -9,7 +9,8 @@ report (``clusters.txt`` and ``cluster_foci.tsv``, :mod:`neurochange.results.clu
 ``experiments.tsv``. A result with extra voxel thresholds (``params["thresholds"]``: FDR q,
 uncorrected p) also gets, per threshold, its z map (``z_corr-FDR_method-indep_thresh-05``,
 ``z_level-voxel_corr-none_thresh-001``) and cluster table (``clusters_corr-FDR.tsv``,
-``clusters_corr-none.tsv``; every cluster, no size cut-off). So that later steps (``neurochange diagnose``) can work from the
+``clusters_corr-none.tsv``; every cluster, no size cut-off).
+So that later steps (``neurochange diagnose``) can work from the
 folder alone, it also writes what was analysed: ``foci.tsv`` (experiment_id, x, y, z in
 MNI mm, i, j, k voxel indices, one row per focus that entered), ``mask.nii.gz`` (the
 analysis mask), ``params.json`` (the result's settings: estimator, counts, Monte Carlo,
