@@ -58,14 +58,20 @@ def cluster_peaks(
     return ijk[kept]
 
 
+def focus_clusters(labels: np.ndarray, foci_ijk: np.ndarray) -> np.ndarray:
+    """The cluster of each focus (n_foci,) int64: its voxel's label, 0 outside every cluster or the grid."""
+    ijk = np.asarray(foci_ijk, dtype=np.int64).reshape(-1, 3)
+    inside = np.all((ijk >= 0) & (ijk < np.array(labels.shape)), axis=1)
+    hit = np.zeros(len(ijk), dtype=np.int64)
+    hit[inside] = labels[tuple(ijk[inside].T)]
+    return hit
+
+
 def contributing_experiments(
     labels: np.ndarray, foci_ijk: np.ndarray, focus_experiment: np.ndarray, n_clusters: int
 ) -> list[np.ndarray]:
     """For each cluster (1..n), the indices of experiments with at least one focus inside it."""
-    ijk = np.asarray(foci_ijk).reshape(-1, 3)
-    inside = np.all((ijk >= 0) & (ijk < np.array(labels.shape)), axis=1)
-    hit = np.zeros(len(ijk), dtype=np.int64)
-    hit[inside] = labels[tuple(ijk[inside].T)]
+    hit = focus_clusters(labels, foci_ijk)
     return [np.unique(focus_experiment[hit == c]) for c in range(1, n_clusters + 1)]
 
 

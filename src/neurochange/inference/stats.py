@@ -139,19 +139,23 @@ def upper_tail(weights: np.ndarray) -> np.ndarray:
     return tail / tail.max()
 
 
-def hist_to_p(stat: np.ndarray, weights: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """One-sided p (float64) of each statistic value against a null histogram.
-
-    Values <= 0 get p = 1; p is floored at the smallest non-zero tail probability.
-    """
-    stat = np.asarray(stat, dtype=np.float64)
+def bin_p(weights: np.ndarray) -> np.ndarray:
+    """One-sided p (float64) of a statistic in each bin of a null histogram: its upper tail, floored at the
+    smallest non-zero tail probability."""
     tail = upper_tail(np.asarray(weights, dtype=np.float64))
+    return np.clip(tail, tail[tail != 0].min(), 1.0)
+
+
+def hist_to_p(stat: np.ndarray, weights: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """One-sided p (float64) of each statistic value against a null histogram: :func:`bin_p` of its bin
+    (``stat / bin width`` rounded half away from zero, at most the last bin); values <= 0 get p = 1."""
+    stat = np.asarray(stat, dtype=np.float64)
     inv_step = 1 / (bins[1] - bins[0])
     p = np.ones(stat.shape)
     pos = stat > 0
     idx = np.minimum(_round_half_away(stat[pos] * inv_step), len(bins) - 1)
-    p[pos] = tail[idx]
-    return np.clip(p, tail[tail != 0].min(), 1.0)
+    p[pos] = bin_p(weights)[idx]
+    return p
 
 
 def hist_threshold(weights: np.ndarray, bins: np.ndarray, p: float) -> float:

@@ -130,9 +130,8 @@ class ALE(Estimator):
         if not self.tfce:
             return engine
         bins, weights = result.nulls[NULL_BINS], result.nulls[NULL_APPROXIMATE]
-        tail = inference.upper_tail(np.asarray(weights, dtype=np.float64))
-        zlut = inference.p_to_z(np.clip(tail, tail[tail != 0].min(), 1.0))
-        return WithTfce(engine, JaleNullEngine(result.grid, result.inputs.focus_experiment, experiment_kernels, tail,
+        zlut = inference.p_to_z(inference.bin_p(weights))  # z of each bin, as hist_to_p and p_to_z give it
+        return WithTfce(engine, JaleNullEngine(result.grid, result.inputs.focus_experiment, experiment_kernels, None,
                                                bins, bins, np.inf, "observed", True, n_workers, zlut=zlut,
                                                null_voxels=null_voxels))
 

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import ndimage
 
 from neurochange import space as _space
+from neurochange.inference.clusters import focus_clusters
 from neurochange.meta.result import MetaResult
 
 FOCI_COLUMNS = ["cluster_id", "experiment_id", "n", "x", "y", "z", "x_tal", "y_tal", "z_tal", "stat"]
@@ -34,9 +35,7 @@ def weighted_centres(stat: np.ndarray, labels: np.ndarray, n_clusters: int, affi
 def cluster_foci(result: MetaResult, labels: np.ndarray) -> pd.DataFrame:
     """The analysed foci that fall inside a cluster of ``labels`` (3-D, 0 outside), cluster by cluster."""
     ijk = np.asarray(result.foci_ijk, dtype=np.int64).reshape(-1, 3)
-    inside = np.all((ijk >= 0) & (ijk < np.array(labels.shape)), axis=1)
-    cluster = np.zeros(len(ijk), dtype=np.int64)
-    cluster[inside] = labels[tuple(ijk[inside].T)]
+    cluster = focus_clusters(labels, ijk)
     keep = np.flatnonzero(cluster > 0)
     xyz = np.asarray(result.foci_xyz, dtype=float).reshape(-1, 3)[keep]
     tal = np.round(_space.mni_to_tal(xyz), 1) if len(keep) else np.zeros((0, 3))

@@ -53,16 +53,14 @@ def thresh_name(cluster_p: float) -> str:
 
 def voxel_thresholds(result: MetaResult) -> dict[str, tuple[str, np.ndarray]]:
     """The extra voxel thresholds of ``result``: cluster-table suffix -> (z map name, 3-D boolean volume)."""
-    chosen = result.params.get("thresholds", {})
+    chosen, mask = result.params.get("thresholds", {}), result.grid.mask
     out = {}
     if chosen.get("fdr_q") is not None:
         q = chosen["fdr_q"]
-        out["corr-FDR"] = (f"z{FDR_SUFFIX}_thresh-{thresh_text(q)}", result.get_volume(f"p{FDR_SUFFIX}") < q)
+        out["corr-FDR"] = (f"z{FDR_SUFFIX}_thresh-{thresh_text(q)}", mask & (result.get_volume(f"p{FDR_SUFFIX}") < q))
     if chosen.get("uncorrected_p") is not None:
         p = chosen["uncorrected_p"]
-        out["corr-none"] = (f"z_level-voxel_corr-none_thresh-{thresh_text(p)}", result.get_volume("p") < p)
-    for key, (name, supra) in out.items():
-        out[key] = (name, supra & result.grid.mask)
+        out["corr-none"] = (f"z_level-voxel_corr-none_thresh-{thresh_text(p)}", mask & (result.get_volume("p") < p))
     return out
 
 

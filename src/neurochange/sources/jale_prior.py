@@ -46,8 +46,7 @@ def prior_img() -> nib.Nifti1Image:
 
 def licence_text() -> str:
     """JALE's MIT licence, from the same wheel."""
-    with zipfile.ZipFile(fetch_package_file(WHEEL)) as wheel:
-        return wheel.read(LICENSE_MEMBER).decode()
+    return wheel_member(LICENSE_MEMBER).decode()
 
 
 @lru_cache(maxsize=1)

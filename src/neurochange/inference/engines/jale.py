@@ -166,9 +166,13 @@ class JaleNullEngine:
     ``run(draws)`` returns (max ALE, largest cluster size, largest cluster mass, max TFCE), each
     (n_it,), for draws ((n_it, n_foci) int32 indices into the prior's voxels, foci in experiment
     order); it may be called from ``n_workers`` threads at once.
+
+    It also gives the NiMARE convention's largest TFCE (:meth:`neurochange.meta.ale.ALE.null_engine`):
+    with ``zlut`` (z of each bin of ``edges``, NiMARE's bins) the observed ``tail`` is not used, z is
+    computed inside the mask only, and null foci fall in ``null_voxels``.
     """
 
-    def __init__(self, grid, focus_experiment: np.ndarray, experiment_kernels: list, tail: np.ndarray,
+    def __init__(self, grid, focus_experiment: np.ndarray, experiment_kernels: list, tail: np.ndarray | None,
                  edges: np.ndarray, centres: np.ndarray, z_thresh: float, null_histogram: str = "observed",
                  with_tfce: bool = True, n_workers: int = 1, *, zlut: np.ndarray | None = None,
                  null_voxels: np.ndarray | None = None):
