@@ -3,14 +3,14 @@
 A user mistake (any ``NeurochangeError``) prints one line and exits 2. Commands live by
 stage: :mod:`neurochange.cli.data` (data, convert, corpus, select),
 :mod:`neurochange.cli.analysis` (ale, mkda, kda, chi2, contrast, conjunction, diagnose),
-:mod:`neurochange.cli.review` (review, models, atlases).
+:mod:`neurochange.cli.review` (review, models, atlases), :mod:`neurochange.cli.serve` (serve).
 """
 
 from __future__ import annotations
 
 import sys
 
-from neurochange.cli import analysis, data, review  # noqa: F401  (each registers its commands)
+from neurochange.cli import analysis, data, review, serve  # noqa: F401  (each registers its commands)
 from neurochange.cli._common import cli
 
 __all__ = ["cli", "main"]

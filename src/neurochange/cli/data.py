@@ -180,6 +180,12 @@ def corpus_import(file, db):
     click.echo(_tag_line(tagging))
 
 
+_EXPERIMENTS_OPTION = click.option(
+    "--experiments", type=click.Choice(["study", "table"]), default="study", show_default=True,
+    help="One experiment per study and database (its tables pooled, as NiMARE does) or one per database table "
+         "(ids <study>-<source>-table-<table_id>, direction unknown until curated).")
+
+
 @corpus_group.command("query")
 @click.argument("text", default="")
 @_db_option
@@ -189,7 +195,8 @@ def corpus_import(file, db):
 @click.option("--source", type=click.Choice(["neurosynth", "neuroquery"]), default="neurosynth",
               show_default=True, help="Database whose foci are used for a study in both.")
 @click.option("--drop-duplicates", is_flag=True, help="Leave out foci that repeat a focus of the same table.")
-def corpus_query(text, db, out, overwrite, source, drop_duplicates):
+@_EXPERIMENTS_OPTION
+def corpus_query(text, db, out, overwrite, source, drop_duplicates, experiments):
     """Select experiments with a query TEXT (clauses ANDed) and print or write them.
 
     \b
@@ -216,7 +223,7 @@ def corpus_query(text, db, out, overwrite, source, drop_duplicates):
         if Path(out).exists() and not overwrite:
             raise OutputExistsError(f"{out} exists; pass --overwrite or choose another file")
     with Corpus(db, read_only=True) as corpus:
-        studyset = corpus.query(text, source=source, drop_duplicates=drop_duplicates)
+        studyset = corpus.query(text, source=source, drop_duplicates=drop_duplicates, experiments=experiments)
     flow = studyset.provenance["flow"][-1]
     by_source = ", ".join(f"{n:,} from {s}" for s, n in flow["by_source"].items())
     click.echo(f"{count(flow['studies'], 'study', 'studies')}, {count(flow['experiments'], 'experiment')}"
@@ -284,11 +291,13 @@ def corpus_tag(db, rules):
 @out_options
 @_db_option
 @click.option("--curation", type=click.Path(dir_okay=False), default=None,
-              help="Curation table (.tsv, .csv, .xlsx): corrected tags, direction, n by study or experiment id.")
+              help="Curation table (.tsv, .csv, .xlsx): include/exclude with reasons, tags, direction, n and dose "
+                   "by study or experiment id; focus flags (see docs/curation.md).")
 @click.option("--source", type=click.Choice(["neurosynth", "neuroquery"]), default="neurosynth",
               show_default=True, help="Database whose record a study in both keeps.")
 @click.option("--drop-duplicates", is_flag=True, help="Leave out foci that repeat a focus of the same table.")
-def select_command(text, out, overwrite, db, curation, source, drop_duplicates):
+@_EXPERIMENTS_OPTION
+def select_command(text, out, overwrite, db, curation, source, drop_duplicates, experiments):
     """Select experiments with a query TEXT and write them with their flow record into --out.
 
     \b
@@ -306,12 +315,18 @@ def select_command(text, out, overwrite, db, curation, source, drop_duplicates):
 
     check_out(out, overwrite)
     with Corpus(db, read_only=True) as corpus:
-        selection = select(corpus, text, source=source, curation=curation, drop_duplicates=drop_duplicates)
+        selection = select(corpus, text, source=source, curation=curation, drop_duplicates=drop_duplicates,
+                           experiments=experiments)
     flow = selection.flow
     click.echo(f"identified {count(flow['identified']['experiments'], 'record')} of "
                f"{count(flow['identified']['studies'], 'study', 'studies')}; screened "
                f"{count(flow['screened']['studies'], 'study', 'studies')}")
     for step in flow["excluded"]:
+        if step["criterion"] == "curation":
+            reasons = ", ".join(f"{k} {v:,}" for k, v in step["reasons"].items())
+            click.echo(f"  excluded {step['experiments']:>7,} {plural(step['experiments'], 'experiment')} by "
+                       f"curation" + (f" ({reasons})" if reasons else ""))
+            continue
         click.echo(f"  excluded {step['studies']:>7,} {plural(step['studies'], 'study', 'studies')}: "
                    f"{step['criterion']}")
     summary = write_selection(selection, out, overwrite)

@@ -1,29 +1,38 @@
-"""Curation tables: a researcher's corrections of tags, direction, sample size and dose, by study or experiment.
+"""Curation tables: a researcher's decisions on studies, experiments (contrasts or database tables) and foci.
 
 A curation table is a ``.tsv``, ``.csv`` or ``.xlsx`` file with a header line and one row
-per study or experiment::
+per study, experiment or focus::
 
-    study_id   experiment_id         modality        subtype  disorder  design    n   direction  note
-    18550030                         psychotherapy   cbt      mdd       pre_post  16
-               18550030-neurosynth                                                    decrease   table 2, post < pre
+    study_id  experiment_id                    focus  include  reason         direction  n   flag       note
+    18550030                                                                              16
+              18550030-neurosynth-table-14976         yes                     decrease       post < pre
+              18550030-neurosynth-table-14977         no       no_change_contrast                   patients vs controls
+              18550030-neurosynth-table-14976  3                                                 wrong_sign
 
 - ``study_id`` (also ``study``, ``pmid``) or ``experiment_id`` (``<study>-<contrast>``, as
-  ``corpus query`` lists them): which record a row corrects; an experiment row wins over its
-  study's row.
-- fields: ``modality``, ``subtype``, ``disorder``, ``design``, ``imaging`` (vocabulary values),
+  ``corpus query`` lists them; a database table is ``<study>-<source>-table-<table_id>``): which
+  record a row sets; an experiment row wins over its study's row.
+- record fields: ``modality``, ``subtype``, ``disorder``, ``design``, ``imaging`` (vocabulary values),
   ``direction`` (increase, decrease, unsigned, unknown), ``n`` (a positive whole number),
-  dose fields ``sessions``, ``weeks``, ``frequency_hz``, ``intensity_pct_mt``, ``pulses``,
-  ``target``. Empty cells change nothing. A ``note`` (``notes``, ``comment``) goes with the
-  row into the selection's ``curated`` column.
+  ``contrast`` (the experiment's name; experiment rows only), dose fields ``sessions``, ``weeks``,
+  ``frequency_hz``, ``intensity_pct_mt``, ``pulses``, ``target``; ``include`` (``yes``/``no``) with,
+  for ``no``, a ``reason`` from the vocabulary's ``exclusion_reason`` list. Empty cells change
+  nothing. A ``note`` (``notes``, ``comment``) goes with the row into the selection's ``curated`` column.
 - a study row applies to every experiment of the study. Setting ``modality`` without
   ``subtype`` clears the subtype; a ``subtype`` must belong to the (curated or tagged) modality,
   and a subtype alone sets the modality it belongs to when that is unambiguous.
+- keeping some experiments of a study (``include=yes`` on experiment rows) leaves out its other
+  experiments that have no ``include`` of their own, with reason ``not_selected``.
+- focus rows: ``experiment_id`` and ``focus`` (its 1-based number in the experiment, in the order
+  the corpus lists it), optionally ``x``, ``y``, ``z`` (MNI mm, checked against the corpus within
+  0.05 mm), and ``flag``: ``wrong_sign`` (the focus goes to an experiment of the opposite direction,
+  ``<experiment>-flipped``), ``duplicate`` or ``out_of_brain`` (left out of analyses).
 
 Mistakes are ``InputError``\\ s naming the file, line and field: unknown columns, values
 outside the vocabulary (listing the valid ones), ids the corpus does not hold, the same field
-given two values for one record. Curation is applied when selecting (never written into the
-corpus), so it survives any rebuild of the corpus, and its file, checksum and rows are
-recorded in the selection's provenance.
+given two values for one record, an exclusion without a reason. Curation is applied when
+selecting (never written into the corpus), so it survives any rebuild of the corpus, and its
+file, checksum and rows are recorded in the selection's provenance.
 """
 
 from __future__ import annotations
@@ -31,70 +40,117 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from neurochange.errors import InputError
 from neurochange.sources.download import sha256_file
-from neurochange.sources.io._common import check_file, parse_field, parse_whole
+from neurochange.sources.io._common import check_file, parse_field, parse_number, parse_whole
 from neurochange.sources.io.tables import table_rows
 from neurochange.studyset import DOSE_COLUMNS, TAG_COLUMNS, StudySet
-from neurochange.vocabulary import vocabulary
+from neurochange.vocabulary import check_value, vocabulary
 
 TAGS = tuple(TAG_COLUMNS)
-FIELDS = (*TAGS, "direction", "n", *DOSE_COLUMNS)
-ID_ALIASES = {"study_id": "study_id", "study": "study_id", "pmid": "study_id", "experiment_id": "experiment_id"}
+#: Fields of a study or experiment row.
+FIELDS = (*TAGS, "direction", "n", "contrast", *DOSE_COLUMNS, "include", "reason")
+#: Columns of a focus row besides ``experiment_id``.
+FOCUS_COLUMNS = ("focus", "x", "y", "z", "flag")
+ID_ALIASES = {"study_id": "study_id", "study": "study_id", "pmid": "study_id", "experiment_id": "experiment_id",
+              "contrast_name": "contrast", "name": "contrast"}
 NOTE_COLUMNS = ("note", "notes", "comment", "comments")
+INCLUDE = {"yes": "yes", "include": "yes", "included": "yes", "true": "yes", "1": "yes",
+           "no": "no", "exclude": "no", "excluded": "no", "false": "no", "0": "no"}
+#: How close (mm) a focus row's x, y, z must be to the corpus's focus.
+XYZ_TOLERANCE_MM = 0.05
+#: The reason given to a study's experiments left out because a curator kept others of it.
+NOT_SELECTED = "not_selected"
 
 
 @dataclass(frozen=True)
 class Curation:
-    """A read curation table: ``rows`` has ``level`` (study/experiment), ``id``, ``field``, ``value``, ``line``."""
+    """A read curation table.
+
+    ``rows``: one row per value set on a study or experiment: ``level`` (study/experiment), ``id``,
+    ``field``, ``value``, ``line``, ``study_id``. ``foci``: one row per flagged focus:
+    ``experiment_id``, ``focus`` (1-based), ``flag``, ``x``, ``y``, ``z`` (NaN when not given), ``line``.
+    ``notes``: (level, id) -> note text.
+    """
 
     file: str
     sha256: str
     rows: pd.DataFrame
-    notes: dict  # (level, id) -> note text
+    notes: dict
+    foci: pd.DataFrame = None
+
+    def __post_init__(self):
+        if self.foci is None:
+            object.__setattr__(self, "foci", pd.DataFrame(columns=["experiment_id", "focus", "flag", "x", "y", "z",
+                                                                   "line"]))
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) + len(self.foci)
 
     def record(self) -> dict:
-        """What the provenance keeps: file, SHA-256, counts of rows, studies, experiments and fields."""
+        """What the provenance keeps: file, SHA-256, counts of rows, studies, experiments, fields and focus flags."""
         rows = self.rows
+        include = rows[rows["field"] == "include"]
         return {"file": self.file, "sha256": self.sha256, "values": len(rows),
                 "studies": int(rows.loc[rows["level"] == "study", "id"].nunique()),
                 "experiments": int(rows.loc[rows["level"] == "experiment", "id"].nunique()),
-                "fields": {k: int(v) for k, v in rows["field"].value_counts().sort_index().items()}}
+                "fields": {k: int(v) for k, v in rows["field"].value_counts().sort_index().items()},
+                "included": int((include["value"] == "yes").sum()), "excluded": int((include["value"] == "no").sum()),
+                "focus_flags": {k: int(v) for k, v in self.foci["flag"].value_counts().sort_index().items()}}
 
 
 def _column(name: str, file, index: int) -> str | None:
     key = "_".join(str(name).strip().lower().replace("-", "_").split())
     if key in ID_ALIASES:
         return ID_ALIASES[key]
-    if key in FIELDS or key in NOTE_COLUMNS:
+    if key in FIELDS or key in NOTE_COLUMNS or key in FOCUS_COLUMNS:
         return key
     if not key:
         return None
-    valid = ", ".join(["study_id", "experiment_id", *FIELDS, "note"])
+    valid = ", ".join(["study_id", "experiment_id", *FIELDS, *FOCUS_COLUMNS, "note"])
     raise InputError(f"unknown column {name!r}; a curation table has columns {valid}", file=file, line=1,
                      field=str(name))
 
 
 def _value(field: str, text: str, file, line: int):
     if field == "n":
-        n = parse_whole(text, file=file, line=line, field="n")
-        if n <= 0:
-            raise InputError(f"n={text!r}: a sample size must be a positive whole number", file=file, line=line,
-                             field="n")
-        return n
+        return parse_whole(text, file=file, line=line, field="n")
+    if field == "include":
+        if text.strip().lower() not in INCLUDE:
+            raise InputError(f"include={text!r}: write yes or no", file=file, line=line, field="include")
+        return INCLUDE[text.strip().lower()]
+    if field in ("reason", "flag"):
+        token = "_".join(text.strip().lower().replace("-", " ").split())
+        return check_value("exclusion_reason" if field == "reason" else "focus_flag", token, file=file, line=line)
+    if field == "contrast":
+        return " ".join(text.split())
     return parse_field(field, text, file=file, line=line)
+
+
+def _focus_row(row: dict, file, line: int) -> dict | None:
+    """A focus row's flag and position (None when it flags nothing)."""
+    others = [f for f in FIELDS if row.get(f)]
+    if others:
+        raise InputError(f"a focus row sets only flag, not {others[0]}", file=file, line=line, field=others[0])
+    if not row.get("experiment_id"):
+        raise InputError("a focus row needs the experiment_id of its focus", file=file, line=line,
+                         field="experiment_id")
+    focus = parse_whole(row["focus"], file=file, line=line, field="focus")
+    xyz = [parse_number(row[a], file=file, line=line, field=a) if row.get(a) else np.nan for a in "xyz"]
+    if not row.get("flag"):
+        return None
+    return {"experiment_id": row["experiment_id"], "focus": focus, "flag": _value("flag", row["flag"], file, line),
+            "x": xyz[0], "y": xyz[1], "z": xyz[2], "line": line}
 
 
 def read_curation(path) -> Curation:
     """Read and check a curation table (values only; ids are checked against a corpus by :func:`check_ids`)."""
     file = check_file(path)
     columns: dict[int, str] | None = None
-    records, notes, seen = [], {}, {}
+    records, notes, seen, flags = [], {}, {}, {}
     for line, cells in table_rows(file, []):
         if columns is None:
             if not any(c.strip() for c in cells):
@@ -116,10 +172,27 @@ def read_curation(path) -> Curation:
             raise InputError(f"{len(extra)} more cells than the header has columns", file=file, line=line)
         if not any(row.values()):
             continue
+        if row.get("focus"):
+            focus = _focus_row(row, file, line)
+            if focus is not None:
+                key = (focus["experiment_id"], focus["focus"])
+                if key in flags and flags[key]["flag"] != focus["flag"]:
+                    raise InputError(f"focus {key[1]} of {key[0]!r} is flagged {flags[key]['flag']} on line "
+                                     f"{flags[key]['line']} but {focus['flag']} here", file=file, line=line,
+                                     field="flag")
+                flags.setdefault(key, focus)
+            continue
+        for axis in ("x", "y", "z", "flag"):
+            if row.get(axis):
+                raise InputError(f"{axis} belongs to a focus row: give its focus number", file=file, line=line,
+                                 field="focus")
         level, key = ("experiment", "experiment_id") if row.get("experiment_id") else ("study", "study_id")
         target = row.get(key, "")
         if not target:
             raise InputError("each row needs a study_id or an experiment_id", file=file, line=line, field="study_id")
+        if level == "study" and row.get("contrast"):
+            raise InputError("contrast names an experiment: give its experiment_id", file=file, line=line,
+                             field="contrast")
         for name in NOTE_COLUMNS:
             if row.get(name):
                 notes[(level, target)] = row[name]
@@ -136,8 +209,23 @@ def read_curation(path) -> Curation:
                 records.append({"level": level, "id": target, "field": field, "value": value, "line": line,
                                 "study_id": row.get("study_id", "")})
         _check_subtype(row, file, line)
+    _check_reasons(seen, file)
     rows = pd.DataFrame(records, columns=["level", "id", "field", "value", "line", "study_id"])
-    return Curation(str(file), sha256_file(file), rows, notes)
+    foci = pd.DataFrame(list(flags.values()), columns=["experiment_id", "focus", "flag", "x", "y", "z", "line"])
+    return Curation(str(file), sha256_file(file), rows, notes, foci)
+
+
+def _check_reasons(seen: dict, file) -> None:
+    """``include=no`` needs a ``reason``; a ``reason`` needs ``include=no``."""
+    for (level, target, field), (value, line) in seen.items():
+        include = seen.get((level, target, "include"), (None, None))[0]
+        if field == "include" and value == "no" and (level, target, "reason") not in seen:
+            raise InputError(f"{level} {target!r} is excluded without a reason; give one of "
+                             f"{', '.join(vocabulary()['exclusion_reason']['values'])}", file=file, line=line,
+                             field="reason")
+        if field == "reason" and include != "no":
+            raise InputError(f"a reason goes with include=no ({level} {target!r})", file=file, line=line,
+                             field="include")
 
 
 def _check_subtype(row: dict, file, line: int) -> None:
@@ -154,19 +242,31 @@ def _check_subtype(row: dict, file, line: int) -> None:
 
 
 def check_ids(curation: Curation, studies: set, experiments: dict) -> None:
-    """Every id must be in the corpus: ``studies`` (ids), ``experiments`` (id -> study id)."""
+    """Every id must be in the corpus: ``studies`` (ids), ``experiments`` (id -> study id, of the level selected)."""
     rows = curation.rows
     for r in rows.drop_duplicates(["level", "id"]).itertuples(index=False):
         if r.level == "study" and r.id not in studies:
             raise InputError(f"study {r.id!r} is not in the corpus", file=curation.file, line=r.line, field="study_id")
         if r.level == "experiment":
-            if r.id not in experiments:
-                hint = "; experiment ids look like <study>-<contrast>, e.g. 12345-neurosynth"
-                raise InputError(f"experiment {r.id!r} is not in the corpus{hint}", file=curation.file, line=r.line,
-                                 field="experiment_id")
+            _check_experiment(curation, r.id, r.line, experiments)
             if r.study_id and experiments[r.id] != r.study_id:
                 raise InputError(f"experiment {r.id!r} belongs to study {experiments[r.id]!r}, not {r.study_id!r}",
                                  file=curation.file, line=r.line, field="study_id")
+    for r in curation.foci.itertuples(index=False):
+        _check_experiment(curation, r.experiment_id, r.line, experiments)
+
+
+def _check_experiment(curation: Curation, target: str, line: int, experiments: dict) -> None:
+    if target in experiments:
+        return
+    if "-table-" in target:
+        hint = "; it names a database table: select with experiments = \"table\" (--experiments table)"
+    elif any(k.startswith(f"{target.split('-')[0]}-") and "-table-" in k for k in experiments):
+        hint = "; this selection has one experiment per table: use the table's id"
+    else:
+        hint = "; experiment ids look like <study>-<contrast>, e.g. 12345-neurosynth"
+    raise InputError(f"experiment {target!r} is not in the corpus{hint}", file=curation.file, line=line,
+                     field="experiment_id")
 
 
 def _owner_modality(subtype: str) -> str | None:
@@ -180,6 +280,8 @@ def _set(frame: pd.DataFrame, mask, values: dict, curation: Curation, line_of: d
     if not mask.any():
         return
     values = dict(values)
+    if "contrast" in values:
+        values["name"] = values.pop("contrast")
     if "subtype" in values and "modality" not in values:
         owner = _owner_modality(values["subtype"])
         if owner is not None:
@@ -212,8 +314,8 @@ def _grouped(curation: Curation, level: str):
 def apply_to_records(records: pd.DataFrame, curation: Curation | None) -> pd.DataFrame:
     """Experiment records (``experiment_id``, ``study_id``, tags, ``n``, ``direction``...) with curation applied.
 
-    Adds ``curated`` (``file:line`` of the rows that changed each record, else empty).
-    Study rows first, then experiment rows (which win).
+    Adds ``curated`` (``file:line`` of the rows that changed each record, else empty), and
+    ``include``/``reason`` when the curation decides any. Study rows first, then experiment rows (which win).
     """
     out = records.copy()
     out["curated"] = pd.Series(pd.NA, index=out.index, dtype="object")
@@ -226,11 +328,33 @@ def apply_to_records(records: pd.DataFrame, curation: Curation | None) -> pd.Dat
     return out
 
 
+def excluded(records: pd.DataFrame, curation: Curation | None) -> pd.Series:
+    """The exclusion reason of each record (``apply_to_records`` output), missing for records kept.
+
+    ``include=no`` gives its reason; a study with experiments kept by ``include=yes`` rows loses
+    its other experiments that have no ``include`` row, as :data:`NOT_SELECTED`.
+    """
+    reasons = pd.Series(pd.NA, index=records.index, dtype="string")
+    if curation is None or "include" not in records:
+        return reasons
+    no = (records["include"] == "no").to_numpy()
+    if no.any():
+        reasons[no] = records.loc[no, "reason"].astype("string")
+    rows = curation.rows[(curation.rows["level"] == "experiment") & (curation.rows["field"] == "include")]
+    decided = set(rows["id"])
+    keeping = set(records.loc[records["experiment_id"].isin(set(rows.loc[rows["value"] == "yes", "id"])),
+                              "study_id"])
+    others = (records["study_id"].isin(keeping) & ~records["experiment_id"].isin(decided) & ~no).to_numpy()
+    reasons[others] = NOT_SELECTED
+    return reasons
+
+
 def apply_to_studyset(studyset: StudySet, curation: Curation | None) -> StudySet:
     """The StudySet with curated values: study tags on ``studies``, everything else on ``experiments``.
 
     A study row's tags also go onto the study's experiments that carry their own tag, so the
-    curated value wins everywhere; ``n``, ``direction`` and dose always go onto experiments.
+    curated value wins everywhere; ``n``, ``direction``, contrast name and dose always go onto
+    experiments. Focus flags are applied by :func:`apply_focus_flags`.
     """
     if curation is None:
         return studyset
@@ -247,7 +371,88 @@ def apply_to_studyset(studyset: StudySet, curation: Curation | None) -> StudySet
         for col in TAGS:
             frame[col] = frame[col].astype("string")
     studies = studies.drop(columns="curated")
-    return StudySet(studies, experiments.drop(columns="curated"), studyset.foci, studyset.provenance)
+    experiments = experiments.drop(columns=[c for c in ("curated", "include", "reason") if c in experiments])
+    return StudySet(studies, experiments, studyset.foci, studyset.provenance)
 
 
-__all__ = ["Curation", "FIELDS", "read_curation", "check_ids", "apply_to_records", "apply_to_studyset"]
+def fields_set(records: pd.DataFrame, curation: Curation | None) -> dict[str, int]:
+    """How many of ``records`` (``experiment_id``, ``study_id``) had each field set by curation (study or
+    experiment rows), e.g. ``{"direction": 12, "n": 12, "modality": 30, "tags": 30}`` (``tags``: any tag)."""
+    if curation is None:
+        return {}
+    rows = curation.rows
+    by_study = rows[rows["level"] == "study"].groupby("id")["field"].agg(set).to_dict()
+    by_experiment = rows[rows["level"] == "experiment"].groupby("id")["field"].agg(set).to_dict()
+    counts: dict[str, int] = {}
+    for study, experiment in zip(records["study_id"], records["experiment_id"]):
+        fields = by_study.get(study, set()) | by_experiment.get(experiment, set())
+        for field in fields | ({"tags"} if fields & set(TAGS) else set()):
+            counts[field] = counts.get(field, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+OPPOSITE = {"increase": "decrease", "decrease": "increase"}
+FLIPPED = "flipped"
+
+
+def apply_focus_flags(studyset: StudySet, curation: Curation | None) -> tuple[StudySet, dict]:
+    """Apply focus flags to ``studyset``, whose foci carry ``focus`` (1-based number in their experiment).
+
+    ``duplicate`` and ``out_of_brain`` foci are left out; ``wrong_sign`` foci move to a new experiment
+    ``"<experiment>-flipped"`` of the opposite direction (same study, n, tags and dose), which must be
+    ``increase`` or ``decrease``. Returns the StudySet and the counts by flag. Flags on experiments not
+    in ``studyset`` are ignored (another selection's); a focus number the experiment lacks, or x, y, z
+    that do not match, is an InputError naming the curation line.
+    """
+    counts: dict[str, int] = {}
+    if curation is None or not len(curation.foci):
+        return studyset, counts
+    foci = studyset.foci.copy()
+    experiments = studyset.experiments.copy()
+    present = set(experiments["experiment_id"])
+    drop = np.zeros(len(foci), dtype=bool)
+    flipped_rows = []
+    index = {key: i for i, key in enumerate(zip(foci["experiment_id"], foci["focus"].astype(int)))}
+    for r in curation.foci.itertuples(index=False):
+        if r.experiment_id not in present:
+            continue
+        i = index.get((r.experiment_id, int(r.focus)))
+        if i is None:
+            n = int((foci["experiment_id"] == r.experiment_id).sum())
+            raise InputError(f"experiment {r.experiment_id!r} has {n} foci, no focus {r.focus}", file=curation.file,
+                             line=r.line, field="focus")
+        xyz = foci.loc[i, ["x", "y", "z"]].to_numpy(dtype=float)
+        given = np.array([r.x, r.y, r.z], dtype=float)
+        if np.any(np.abs(given - xyz)[~np.isnan(given)] > XYZ_TOLERANCE_MM):
+            raise InputError(f"focus {r.focus} of {r.experiment_id!r} lies at ({xyz[0]:g}, {xyz[1]:g}, {xyz[2]:g}), "
+                             f"not ({', '.join(f'{v:g}' for v in given)})", file=curation.file, line=r.line,
+                             field="xyz")
+        counts[r.flag] = counts.get(r.flag, 0) + 1
+        if r.flag != "wrong_sign":
+            drop[i] = True
+            continue
+        row = experiments.loc[experiments["experiment_id"] == r.experiment_id].iloc[0]
+        if row["direction"] not in OPPOSITE:
+            raise InputError(f"focus {r.focus} of {r.experiment_id!r} is flagged wrong_sign, but the experiment's "
+                             f"direction is {row['direction']}: set it to increase or decrease first",
+                             file=curation.file, line=r.line, field="flag")
+        new_id = f"{r.experiment_id}-{FLIPPED}"
+        if new_id not in {f["experiment_id"] for f in flipped_rows}:
+            flipped_rows.append({**row.to_dict(), "experiment_id": new_id,
+                                 "contrast_id": f"{row['contrast_id']}-{FLIPPED}",
+                                 "name": f"{row['name']} (foci of the opposite sign, by curation)",
+                                 "direction": OPPOSITE[row["direction"]]})
+        foci.loc[i, "experiment_id"] = new_id
+    foci = foci[~drop]
+    if flipped_rows:
+        experiments = pd.concat([experiments, pd.DataFrame(flipped_rows)], ignore_index=True)
+    provenance = dict(studyset.provenance)
+    parts = [f"{n} flagged {flag}" for flag, n in sorted(counts.items())]
+    provenance["notes"] = list(provenance.get("notes", [])) + [
+        "curation: focus flags applied (" + ", ".join(parts) + "); duplicate and out_of_brain foci left out, "
+        "wrong_sign foci moved to an experiment of the opposite direction"]
+    return StudySet(studyset.studies, experiments, foci.reset_index(drop=True), provenance), counts
+
+
+__all__ = ["Curation", "FIELDS", "read_curation", "check_ids", "apply_to_records", "apply_to_studyset", "excluded",
+           "apply_focus_flags", "fields_set", "NOT_SELECTED"]

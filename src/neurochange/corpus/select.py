@@ -9,7 +9,14 @@ grammar of ``corpus query`` (:mod:`neurochange.corpus.query`) and proceeds as a 
    else the preferred database's, else the other's);
 3. screened: the remaining records; each other clause, in the order written, excludes the
    records that fail it, with reasons (for tag fields, the values the excluded records had);
-4. included: what passes every clause.
+4. assessed: a curation table's ``include=no`` rows (and the experiments of a study it did not
+   keep, ``not_selected``) exclude records, counted by reason (the last ``excluded`` step,
+   criterion ``curation``);
+5. included: what passes every clause and curation. Focus flags of the curation table then move
+   or leave out single foci (counted in ``flow["focus_flags"]``).
+
+A record is an experiment: with ``experiments="study"`` a database gives one per study (its
+tables pooled), with ``experiments="table"`` one per table (:mod:`neurochange.corpus.schema`).
 
 Tags come from the corpus (``neurochange corpus tag``) with a curation table applied on top
 (:mod:`neurochange.corpus.curation`). :func:`write_selection` writes ``studies.tsv`` (one row per
@@ -25,9 +32,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neurochange.corpus.curation import Curation, apply_to_records, apply_to_studyset, check_ids, read_curation
+from neurochange.corpus.curation import (
+    Curation,
+    apply_focus_flags,
+    apply_to_records,
+    apply_to_studyset,
+    check_ids,
+    excluded,
+    fields_set,
+    read_curation,
+)
 from neurochange.corpus.query import FIELDS, Clause, Query, parse, where_sql
-from neurochange.corpus.store import DATABASES, NEUROSYNTH, Corpus
+from neurochange.corpus.store import DATABASES, NEUROSYNTH, Corpus, experiment_level
 from neurochange.corpus.tagging import classify
 from neurochange.errors import InputError
 from neurochange.studyset import StudySet
@@ -49,8 +65,9 @@ class Selection:
     provenance: dict = field(default_factory=dict)
 
 
-def _records(corpus: Corpus, curation: Curation | None) -> pd.DataFrame:
-    records = corpus.con.execute("SELECT * FROM catalog ORDER BY source, position").df()
+def _records(corpus: Corpus, curation: Curation | None, experiments: str) -> pd.DataFrame:
+    catalog = "table_catalog" if experiments == "table" else "catalog"
+    records = corpus.con.execute(f"SELECT * FROM {catalog} ORDER BY source, position").df()
     if curation is not None:
         studies = set(records["study_id"])
         check_ids(curation, studies, dict(zip(records["experiment_id"], records["study_id"])))
@@ -128,9 +145,10 @@ def _count(records: pd.DataFrame) -> dict:
     return {"experiments": int(len(records)), "studies": int(records["study_id"].nunique())}
 
 
-def _flow(query: Query, source: str, records, identified_mask, dedup_mask, screened, steps, included) -> dict:
+def _flow(query: Query, source: str, records, identified_mask, dedup_mask, screened, steps, included,
+          experiments: str) -> dict:
     by_source = {s: int(n) for s, n in records["source"].value_counts().sort_index().items()}
-    flow = {"query": str(query), "preferred_source": source,
+    flow = {"query": str(query), "preferred_source": source, "experiments_per": experiments,
             "identified": {**_count(records), "by_source": by_source}}
     not_asked = records[~identified_mask]
     if len(not_asked):
@@ -188,13 +206,15 @@ def _table(corpus: Corpus, included: pd.DataFrame, clauses, studyset: StudySet) 
 
 
 def select(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
-           curation: Curation | str | Path | None = None, drop_duplicates: bool = False) -> Selection:
+           curation: Curation | str | Path | None = None, drop_duplicates: bool = False,
+           experiments: str = "study") -> Selection:
     """Select experiments with ``query`` (the ``corpus query`` grammar), recording the flow.
 
     ``source``: the database whose record a study in both keeps. ``curation``: a curation
     table (path or :class:`~neurochange.corpus.curation.Curation`) applied over the corpus tags.
-    ``drop_duplicates``: leave out foci flagged as duplicates. A bad query or table raises
-    one ``InputError`` naming what is valid.
+    ``drop_duplicates``: leave out foci flagged as duplicates. ``experiments``: ``"study"`` or
+    ``"table"`` (one experiment per database table). A bad query or table raises one
+    ``InputError`` naming what is valid.
     """
     if source not in DATABASES:
         raise InputError(f"source must be one of {', '.join(DATABASES)}, not {source!r}", field="source")
@@ -202,7 +222,8 @@ def select(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
     corpus._validate(query)
     if curation is not None and not isinstance(curation, Curation):
         curation = read_curation(curation)
-    records = _records(corpus, curation)
+    experiments = experiment_level(experiments)
+    records = _records(corpus, curation, experiments)
     source_clauses = [c for c in query.clauses if c.field == "source"]
     clauses = [c for c in query.clauses if c.field != "source"]
     identified = _passes(corpus, records, source_clauses).all(axis=1) if source_clauses else \
@@ -217,20 +238,34 @@ def select(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
         steps.append({"criterion": clause.text, **_count(screened[failed]),
                       "reasons": _reasons(clause, screened[failed])})
         remaining &= passes[f"c{i}"]
+    reasons = excluded(screened, curation)
+    if curation is not None:
+        failed = remaining & reasons.notna()
+        steps.append({"criterion": "curation", **_count(screened[failed]),
+                      "reasons": {str(k): int(v) for k, v in reasons[failed].value_counts().sort_index().items()}})
+        remaining &= reasons.isna()
     included = screened[remaining]
-    flow = _flow(query, source, records, identified, kept, screened, steps, included)
+    flow = _flow(query, source, records, identified, kept, screened, steps, included, experiments)
     studyset = corpus.studyset(included[["experiment_id", "study_id", "source"]], query=query, source=source,
-                               drop_duplicates=drop_duplicates)
+                               drop_duplicates=drop_duplicates, experiments=experiments)
     studyset = apply_to_studyset(_title_doses(corpus, studyset), curation)
+    studyset, flags = apply_focus_flags(studyset, curation)
     tagging = classify.tagging_info(corpus)
     flow["tagging"] = tagging or {"note": "the corpus is not tagged: run `neurochange corpus tag`"}
     flow["curation"] = curation.record() if curation is not None else None
+    if curation is not None:
+        flow["curation"]["set_on_included"] = fields_set(included, curation)
     flow["included"]["foci"] = int(len(studyset.foci))
+    if flags:
+        flow["focus_flags"] = flags
+        flow["included"]["experiments_flipped"] = int(studyset.experiments["experiment_id"].str.endswith(
+            "-flipped").sum())
     studyset.provenance["flow"].append({"step": "select", **{k: flow[k] for k in ("query", "screened", "included")}})
     studyset.provenance["tagging"] = flow["tagging"]
     studyset.provenance["curation"] = flow["curation"]
     table = _table(corpus, included, query.clauses, studyset)
     provenance = {"query": str(query), "preferred_source": source, "drop_duplicates": drop_duplicates,
+                  "experiments_per": experiments,
                   "tagging": flow["tagging"], "curation": flow["curation"],
                   "sources": studyset.provenance.get("sources", []), "notes": studyset.provenance.get("notes", [])}
     return Selection(studyset, table, flow, provenance)

@@ -233,7 +233,8 @@ class Corpus:
             source=source, position=np.arange(len(studyset.experiments), dtype=np.int32))
         fo = studyset.foci
         foci = fo[["experiment_id", "table_id", "x", "y", "z", "space", "out_of_bounds", "duplicate"]].assign(
-            source=source, position=np.arange(len(fo), dtype=np.int32))
+            table_label=fo["table_label"] if "table_label" in fo else None, source=source,
+            position=np.arange(len(fo), dtype=np.int32))
         notes = json.dumps(studyset.provenance.get("notes", []))
         sources = pd.DataFrame([{"source": source, "kind": kind, "options": json.dumps(options, sort_keys=True),
                                  "notes": notes, **{k: f.get(k) for k in ("file", "path", "sha256", "size")}}
@@ -323,13 +324,16 @@ class Corpus:
             hint = f"; close terms: {', '.join(close)}" if close else ""
             raise InputError(f"query: {missing[0]!r} is not in NeuroQuery's vocabulary{hint}", field="term")
 
-    def select_ids(self, query: Query | str = "", source: str = NEUROSYNTH) -> pd.DataFrame:
+    def select_ids(self, query: Query | str = "", source: str = NEUROSYNTH,
+                   experiments: str = "study") -> pd.DataFrame:
         """Experiments matching ``query``, one source per study: ``experiment_id``, ``study_id``, ``source``.
 
         Per study: an imported file's experiments, else database ``source``'s, else the other's.
+        ``experiments``: ``"study"`` (a database's tables pooled) or ``"table"`` (one per table).
         """
         if source not in DATABASES:
             raise InputError(f"source must be one of {', '.join(DATABASES)}, not {source!r}", field="source")
+        catalog = f"{'table_' if experiment_level(experiments) == 'table' else ''}catalog"
         query = parse(query) if isinstance(query, str) else query
         self._validate(query)
         where, params = where_sql(query)
@@ -337,53 +341,62 @@ class Corpus:
             "SELECT experiment_id, study_id, source FROM ("
             "  SELECT experiment_id, study_id, source, position,"
             f"   CASE WHEN source = ? THEN 1 WHEN source IN ('{NEUROSYNTH}', '{NEUROQUERY}') THEN 2 ELSE 0 END AS rank"
-            f"  FROM catalog WHERE {where}"
+            f"  FROM {catalog} WHERE {where}"
             ") QUALIFY rank = min(rank) OVER (PARTITION BY study_id) ORDER BY source, position"
         )
         return self.con.execute(sql, [source, *params]).df()
 
-    def query(self, text: Query | str = "", source: str = NEUROSYNTH, *, drop_duplicates: bool = False) -> StudySet:
+    def query(self, text: Query | str = "", source: str = NEUROSYNTH, *, drop_duplicates: bool = False,
+              experiments: str = "study") -> StudySet:
         """The StudySet of experiments matching ``text`` (see :mod:`neurochange.corpus.query`).
 
         ``source``: the database whose foci are used for studies in both (``neurosynth`` or
         ``neuroquery``). ``drop_duplicates``: leave out foci flagged as duplicates.
+        ``experiments``: ``"study"`` (one experiment per study and source, tables pooled, as
+        NiMARE does) or ``"table"`` (one per database table; see :mod:`neurochange.corpus.schema`).
         """
         query = parse(text) if isinstance(text, str) else text
-        return self.studyset(self.select_ids(query, source), query=query, source=source,
-                             drop_duplicates=drop_duplicates)
+        return self.studyset(self.select_ids(query, source, experiments), query=query, source=source,
+                             drop_duplicates=drop_duplicates, experiments=experiments)
 
     def studyset(self, chosen: pd.DataFrame, *, query: Query | str = "", source: str = NEUROSYNTH,
-                 drop_duplicates: bool = False) -> StudySet:
+                 drop_duplicates: bool = False, experiments: str = "study") -> StudySet:
         """The StudySet of the experiments in ``chosen`` (``experiment_id``, ``study_id``, ``source``), in its order.
 
-        ``query`` and ``source`` are recorded in the provenance (as :meth:`query` does).
+        ``query``, ``source`` and ``experiments`` are recorded in the provenance (as :meth:`query` does);
+        the ids in ``chosen`` are of that level. Foci carry ``focus``, their 1-based number in their
+        experiment in stored order (what a curation table's focus rows name), counted before
+        ``drop_duplicates`` leaves any out.
         """
+        prefix = "table_" if experiment_level(experiments) == "table" else ""
         query = parse(query) if isinstance(query, str) else query
         chosen = chosen[["experiment_id", "study_id", "source"]].reset_index(drop=True)
         selected = chosen.assign(order=np.arange(len(chosen)))
         self.con.register("_selected", selected)
         try:
             experiments = self.con.execute(
-                f"SELECT {', '.join('e.' + c for c in EXPERIMENT_COLUMNS)} FROM experiments e "
+                f"SELECT {', '.join('e.' + c for c in EXPERIMENT_COLUMNS)} FROM {prefix}experiments e "
                 "JOIN _selected s USING (experiment_id) ORDER BY s.order").df()
             foci = self.con.execute(
-                "SELECT f.experiment_id, f.x, f.y, f.z, f.space, f.source, f.table_id, f.out_of_bounds, f.duplicate "
-                "FROM foci f JOIN _selected s USING (experiment_id) ORDER BY s.order, f.position").df()
+                "SELECT f.experiment_id, f.x, f.y, f.z, f.space, f.source, f.table_id, f.out_of_bounds, f.duplicate, "
+                f"f.table_label FROM {prefix}foci f JOIN _selected s USING (experiment_id) "
+                "ORDER BY s.order, f.position").df()
             studies = self.con.execute(
                 f"SELECT st.study_id, {', '.join('st.' + f for f in STUDY_FIELDS)}, c.source, "
                 f"{', '.join('g.' + t for t in TAG_COLUMNS)} "
                 "FROM studies st JOIN (SELECT study_id, min(source) AS source, min(\"order\") AS first "
                 "FROM _selected GROUP BY study_id) c USING (study_id) "
                 "LEFT JOIN study_tags g USING (study_id) ORDER BY c.first").df()
-            provenance = self._query_provenance(query, source, chosen, foci, drop_duplicates)
+            provenance = self._query_provenance(query, source, chosen, foci, drop_duplicates, experiments)
         finally:
             self.con.unregister("_selected")
+        foci["focus"] = foci.groupby("experiment_id", sort=False).cumcount() + 1
         if drop_duplicates:
             foci = foci[~foci["duplicate"].to_numpy(dtype=bool)]
         return StudySet(studies, experiments, foci, provenance)
 
     def _query_provenance(self, query: Query, source: str, chosen: pd.DataFrame, foci: pd.DataFrame,
-                          drop_duplicates: bool) -> dict:
+                          drop_duplicates: bool, level: str) -> dict:
         used = sorted(set(chosen["source"]))
         files = [dict(zip(("source", "file", "sha256", "options"), r)) for r in self._rows(
             "SELECT source, file, sha256, options FROM sources WHERE list_contains(?, source) ORDER BY source, file",
@@ -425,9 +438,21 @@ class Corpus:
                          + ("dropped" if drop_duplicates else "kept, flagged duplicate"))
         kept_foci = len(foci) - (n_dup if drop_duplicates else 0)
         flow = [{"step": "corpus query", "query": str(query), "source": source, "drop_duplicates": drop_duplicates,
+                 "experiments_per": level,
                  "studies": int(chosen["study_id"].nunique()), "experiments": len(chosen), "foci": kept_foci,
                  "by_source": {s: int((chosen["source"] == s).sum()) for s in used}}]
         return {"sources": files, "notes": notes, "flow": flow, "query": str(query)}
+
+
+EXPERIMENT_LEVELS = ("study", "table")
+
+
+def experiment_level(experiments: str) -> str:
+    """``experiments`` checked: ``"study"`` or ``"table"``."""
+    if experiments not in EXPERIMENT_LEVELS:
+        raise InputError(f"experiments must be 'study' (tables pooled) or 'table' (one per table), not "
+                         f"{experiments!r}", field="experiments")
+    return experiments
 
 
 def _dataset_notes(names: list[str]) -> list[str]:
@@ -463,4 +488,4 @@ def build(corpus: Corpus, source: str = "all", *, tal_method: str = "icbm_other"
     return reports
 
 
-__all__ = ["Corpus", "build", "default_path", "DATABASES", "DATABASE_FILES"]
+__all__ = ["Corpus", "build", "default_path", "DATABASES", "DATABASE_FILES", "EXPERIMENT_LEVELS", "experiment_level"]

@@ -207,7 +207,8 @@ def _select_groups(corpus, spec: ReviewSpec, spec_path: Path) -> dict:
     from neurochange.corpus.select import select
 
     curation = resolve(spec, spec_path, spec.corpus.curation)
-    kwargs = {"source": spec.corpus.source, "curation": curation, "drop_duplicates": spec.corpus.drop_duplicates}
+    kwargs = {"source": spec.corpus.source, "curation": curation, "drop_duplicates": spec.corpus.drop_duplicates,
+              "experiments": spec.corpus.experiments}
     out = {"_all": select(corpus, spec.selection, **kwargs)}
     for g in spec.groups:
         out[g.name] = select(corpus, f"{spec.selection} {g.query}".strip(), **kwargs)
@@ -259,24 +260,30 @@ def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settin
     return clusters
 
 
+def _n_with_foci(studyset: StudySet) -> int:
+    return int(studyset.experiments["experiment_id"].isin(set(studyset.foci["experiment_id"])).sum())
+
+
 def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int, tmp: Path, n_cores, progress,
                log) -> tuple[dict, dict]:
     """Analyse one group; return its ``review.json`` entry and the StudySets and results analysed
     (``sets``: all, by direction; ``results``: the corrected results, same keys)."""
     label = g.label or g.name.replace("_", " ").capitalize()
-    pooled = []
-    if not settings.keep_contrasts and len(studyset.experiments):
+    pooled, pool = [], not settings.keep_contrasts and len(studyset.experiments)
+    # signed maps: split the contrasts by direction first, then pool a study's contrasts within each direction
+    parts, left_out = split_by_direction(studyset)
+    if pool:
+        parts = {d: None if part is None else pool_experiments(part)[0] for d, part in parts.items()}
         studyset, pooled = pool_experiments(studyset)
-    with_foci = set(studyset.foci["experiment_id"])
-    k = int(studyset.experiments["experiment_id"].isin(with_foci).sum())
-    directions = studyset.resolved_experiments()["direction"].fillna("unknown")
-    counts = {d: int((directions == d).sum()) for d in DIRECTIONS}
+    k = _n_with_foci(studyset)
+    counts = {d: 0 if part is None else _n_with_foci(part) for d, part in parts.items()}
+    unsigned = [i for r in left_out.values() for i in r["ids"]]  # contrasts, before pooling
     entry = {
         "name": g.name, "label": label, "query": g.query,
         "n_experiments": k, "n_studies": int(studyset.experiments["study_id"].nunique()),
         "n_foci": int(len(studyset.foci)),
         "n_increase": counts["increase"], "n_decrease": counts["decrease"],
-        "n_unsigned": int(len(directions) - counts["increase"] - counts["decrease"]),
+        "n_unsigned": len(unsigned),
         "signed": False, "underpowered": k < settings.min_experiments,
         "folder": None, "signed_folders": {d: None for d in DIRECTIONS}, "n_clusters": 0,
         "pooled": len(pooled), "note": "",
@@ -308,10 +315,8 @@ def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int,
         notes.append(f"0 of {k} experiments carry a direction (increase/decrease): no signed maps; "
                      "findings are unsigned (change in either direction)")
     else:
-        parts, _left_out = split_by_direction(studyset)
         for d in DIRECTIONS:
-            part = parts[d]
-            n_d = 0 if part is None else int(part.experiments["experiment_id"].isin(set(part.foci["experiment_id"])).sum())
+            part, n_d = parts[d], counts[d]
             if n_d < MIN_TO_RUN:
                 notes.append(f"{count(n_d, d + ' experiment')}: no {d} map")
                 continue
@@ -324,8 +329,10 @@ def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int,
             entry["signed_folders"][d] = folder
             sets[d] = part
         entry["signed"] = any(entry["signed_folders"].values())
-        notes.append(f"{signed_n} of {k} experiments signed ({counts['increase']} increase, "
-                     f"{counts['decrease']} decrease); {k - signed_n} unsigned or not curated left out of the signed maps")
+        notes.append(f"signed maps of {count(counts['increase'], 'increase experiment')} and "
+                     f"{count(counts['decrease'], 'decrease experiment')}"
+                     + (" (a study's contrasts pooled within each direction)" if pool else "")
+                     + f"; {count(len(unsigned), 'contrast')} unsigned or not curated left out of them")
     entry["note"] = "; ".join(notes)
     return entry, sets
 
@@ -545,18 +552,39 @@ def limitations(corpus, spec: ReviewSpec, selections: dict, groups: list[dict], 
         out.append(f"{count(len(weak), 'group')} with fewer than {spec.analysis.min_experiments} experiments "
                    f"{plural(len(weak), 'is', 'are')} underpowered for ALE (Eickhoff et al. 2016): "
                    + "; ".join(weak) + ".")
-    table = selections["_all"].table
-    curated = table.loc[table["curated"].fillna("") != "", "study_id"].nunique()
+    out.append(_curation_sentence(selections["_all"], spec.corpus.curation_method))
+    return out
+
+
+def _curation_sentence(selection, method: str = "") -> str:
+    """What the tags, directions and sample sizes rest on: rules only, or a curation table (and how much of it;
+    ``method``: how the table was made, as the spec's ``corpus.curation_method`` says)."""
+    table, flow = selection.table, selection.flow
     found = ("Studies were found by tagging rules reading titles and abstract term counts, not full texts "
              "(docs/tagging.md gives their measured precision)")
-    if curated:
-        out.append(f"{found}; {curated:,} of {count(table['study_id'].nunique(), 'selected study', 'selected studies')} "
-                   "had their tags replaced by hand labels from a curation table (titles and abstract terms read "
-                   "by annotators, not full texts); directions and sample sizes were not curated.")
+    curated = table.loc[table["curated"].fillna("") != "", "study_id"].nunique()
+    if not curated:
+        return (f"{found}; the tags are a screening aid, and a curation table is where a review confirms each "
+                "included study, its direction and its sample size.")
+    k = len(table)
+    set_on = (flow.get("curation") or {}).get("set_on_included", {})
+    how = f" ({method})" if method else ""
+    text = (f"{found}; {curated:,} of {count(table['study_id'].nunique(), 'selected study', 'selected studies')} "
+            f"had their tags replaced by hand labels from a curation table{how}")
+    if set_on.get("direction") or set_on.get("n"):
+        text += (f"; of the {count(k, 'included experiment')}, it set the direction of {set_on.get('direction', 0):,} "
+                 f"and the sample size of {set_on.get('n', 0):,}.")
     else:
-        out.append(f"{found}; the tags are a screening aid, and a curation table is where a review confirms each "
-                   "included study, its direction and its sample size.")
-    return out
+        text += "; directions and sample sizes were not curated."
+    step = next((s for s in flow.get("excluded", []) if s["criterion"] == "curation"), None)
+    if step and step["experiments"]:
+        reasons = ", ".join(f"{r.replace('_', ' ')} {n:,}" for r, n in step["reasons"].items())
+        text += f" It excluded {count(step['experiments'], 'experiment')} ({reasons})."
+    flags = flow.get("focus_flags")
+    if flags:
+        text += " Foci flagged by curation: " + ", ".join(f"{f.replace('_', ' ')} {n:,}" for f, n in flags.items())
+        text += "."
+    return text
 
 
 def _write_tables(selections: dict, spec: ReviewSpec, tmp: Path) -> None:

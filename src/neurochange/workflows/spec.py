@@ -37,7 +37,9 @@ class CorpusSpec(_Strict):
     file: str | None = None  # a Sleuth / NiMARE JSON / table file instead of the corpus
     source: Literal["neurosynth", "neuroquery"] = "neurosynth"
     curation: str | None = None
+    curation_method: str = ""  # how the curation table was made, for the report (e.g. "two annotators, full texts")
     drop_duplicates: bool = False
+    experiments: Literal["study", "table"] = "study"  # one experiment per study (tables pooled) or per table
     description: str = ""
 
     @model_validator(mode="after")
@@ -46,6 +48,9 @@ class CorpusSpec(_Strict):
             raise ValueError("give either path (a corpus) or file (an input file), not both")
         if self.file and self.curation:
             raise ValueError("curation applies to a corpus; put curated tags in the input file instead")
+        if self.file and self.experiments != "study":
+            raise ValueError("experiments = \"table\" splits a database's tables; an input file's experiments are "
+                             "its own")
         return self
 
 
@@ -225,9 +230,10 @@ def _check(spec: ReviewSpec, path: Path, text: str) -> None:
         if spec.hypotheses:
             fail("convention = \"jale\" runs each group's ALE and conjunctions; model tests use the nimare "
                  "convention", ("hypotheses", 0, "model"))
-    if spec.corpus.file is None and a.fwhm is None and a.sample_size is None and (
+    if spec.corpus.file is None and spec.corpus.curation is None and a.fwhm is None and a.sample_size is None and (
             a.estimator == "ale" or spec.hypotheses):
-        fail("the databases carry no sample sizes: set fwhm (mm) or sample_size for the ALE kernel"
+        fail("the databases carry no sample sizes: set fwhm (mm) or sample_size for the ALE kernel, or give each "
+             "experiment's n in a curation table"
              + ("" if a.estimator == "ale" else " (the model tests use ALE kernels)"), ("analysis", "fwhm"))
     for key in ("file", "path", "curation"):
         value = getattr(spec.corpus, key)

@@ -5,7 +5,8 @@ study (all of a paper's tables pooled, as NiMARE does). The experiment's contras
 the database name, so a PMID present in both databases gives two distinct experiments,
 ``"<pmid>-neurosynth"`` and ``"<pmid>-neuroquery"``, of one study ``"<pmid>"``. Neither
 database says a peak's sign or sample size: ``direction`` is ``unsigned`` (pooled tables)
-and ``n`` is missing.
+and ``n`` is missing. Each focus keeps its table (``table_id``, and ``table_label``: Neurosynth's
+``table_num``, NeuroQuery's ``table_name``), from which the corpus offers one experiment per table.
 
 Coordinates are kept as published, every row: nothing is dropped or merged. Neurosynth's
 metadata ``space`` says how a study reported them: ``TAL`` peaks are converted to MNI once,
@@ -227,13 +228,16 @@ def _diagnose(path: Path, columns, unique, known_ids, exc) -> InputError:
 
 
 # ----------------------------------------------------------------------------- StudySets
-def _foci_frame(coords: pd.DataFrame, source: str, space: pd.Series, xyz: np.ndarray) -> pd.DataFrame:
+def _foci_frame(coords: pd.DataFrame, source: str, space: pd.Series, xyz: np.ndarray, label: str) -> pd.DataFrame:
+    """Foci with the table they were printed in: ``table_id`` and its label (``label`` column, e.g. "Table 2")."""
+    labels = coords[label].astype("string").str.split().str.join(" ") if label in coords else pd.NA
     return pd.DataFrame({
         "experiment_id": coords["id"] + f"-{source}",
         "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
         "space": space.to_numpy(),
         "source": source,
         "table_id": coords["table_id"].astype(str),
+        "table_label": labels,
     })
 
 
@@ -268,7 +272,7 @@ def read_neurosynth(coordinates_path: str | Path, metadata_path: str | Path,
     xyz = coords[["x", "y", "z"]].to_numpy(dtype=float, copy=True)
     tal = (reported == "TAL").to_numpy()
     xyz[tal] = _space.tal_to_mni(xyz[tal], tal_method)
-    foci = _foci_frame(coords, NEUROSYNTH, reported.map(NEUROSYNTH_SPACES), xyz)
+    foci = _foci_frame(coords, NEUROSYNTH, reported.map(NEUROSYNTH_SPACES), xyz, "table_num")
     studies = pd.DataFrame({
         "study_id": meta["id"], "title": meta["title"], "authors": meta["authors"],
         "year": meta["year"], "journal": meta["journal"], "doi": meta["doi"],
@@ -294,7 +298,7 @@ def read_neuroquery(coordinates_path: str | Path, metadata_path: str | Path) -> 
     meta = read_tsv(metadata_path, NEUROQUERY_METADATA, unique="id")
     coords = read_tsv(coordinates_path, NEUROQUERY_COORDINATES, known_ids=set(meta["id"]))
     xyz = coords[["x", "y", "z"]].to_numpy(dtype=float, copy=True)
-    foci = _foci_frame(coords, NEUROQUERY, pd.Series("MNI", index=coords.index), xyz)
+    foci = _foci_frame(coords, NEUROQUERY, pd.Series("MNI", index=coords.index), xyz, "table_name")
     studies = pd.DataFrame({"study_id": meta["id"], "title": meta["title"], "source": NEUROQUERY})
     notes = ["neuroquery: no space column; all foci taken as MNI (as NiMARE does)"]
     out = StudySet(studies, _experiments_frame(meta["id"], NEUROQUERY), foci,
