@@ -57,12 +57,16 @@ class Server:
         self.thread.join(20)
 
 
-def wait_for(predicate, timeout: float = 120, step: float = 0.2):
-    """Poll ``predicate()`` until it returns a true value (returned) or ``timeout`` seconds pass (AssertionError)."""
+def wait_for(predicate, timeout: float = 120, step: float = 0.2, sleep=time.sleep):
+    """Poll ``predicate()`` until it returns a true value (returned) or ``timeout`` seconds pass (AssertionError).
+
+    ``sleep(seconds)``: how to wait between polls; a Playwright page's own wait in browser tests, since the sync
+    API routes the page's requests only while a Playwright call runs.
+    """
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(step)
+        sleep(step)
     raise AssertionError(f"not done within {timeout} s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -233,6 +234,9 @@ def test_a_cancelled_run_leaves_no_folder(client, project, pain_path):
     assert queued["state"] == "queued"
     wait_for(lambda: client.get(f"/api/jobs/{job['id']}").json()["state"] == "running", timeout=60)
     wait_for(lambda: list((project / "results").glob(".slow.tmp-*")), timeout=120)
+    progress = wait_for(lambda: re.fullmatch(r"pain: [\d,]+ of 100,000",
+                                             client.get(f"/api/jobs/{job['id']}").json()["progress"]), timeout=120)
+    assert progress
     assert client.delete(f"/api/jobs/{queued['id']}").json()["state"] == "cancelled"
     client.delete(f"/api/jobs/{job['id']}")
     final = wait_for(lambda: (j := client.get(f"/api/jobs/{job['id']}").json())["state"] != "running" and j, 60)
@@ -357,3 +361,34 @@ def _up(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_curation_table_results_and_files_read_back(client, project):
+    assert client.get("/api/curation").json() == {"version": "", "records": []}
+    assert _edit(client, study_id=STUDY, field="n", value="16").status_code == 200
+    table = client.get("/api/curation").json()
+    assert table["version"] == read_curation(project / "curation.tsv").sha256
+    assert [(r["study_id"], r["n"]) for r in table["records"]] == [(STUDY, "16")]
+    folder = project / "results" / "one"
+    folder.mkdir(parents=True)
+    (folder / "provenance.json").write_text("{}")
+    (folder / "clusters.tsv").write_text("cluster_id\tpeak_x\n1\t38\n")
+    listed = client.get("/api/results").json()["folders"]
+    assert listed == [{"folder": "results/one", "maps": [], "cluster_tables": ["results/one/clusters.tsv"],
+                       "report": None, "files": ["results/one/clusters.tsv", "results/one/provenance.json"]}]
+    assert client.get("/api/table", params={"path": "results/one/clusters.tsv"}).json()["rows"] == [
+        {"cluster_id": "1", "peak_x": "38"}]
+    assert client.get("/files/results/one/clusters.tsv").text == "cluster_id\tpeak_x\n1\t38\n"
+    assert client.get("/files/results/one/none.tsv").status_code == 404
+    assert client.get("/api/prisma", params={"query": "modaliti=x"}).status_code == 400
+
+
+def test_serve_without_a_corpus_is_one_line_and_exit_2(project, tmp_path):
+    from click.testing import CliRunner
+
+    from neurochange.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", str(project), "--db", str(tmp_path / "none.duckdb")])
+    assert result.exit_code == 2 and "no corpus at" in result.output and "corpus build" in result.output
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path / "missing"), "--db", str(tmp_path / "none.duckdb")])
+    assert result.exit_code == 2

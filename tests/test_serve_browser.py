@@ -5,7 +5,9 @@ run started from the Runs page finishes with its folder. No request may leave 12
 from __future__ import annotations
 
 import io
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +20,8 @@ from neurochange.cli import main
 from neurochange.corpus.curation import read_curation
 
 FLAGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+#: Set to a folder (docs/images) to keep each page's screenshot for docs/curation.md.
+SHOTS = os.environ.get("NEUROCHANGE_SCREENSHOTS")
 STUDY = "18550030"
 
 
@@ -67,6 +71,15 @@ def page(browser, site):
     assert not errors and not outside, (errors, outside)
 
 
+def _wait(page, predicate):
+    return wait_for(predicate, timeout=15, sleep=lambda s: page.wait_for_timeout(s * 1000))
+
+
+def _shot(page, name: str) -> None:
+    if SHOTS:
+        page.screenshot(path=str(Path(SHOTS) / f"serve-{name}.png"))
+
+
 def _open(page, site, path):
     server, _ = site
     page.goto(server.url + path)
@@ -91,6 +104,8 @@ def test_results_page_draws_the_map_and_rows_move_the_crosshair(page, site):
         mm = page.evaluate("Array.from(viewer.frac2mm(viewer.scene.crosshairPos)).slice(0, 3)")
         peak = clusters.loc[i, ["peak_x", "peak_y", "peak_z"]].to_numpy(dtype=float)
         assert np.abs(np.array(mm) - peak).max() <= 1.0, (mm, peak)  # within half a 2 mm voxel
+    page.evaluate("window.scrollTo(0, 0)")
+    _shot(page, "results")
 
 
 def test_screening_keys_write_the_curation_table(page, site):
@@ -98,17 +113,40 @@ def test_screening_keys_write_the_curation_table(page, site):
     _open(page, site, f"/screening?query=study%3D{STUDY}")
     assert page.locator("#candidates tbody tr").count() == 1
     page.keyboard.press("i")
-    wait_for(lambda: (project / "curation.tsv").exists(), timeout=10)
+    _wait(page, lambda: (project / "curation.tsv").exists())
     cur = read_curation(project / "curation.tsv")
     assert cur.rows[["id", "field", "value"]].values.tolist() == [[STUDY, "include", "yes"]]
     page.wait_for_selector("#candidates td.decision.yes", timeout=10_000)
     page.select_option("#reason", "wrong_population")
     page.locator("#candidates tbody tr").first.click()
     page.keyboard.press("x")
-    wait_for(lambda: dict(zip(read_curation(project / "curation.tsv").rows["field"],
-                              read_curation(project / "curation.tsv").rows["value"])) ==
-             {"include": "no", "reason": "wrong_population"}, timeout=10)
+    _wait(page, lambda: dict(zip(*read_curation(project / "curation.tsv").rows[["field", "value"]].T.values)) ==
+          {"include": "no", "reason": "wrong_population"})
     page.wait_for_function("document.querySelector('#prisma').dataset.included === '0'", timeout=10_000)
+    _shot(page, "screening")
+    page.keyboard.press("u")
+    _wait(page, lambda: len(read_curation(project / "curation.tsv").rows) == 0)
+
+
+def test_extraction_writes_a_tables_decisions_and_focus_flags(page, site):
+    _, project = site
+    _open(page, site, f"/extraction?study={STUDY}")
+    card = page.locator("article.table").first
+    table = card.get_attribute("data-experiment")
+    card.locator("select[name=include]").select_option("yes")
+    card.locator("select[name=direction]").select_option("decrease")
+    card.locator("input[name=n]").fill("16")
+    card.locator("input[name=n]").press("Tab")
+    card.locator("details summary").click()
+    card.locator("tr[data-focus='2'] select[name=flag]").select_option("wrong_sign")
+    _wait(page, lambda: len(read_curation(project / "curation.tsv").foci) == 1)
+    cur = read_curation(project / "curation.tsv")
+    values = dict(zip(cur.rows.loc[cur.rows["id"] == table, "field"], cur.rows.loc[cur.rows["id"] == table, "value"]))
+    assert values == {"include": "yes", "direction": "decrease", "n": 16}
+    assert cur.foci[["experiment_id", "focus", "flag"]].values.tolist() == [[table, 2, "wrong_sign"]]
+    assert card.locator("svg.glass circle.wrong_sign").count() == 3  # one dot in each view
+    page.evaluate("window.scrollTo(0, 0)")
+    _shot(page, "extraction")
 
 
 def test_a_run_started_from_the_page_finishes_with_its_folder(page, site):
@@ -121,3 +159,4 @@ def test_a_run_started_from_the_page_finishes_with_its_folder(page, site):
     page.wait_for_selector("#jobs tr[data-state=done]", timeout=300_000)
     assert (project / "results" / "from_page" / "report.html").exists()
     assert page.locator("#jobs tr[data-state=done] a").get_attribute("href") == "/results?folder=results%2Ffrom_page"
+    _shot(page, "runs")

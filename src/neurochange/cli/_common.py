@@ -6,6 +6,7 @@ A user mistake (any ``NeurochangeError``) prints one line and exits 2.
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
@@ -100,9 +101,13 @@ class TaskProgress:
     stopping) leaves one line, on terminals or not: ``rtms_depression: stopped at 3,000 of 10,000:
     FWE thresholds known within ±10 %``. ``reason()`` says why, asked only when a task stops early.
     ``log(message)`` prints a line above the bar; it starts a new step, so it ends the tasks before it.
+    With ``NEUROCHANGE_PROGRESS=lines`` and no terminal (a run started by ``neurochange serve``), progress
+    is also printed as plain lines (``pain: 2,000 of 10,000``), at most one a second.
     """
 
     def __init__(self, reason=lambda: stop_reason(None)):
+        import os
+
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -115,6 +120,8 @@ class TaskProgress:
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty())
         self.tasks: dict[str, list] = {}  # name -> [rich task id, done, total]
+        self.lines = not sys.stderr.isatty() and os.environ.get("NEUROCHANGE_PROGRESS") == "lines"
+        self._printed = 0.0
 
     def __enter__(self):
         self.bar.__enter__()
@@ -134,6 +141,11 @@ class TaskProgress:
         entry = self.tasks[task]
         entry[1:] = [done, total]
         self.bar.update(entry[0], completed=done, total=total)
+        if self.lines and (time.monotonic() - self._printed >= 1.0 or done == total):
+            from neurochange.report.numbers import integer
+
+            self._printed = time.monotonic()
+            self._print(f"{task}: {integer(done)} of {integer(total)}")
 
     def log(self, message: str) -> None:
         """Print a line; a line says a new step begins, so the tasks before it have ended."""

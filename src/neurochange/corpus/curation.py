@@ -1,12 +1,12 @@
 """Curation tables: a researcher's decisions on studies, experiments (contrasts or database tables) and foci.
 
 A curation table is a ``.tsv``, ``.csv`` or ``.xlsx`` file with a header line and one row
-per study, experiment or focus::
+per study, experiment or focus (the rows show the format, not a reading of these papers)::
 
     study_id  experiment_id                    focus  include  reason         direction  n   flag       note
     18550030                                                                              16
               18550030-neurosynth-table-14976         yes                     decrease       post < pre
-              18550030-neurosynth-table-14977         no       no_change_contrast                   patients vs controls
+              18550030-neurosynth-table-14977         no       no_change_contrast
               18550030-neurosynth-table-14976  3                                                 wrong_sign
 
 - ``study_id`` (also ``study``, ``pmid``) or ``experiment_id`` (``<study>-<contrast>``, as
@@ -37,6 +37,7 @@ file, checksum and rows are recorded in the selection's provenance.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,8 @@ ID_ALIASES = {"study_id": "study_id", "study": "study_id", "pmid": "study_id", "
 NOTE_COLUMNS = ("note", "notes", "comment", "comments")
 INCLUDE = {"yes": "yes", "include": "yes", "included": "yes", "true": "yes", "1": "yes",
            "no": "no", "exclude": "no", "excluded": "no", "false": "no", "0": "no"}
+#: Columns of :attr:`Curation.foci`.
+FLAG_COLUMNS = ("experiment_id", "focus", "flag", "x", "y", "z", "line")
 #: How close (mm) a focus row's x, y, z must be to the corpus's focus.
 XYZ_TOLERANCE_MM = 0.05
 #: The reason given to a study's experiments left out because a curator kept others of it.
@@ -80,12 +83,7 @@ class Curation:
     sha256: str
     rows: pd.DataFrame
     notes: dict
-    foci: pd.DataFrame = None
-
-    def __post_init__(self):
-        if self.foci is None:
-            object.__setattr__(self, "foci", pd.DataFrame(columns=["experiment_id", "focus", "flag", "x", "y", "z",
-                                                                   "line"]))
+    foci: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(FLAG_COLUMNS)))
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.foci)
@@ -211,7 +209,7 @@ def read_curation(path) -> Curation:
         _check_subtype(row, file, line)
     _check_reasons(seen, file)
     rows = pd.DataFrame(records, columns=["level", "id", "field", "value", "line", "study_id"])
-    foci = pd.DataFrame(list(flags.values()), columns=["experiment_id", "focus", "flag", "x", "y", "z", "line"])
+    foci = pd.DataFrame(list(flags.values()), columns=list(FLAG_COLUMNS))
     return Curation(str(file), sha256_file(file), rows, notes, foci)
 
 

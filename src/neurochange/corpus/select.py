@@ -205,16 +205,12 @@ def _table(corpus: Corpus, included: pd.DataFrame, clauses, studyset: StudySet) 
     return table[list(TABLE_COLUMNS)].reset_index(drop=True)
 
 
-def select(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
-           curation: Curation | str | Path | None = None, drop_duplicates: bool = False,
-           experiments: str = "study") -> Selection:
-    """Select experiments with ``query`` (the ``corpus query`` grammar), recording the flow.
+def screen(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
+           curation: Curation | str | Path | None = None, experiments: str = "study") -> tuple[pd.DataFrame, dict]:
+    """The flow of :func:`select` without building the StudySet (fast on the whole corpus: a PRISMA count).
 
-    ``source``: the database whose record a study in both keeps. ``curation``: a curation
-    table (path or :class:`~neurochange.corpus.curation.Curation`) applied over the corpus tags.
-    ``drop_duplicates``: leave out foci flagged as duplicates. ``experiments``: ``"study"`` or
-    ``"table"`` (one experiment per database table). A bad query or table raises one
-    ``InputError`` naming what is valid.
+    Returns the included records (catalog rows, curation applied) and the flow: identified,
+    duplicates removed, screened, excluded per criterion and by curation, included.
     """
     if source not in DATABASES:
         raise InputError(f"source must be one of {', '.join(DATABASES)}, not {source!r}", field="source")
@@ -246,15 +242,34 @@ def select(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
         remaining &= reasons.isna()
     included = screened[remaining]
     flow = _flow(query, source, records, identified, kept, screened, steps, included, experiments)
+    flow["curation"] = curation.record() if curation is not None else None
+    if curation is not None:
+        flow["curation"]["set_on_included"] = fields_set(included, curation)
+    return included, flow
+
+
+def select(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
+           curation: Curation | str | Path | None = None, drop_duplicates: bool = False,
+           experiments: str = "study") -> Selection:
+    """Select experiments with ``query`` (the ``corpus query`` grammar), recording the flow.
+
+    ``source``: the database whose record a study in both keeps. ``curation``: a curation
+    table (path or :class:`~neurochange.corpus.curation.Curation`) applied over the corpus tags.
+    ``drop_duplicates``: leave out foci flagged as duplicates. ``experiments``: ``"study"`` or
+    ``"table"`` (one experiment per database table). A bad query or table raises one
+    ``InputError`` naming what is valid.
+    """
+    query = parse(query) if isinstance(query, str) else query
+    if curation is not None and not isinstance(curation, Curation):
+        curation = read_curation(curation)
+    included, flow = screen(corpus, query, source=source, curation=curation, experiments=experiments)
+    experiments = flow["experiments_per"]
     studyset = corpus.studyset(included[["experiment_id", "study_id", "source"]], query=query, source=source,
                                drop_duplicates=drop_duplicates, experiments=experiments)
     studyset = apply_to_studyset(_title_doses(corpus, studyset), curation)
     studyset, flags = apply_focus_flags(studyset, curation)
     tagging = classify.tagging_info(corpus)
     flow["tagging"] = tagging or {"note": "the corpus is not tagged: run `neurochange corpus tag`"}
-    flow["curation"] = curation.record() if curation is not None else None
-    if curation is not None:
-        flow["curation"]["set_on_included"] = fields_set(included, curation)
     flow["included"]["foci"] = int(len(studyset.foci))
     if flags:
         flow["focus_flags"] = flags
@@ -286,4 +301,4 @@ def write_selection(selection: Selection, out, overwrite: bool = False) -> dict:
             "files": ["studies.tsv", "studyset.json", "flow.json", "provenance.json"]}
 
 
-__all__ = ["Selection", "select", "write_selection"]
+__all__ = ["Selection", "screen", "select", "write_selection"]

@@ -215,14 +215,14 @@ def edit(request: Request, body: EditsIn) -> dict:
 def prisma(request: Request, query: str = Query("", max_length=2000), experiments: Level = "table") -> dict:
     """The selection flow of ``query`` with the project's curation table: identified, duplicates removed,
     screened, excluded per criterion and by curation reason, included."""
-    from neurochange.corpus.select import select
+    from neurochange.corpus.select import screen
 
     ctx = _ctx(request)
     cur = ctx.project.curation if ctx.project.curation.exists() else None
     with ctx.lock:
-        flow = select(ctx.corpus(), query, source=ctx.source, curation=cur, experiments=experiments).flow
-    return {k: flow.get(k) for k in ("query", "experiments_per", "identified", "duplicates_removed", "screened",
-                                     "excluded", "included", "focus_flags")}
+        _, flow = screen(ctx.corpus(), query, source=ctx.source, curation=cur, experiments=experiments)
+    keys = ("query", "experiments_per", "identified", "duplicates_removed", "screened", "excluded", "included")
+    return {**{k: flow.get(k) for k in keys}, "focus_flags": (flow["curation"] or {}).get("focus_flags", {})}
 
 
 # ------------------------------------------------------------------ specs and runs

@@ -3,7 +3,8 @@
 A run is the command line a user would type (``python -m neurochange review SPEC --out
 results/NAME --seed S``), so it writes the same folder, atomically: a run that fails, is
 cancelled (SIGINT, as Ctrl-C; SIGKILL after a grace period) or crashes leaves no results folder,
-and the hidden temporary folder it was writing is removed. Its output lines are kept as the log.
+and the hidden temporary folder it was writing is removed. Its output lines are kept as the log; progress
+comes as plain lines (``NEUROCHANGE_PROGRESS=lines``), the last of which the Runs page shows.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class JobQueue:
                 job.state, job.started = "running", time.time()
                 job.process = subprocess.Popen(
                     job.args, cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                    errors="replace", start_new_session=True, env={**os.environ, "COLUMNS": "100", "TERM": "dumb"})
+                    errors="replace", start_new_session=True, env={**os.environ, "COLUMNS": "100", "TERM": "dumb",
+                                                "NEUROCHANGE_PROGRESS": "lines"})
             for line in job.process.stdout:
                 if line.strip():
                     job.log.append(line.rstrip())
