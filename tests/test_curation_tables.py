@@ -60,6 +60,8 @@ def test_tables_split_the_pooled_experiment_exactly(corpus, source):
     assert set(tables.experiments["name"]) == {f"{source}: table {label}" for _, label in raw}
     assert set(tables.experiments["direction"]) == {"unknown"}
     assert set(tables.experiments["study_id"]) == {STUDY} and len(tables.studies) == 1
+    assert tables.provenance["flow"][-1]["experiments_per"] == "table"
+    assert pooled.provenance["flow"][-1]["experiments_per"] == "study"
     # the same foci, only relabelled
     cols = ["x", "y", "z", "space", "duplicate"]
     assert pooled.foci[cols].sort_values(cols).reset_index(drop=True).equals(

@@ -196,6 +196,10 @@ def test_a_curated_signed_review_through_the_api(client, project, db):
         assert set(analysed.experiments["experiment_id"]) == {t for t, d in kept.items() if d == direction}
         sizes = dict(zip(analysed.experiments["experiment_id"], analysed.experiments["n"]))
         assert all(sizes[t] == n for t, n in zip(kept, (16, 12, 20, 14, 18)) if t in sizes)
+    limitations = " ".join(json.loads((out / "review.json").read_text())["limitations"])
+    assert ("a curation table set values by hand for 5 of 5 selected studies: of the 5 included experiments, the tags "
+            "of 0, the direction of 5 and the sample size of 5." in limitations)
+    assert "It excluded" in limitations and "wrong population" in limitations
     written = json.loads((out / "flow.json").read_text())
     assert written["excluded"][-1]["reasons"] == curation_step["reasons"]
     listed = client.get("/api/results").json()["folders"]

@@ -267,14 +267,14 @@ def select(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
     studyset = corpus.studyset(included[["experiment_id", "study_id", "source"]], query=query, source=source,
                                drop_duplicates=drop_duplicates, experiments=experiments)
     studyset = apply_to_studyset(_title_doses(corpus, studyset), curation)
+    n_curated = len(studyset.experiments)
     studyset, flags = apply_focus_flags(studyset, curation)
     tagging = classify.tagging_info(corpus)
     flow["tagging"] = tagging or {"note": "the corpus is not tagged: run `neurochange corpus tag`"}
     flow["included"]["foci"] = int(len(studyset.foci))
     if flags:
         flow["focus_flags"] = flags
-        flow["included"]["experiments_flipped"] = int(studyset.experiments["experiment_id"].str.endswith(
-            "-flipped").sum())
+        flow["included"]["experiments_flipped"] = len(studyset.experiments) - n_curated
     studyset.provenance["flow"].append({"step": "select", **{k: flow[k] for k in ("query", "screened", "included")}})
     studyset.provenance["tagging"] = flow["tagging"]
     studyset.provenance["curation"] = flow["curation"]

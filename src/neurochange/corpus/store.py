@@ -368,7 +368,8 @@ class Corpus:
         experiment in stored order (what a curation table's focus rows name), counted before
         ``drop_duplicates`` leaves any out.
         """
-        prefix = "table_" if experiment_level(experiments) == "table" else ""
+        level = experiment_level(experiments)
+        prefix = "table_" if level == "table" else ""
         query = parse(query) if isinstance(query, str) else query
         chosen = chosen[["experiment_id", "study_id", "source"]].reset_index(drop=True)
         selected = chosen.assign(order=np.arange(len(chosen)))
@@ -387,7 +388,7 @@ class Corpus:
                 "FROM studies st JOIN (SELECT study_id, min(source) AS source, min(\"order\") AS first "
                 "FROM _selected GROUP BY study_id) c USING (study_id) "
                 "LEFT JOIN study_tags g USING (study_id) ORDER BY c.first").df()
-            provenance = self._query_provenance(query, source, chosen, foci, drop_duplicates, experiments)
+            provenance = self._query_provenance(query, source, chosen, foci, drop_duplicates, level)
         finally:
             self.con.unregister("_selected")
         foci["focus"] = foci.groupby("experiment_id", sort=False).cumcount() + 1

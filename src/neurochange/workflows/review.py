@@ -569,13 +569,10 @@ def _curation_sentence(selection, method: str = "") -> str:
     k = len(table)
     set_on = (flow.get("curation") or {}).get("set_on_included", {})
     how = f" ({method})" if method else ""
-    text = (f"{found}; {curated:,} of {count(table['study_id'].nunique(), 'selected study', 'selected studies')} "
-            f"had their tags replaced by hand labels from a curation table{how}")
-    if set_on.get("direction") or set_on.get("n"):
-        text += (f"; of the {count(k, 'included experiment')}, it set the direction of {set_on.get('direction', 0):,} "
-                 f"and the sample size of {set_on.get('n', 0):,}.")
-    else:
-        text += "; directions and sample sizes were not curated."
+    text = (f"{found}; a curation table{how} set values by hand for {curated:,} of "
+            f"{count(table['study_id'].nunique(), 'selected study', 'selected studies')}: of the "
+            f"{count(k, 'included experiment')}, the tags of {set_on.get('tags', 0):,}, the direction of "
+            f"{set_on.get('direction', 0):,} and the sample size of {set_on.get('n', 0):,}.")
     step = next((s for s in flow.get("excluded", []) if s["criterion"] == "curation"), None)
     if step and step["experiments"]:
         reasons = ", ".join(f"{r.replace('_', ' ')} {n:,}" for r, n in step["reasons"].items())
