@@ -41,11 +41,28 @@ def out_options(func):
     return func
 
 
+def _enter_scheduler(ctx: click.Context, param, value):
+    """Run the command's nulls on the Dask cluster ``value`` (or NEUROCHANGE_SCHEDULER) for as long as it runs."""
+    from neurochange.inference.executors import scheduler
+
+    ctx.with_resource(scheduler(value, ctx.params.get("cores")))
+
+
+def scheduler_option(func):
+    """``--scheduler``: where Monte Carlo and permutation chunks run (after ``--cores``, which it reads)."""
+    return click.option(
+        "--scheduler", default=None, metavar="local|tcp://HOST:PORT", expose_value=False, callback=_enter_scheduler,
+        help="Run the Monte Carlo and permutation chunks on a Dask cluster: 'local' starts one with --cores "
+             "worker processes, tcp://HOST:PORT joins a running scheduler [default: NEUROCHANGE_SCHEDULER, else "
+             "threads in this process]. Same seed, same results.")(func)
+
+
 def compute_options(func):
-    """``--seed``, ``--cores``, ``--iters``, shared by every command that computes."""
+    """``--seed``, ``--cores``, ``--iters`` and ``--scheduler``, shared by every command that computes."""
+    func = scheduler_option(func)
     func = click.option("--iters", type=click.IntRange(min=1), default=10000, show_default=True,
                         help="Monte Carlo iterations.")(func)
-    func = click.option("--cores", type=click.IntRange(min=1), default=None,
+    func = click.option("--cores", type=click.IntRange(min=1), default=None, is_eager=True,
                         help="Worker threads [default: all cores].")(func)
     func = click.option("--seed", type=click.IntRange(min=0), default=None,
                         help="Random seed [default: drawn, printed and recorded].")(func)

@@ -15,6 +15,7 @@ from neurochange.cli._common import (
     out_options,
     run_and_write,
     run_settings,
+    scheduler_option,
     threshold_options,
     with_progress,
 )
@@ -344,7 +345,9 @@ def conjunction_command(dir_a, dir_b, out, overwrite, map_name):
 @click.option("--whole-brain", is_flag=True, help="Also test each moderator voxelwise (max-statistic FWE).")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Random seed [default: drawn, printed and recorded].")
-@click.option("--cores", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@click.option("--cores", type=click.IntRange(min=1), default=None, is_eager=True,
+              help="Worker threads [default: all cores].")
+@scheduler_option
 @click.option("--iters", type=click.IntRange(min=10), default=2000, show_default=True,
               help="Monte Carlo iterations per leave-one-out analysis and per fail-safe null grid point.")
 @click.option("--repetitions", type=click.IntRange(min=1), default=10, show_default=True,

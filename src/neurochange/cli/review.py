@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from neurochange.cli._common import TaskProgress, cli, out_options, stop_reason
+from neurochange.cli._common import TaskProgress, cli, out_options, scheduler_option, stop_reason
 
 
 @cli.command("review")
@@ -18,7 +18,9 @@ from neurochange.cli._common import TaskProgress, cli, out_options, stop_reason
                    "model tests' iterations [default: the spec's, 10,000 in the built-in review].")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Random seed [default: the spec's, else drawn, printed and recorded].")
-@click.option("--cores", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@click.option("--cores", type=click.IntRange(min=1), default=None, is_eager=True,
+              help="Worker threads [default: all cores].")
+@scheduler_option
 @click.option("--no-report", is_flag=True, help="Write maps and tables only, no report.html.")
 def review_command(spec, out, overwrite, iters, seed, cores, no_report):
     """Run the review of SPEC (a TOML file) and write its results folder and report.html into --out.

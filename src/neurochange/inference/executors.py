@@ -6,15 +6,22 @@ draws all its random numbers from ``chunk_rng(seed, c)``, the ``c``-th child of
 the number of workers, not on which worker ran which chunk, and the first ``k`` iterations
 of a longer run are those of a run of ``k`` (chunks are whole except the last).
 
-An executor maps a function over chunks and yields the results in chunk order. One is
-here (:class:`ThreadExecutor`: local threads; the numba kernels release the GIL); others
-(a Dask cluster, a GPU) plug in by offering the same ``map``. :func:`run_chunks` is the one
-loop over chunks that every corrector and permutation driver uses: progress by callback,
-early stopping at checkpoints.
+An executor maps a function over chunks and yields the results in chunk order:
+``map(fn, chunks, *shared)`` calls ``fn(chunk, *shared)``; ``shared`` (a null engine, a
+permutation statistic) is handed to each worker once. Two are here: :class:`ThreadExecutor`
+(local threads; the numba kernels release the GIL) and :class:`DaskExecutor` (a Dask
+distributed cluster: ``"local"`` starts one on this machine, ``tcp://HOST:PORT`` joins a
+running one; lost workers' chunks are recomputed). :func:`run_chunks` is the one loop over
+chunks that every corrector and permutation driver uses: progress by callback, early stopping
+at checkpoints. :func:`scheduler` sends every null run inside it to a Dask cluster (as joblib's
+``parallel_backend`` does); :func:`default_executor` is what the correctors use.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -73,21 +80,26 @@ def n_workers(n_cores: int | None) -> int:
 class Executor(Protocol):
     """What a corrector needs from an executor."""
 
-    n_workers: int
+    n_workers: int  # chunks that run at once
+    local_workers: int  # of those, how many share this process's objects (work spaces to allocate here)
 
-    def map(self, fn: Callable, items: Iterable) -> Iterator:
-        """``fn(item)`` for every item, results yielded in the order of ``items``."""
+    def map(self, fn: Callable, items: Iterable, *shared) -> Iterator:
+        """``fn(item, *shared)`` for every item, results yielded in the order of ``items``."""
 
 
 class ThreadExecutor:
     """Local worker threads (one when ``n_workers`` is 1: no pool at all)."""
 
+    kind = "threads"
+
     def __init__(self, n_cores: int | None = None):
         self.n_workers = n_workers(n_cores)
+        self.local_workers = self.n_workers
         self._pool = ThreadPoolExecutor(self.n_workers) if self.n_workers > 1 else None
 
-    def map(self, fn: Callable, items: Iterable) -> Iterator:
-        return map(fn, items) if self._pool is None else self._pool.map(fn, items)
+    def map(self, fn: Callable, items: Iterable, *shared) -> Iterator:
+        call = functools.partial(_call, fn, shared)
+        return map(call, items) if self._pool is None else self._pool.map(call, items)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -99,6 +111,116 @@ class ThreadExecutor:
     def __exit__(self, *exc) -> bool:
         self.close()
         return False
+
+
+def _call(fn: Callable, shared: tuple, item):
+    return fn(item, *shared)
+
+
+#: Environment variable naming the default Dask scheduler (``local`` or ``tcp://HOST:PORT``).
+ENV_SCHEDULER = "NEUROCHANGE_SCHEDULER"
+#: Seconds to wait for a scheduler before giving up.
+CONNECT_TIMEOUT_S = 10
+
+
+class DaskExecutor:
+    """Chunks on a Dask distributed cluster: ``address`` ``"local"`` (a ``LocalCluster`` of ``n_cores``
+    one-thread worker processes on this machine) or a scheduler's ``tcp://HOST:PORT``.
+
+    Shared objects are scattered to every worker once (per object); a chunk whose worker is lost is
+    run again elsewhere (up to ``retries`` more times), with the same result, since a chunk's draws
+    depend on its seed and index only.
+    """
+
+    kind = "dask"
+
+    def __init__(self, address: str, n_cores: int | None = None, retries: int = 3):
+        from neurochange.errors import InputError
+
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise InputError("a Dask scheduler needs the distributed package: pip install 'neurochange[dask]'",
+                             field="scheduler") from None
+        self.address, self.retries = address, retries
+        self._cluster = None
+        try:
+            if address == "local":
+                self._cluster = LocalCluster(n_workers=n_workers(n_cores), threads_per_worker=1, processes=True,
+                                             dashboard_address=None, silence_logs=40)
+                self.client = Client(self._cluster)
+            else:
+                self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            self.close()
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"cannot reach the Dask scheduler {address!r}: {reason}; give a running scheduler's "
+                             "tcp://HOST:PORT, or 'local' to start one here", field="scheduler") from None
+        threads = sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
+        self.n_workers = max(1, threads)
+        self.local_workers = 1
+        self._scattered: dict[int, tuple] = {}
+
+    def _share(self, obj):
+        if id(obj) not in self._scattered:  # the object is kept, so its id is not reused
+            self._scattered[id(obj)] = (obj, self.client.scatter(obj, broadcast=True, hash=False))
+        return self._scattered[id(obj)][1]
+
+    def map(self, fn: Callable, items: Iterable, *shared) -> Iterator:
+        items = list(items)
+        handles = [[self._share(obj)] * len(items) for obj in shared]
+        futures = self.client.map(fn, items, *handles, pure=False, retries=self.retries)
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            self.client.cancel([f for f in futures if not f.done()])
+
+    def close(self) -> None:
+        self._scattered = {}
+        for part in ("client", "_cluster"):
+            obj = getattr(self, part, None)
+            if obj is not None:
+                obj.close()
+
+    def __enter__(self) -> "DaskExecutor":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+
+_SCHEDULED: contextvars.ContextVar = contextvars.ContextVar("neurochange_executor", default=None)
+
+
+@contextlib.contextmanager
+def scheduler(address: str | None, n_cores: int | None = None):
+    """Within this block, every Monte Carlo and permutation null runs on the Dask cluster ``address``
+    (``"local"`` or ``tcp://HOST:PORT``; None: :data:`ENV_SCHEDULER`, else local threads as usual)."""
+    address = address or os.environ.get(ENV_SCHEDULER) or None
+    if address is None:
+        yield None
+        return
+    with DaskExecutor(address, n_cores) as executor, using(executor):
+        yield executor
+
+
+@contextlib.contextmanager
+def using(executor):
+    """Within this block, every null run that is not handed an executor runs on ``executor`` (left open)."""
+    token = _SCHEDULED.set(executor)
+    try:
+        yield executor
+    finally:
+        _SCHEDULED.reset(token)
+
+
+def default_executor(n_cores: int | None = None):
+    """A context manager giving the executor to use: the :func:`scheduler` block's cluster, else
+    :class:`ThreadExecutor` with ``n_cores`` threads."""
+    scheduled = _SCHEDULED.get()
+    return contextlib.nullcontext(scheduled) if scheduled is not None else ThreadExecutor(n_cores)
 
 
 @dataclass(frozen=True)
@@ -128,11 +250,11 @@ class ChunkRun:
     intervals: dict
 
 
-def run_chunks(task: Callable[[Chunk], object], n_iters: int, executor: Executor, *,
+def run_chunks(task: Callable[..., object], n_iters: int, executor: Executor, *,
                watch: Callable[[list], dict] | None = None, stop: StopRule | None = None,
                progress: Callable[[int, int], None] | None = None, consume: Callable | None = None,
-               batch: int | None = None) -> ChunkRun:
-    """Run ``task`` on every chunk of ``n_iters`` iterations through ``executor``.
+               batch: int | None = None, shared: tuple = ()) -> ChunkRun:
+    """Run ``task(chunk, *shared)`` on every chunk of ``n_iters`` iterations through ``executor``.
 
     ``consume(result)``, when given, receives each chunk's result in chunk order (to fold
     large per-chunk arrays into running totals) and what it returns is kept instead.
@@ -150,7 +272,7 @@ def run_chunks(task: Callable[[Chunk], object], n_iters: int, executor: Executor
         stop_at = n_iters if stop is None else min(n_iters, (done // stop.check_every + 1) * stop.check_every)
         upto = min(stop_at, done + batch * CHUNK_SIZE)
         todo = chunks(upto, done)
-        for chunk, result in zip(todo, executor.map(task, todo)):
+        for chunk, result in zip(todo, executor.map(task, todo, *shared)):
             results.append(result if consume is None else consume(result))
             if progress is not None:
                 progress(chunk.start + chunk.count, n_iters)

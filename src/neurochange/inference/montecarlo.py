@@ -21,6 +21,7 @@ indices (:func:`chunk_draws`), so nothing depends on the number of cores, and th
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 from scipy import ndimage
@@ -34,8 +35,8 @@ from neurochange.inference.executors import (
     CHUNK_SIZE,
     RANDOM_STREAMS,
     StopRule,
-    ThreadExecutor,
     chunk_rng,
+    default_executor,
     resolve_seed,
     run_chunks,
 )
@@ -70,6 +71,11 @@ def observed_cluster_p(stat_volume: np.ndarray, mask: np.ndarray, threshold: flo
 
 
 # ---------------------------------------------------------------------------- the corrector
+def _null_chunk(chunk, engine, seed: int):
+    """The null maxima of one chunk: its foci drawn from its own stream, run through ``engine``."""
+    return engine.run(chunk_draws(seed, chunk.index, chunk.count, engine.n_foci, engine.n_null))
+
+
 @fill_doc
 class MonteCarloFWE:
     """Monte Carlo family-wise error correction of a result (voxel, cluster size, cluster mass).
@@ -136,13 +142,10 @@ class MonteCarloFWE:
             raise InputError("the null mask has no voxels inside the analysis mask", field="null_mask")
         with contextlib.ExitStack() as stack:
             if executor is None:
-                executor = stack.enter_context(ThreadExecutor(self.n_cores))
-            engine = result.estimator.null_engine(result, null_voxels, threshold, executor.n_workers)
+                executor = stack.enter_context(default_executor(self.n_cores))
+            engine = result.estimator.null_engine(result, null_voxels, threshold, executor.local_workers)
             first = chunk_draws(seed, 0, min(CHUNK_SIZE, self.n_iters), engine.n_foci, engine.n_null)
-            engine.warm_up(first[: 8 * executor.n_workers])
-
-            def task(chunk):
-                return engine.run(chunk_draws(seed, chunk.index, chunk.count, engine.n_foci, engine.n_null))
+            engine.warm_up(first[: 8 * executor.local_workers])
 
             def watch(parts):
                 nulls = {NULL_VOXEL: np.concatenate([p[0] for p in parts])}
@@ -153,7 +156,8 @@ class MonteCarloFWE:
                     nulls[NULL_TFCE] = np.concatenate([p[3] for p in parts])
                 return nulls
 
-            run = run_chunks(task, self.n_iters, executor, watch=watch, stop=self._stop, progress=progress)
+            run = run_chunks(functools.partial(_null_chunk, seed=seed), self.n_iters, executor, watch=watch,
+                             stop=self._stop, progress=progress, shared=(engine,))
         nulls = watch(run.results)
         if not self.vfwe_only:
             nulls[NULL_SIZE] = nulls[NULL_SIZE].astype(np.float64)

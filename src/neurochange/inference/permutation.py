@@ -13,6 +13,7 @@ chunks to the executor, reports progress and stops early when the watched maxima
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -23,12 +24,17 @@ from neurochange.inference.executors import (
     Chunk,
     ChunkRun,
     StopRule,
-    ThreadExecutor,
     chunk_rng,
+    default_executor,
     resolve_seed,
     run_chunks,
 )
 from neurochange.inference.stopping import FWE_QUANTILE
+
+
+def _permutation_chunk(chunk: Chunk, statistic: Callable, permutation: "LabelPermutation", n_total: int):
+    """``statistic`` of one chunk's permutations."""
+    return statistic(chunk, permutation.permutations(chunk, n_total))
 
 
 @fill_doc
@@ -67,14 +73,13 @@ class LabelPermutation:
         """``statistic(chunk, perms)`` over every chunk, in chunk order (see :func:`run_chunks` for
         ``watch`` and ``consume``). ``n_iters`` (default: all) replays the first permutations only;
         ``early_stop=False`` ignores the stopping rule (for a second pass over the same permutations)."""
-        def task(chunk: Chunk):
-            return statistic(chunk, self.permutations(chunk, n_total))
-
-        kwargs = {"watch": watch, "stop": self.stop if early_stop else None, "progress": progress, "consume": consume}
+        kwargs = {"watch": watch, "stop": self.stop if early_stop else None, "progress": progress, "consume": consume,
+                  "shared": (statistic, self)}
+        task = functools.partial(_permutation_chunk, n_total=n_total)
         n_iters = self.n_iters if n_iters is None else int(n_iters)
         if executor is not None:
             return run_chunks(task, n_iters, executor, **kwargs)
-        with ThreadExecutor(self.n_cores) as own:
+        with default_executor(self.n_cores) as own:
             return run_chunks(task, n_iters, own, **kwargs)
 
     def record(self, run: ChunkRun) -> dict:

@@ -782,11 +782,22 @@ class AleNullEngine:
     def __init__(self, inputs: AnalysisInputs, experiment_kernels: list, null_voxels: np.ndarray, threshold: float,
                  n_workers: int = 1):
         self.plan = build_plan(inputs, experiment_kernels, null_voxels, threshold)
-        self.work = make_work(self.plan, n_workers)
         self.two_stage = self.plan.two_stage
+        self._workers(n_workers)
+
+    def _workers(self, n_workers: int) -> None:
+        self.work = make_work(self.plan, n_workers)
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         for w in range(n_workers):
             self._free.put(w)
+
+    def __getstate__(self) -> dict:
+        """What another process (a Dask worker) receives: the plan and the engine chosen, not the work spaces."""
+        return {"plan": self.plan, "two_stage": self.two_stage}
+
+    def __setstate__(self, state: dict) -> None:
+        self.plan, self.two_stage = state["plan"], state["two_stage"]
+        self._workers(1)
 
     @property
     def n_foci(self) -> int:

@@ -202,18 +202,30 @@ class JaleNullEngine:
         self.z_thresh = float(z_thresh)  # clusters: z above it
         self.null_histogram = null_histogram
         self.with_tfce = with_tfce
-        n_exp = len(experiment_kernels)
-        max_touched = min(int(self.prior.size), int(len(self.focus_exp) * (2 * self.kradius.max() + 1) ** 3))
+        self.n_experiments = len(experiment_kernels)
+        self._workers(n_workers)
+
+    def _workers(self, n_workers: int) -> None:
+        """``n_workers`` work spaces, and the queue of the free ones."""
+        n = int(self.prior.size)
+        max_touched = min(n, int(len(self.focus_exp) * (2 * self.kradius.max() + 1) ** 3))
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         self._work = []
         for w in range(n_workers):
-            n = int(self.prior.size)
             self._work.append(_Work(
                 np.zeros(n), np.ones(n), np.zeros(n, dtype=np.bool_), -np.ones(n, dtype=np.int64), np.zeros(n),
                 np.zeros(n), np.zeros(max_touched, dtype=np.int64), np.zeros(max_touched, dtype=np.int64),
                 np.zeros(max_touched, dtype=np.int64), np.zeros(max_touched), np.zeros(n, dtype=np.int64),
-                np.zeros((n_exp, len(edges)) if null_histogram == "per_null" else (1, 1))))
+                np.zeros((self.n_experiments, len(self.edges)) if self.null_histogram == "per_null" else (1, 1))))
             self._free.put(w)
+
+    def __getstate__(self) -> dict:
+        """What another process (a Dask worker) receives: everything but the work spaces."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_free", "_work")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._workers(1)
 
     @property
     def n_foci(self) -> int:

@@ -1,0 +1,128 @@
+"""Nulls on a Dask cluster (a LocalCluster of 2 worker processes) are byte-identical to local threads: ALE and
+MKDA Monte Carlo, chi-square and subtraction label permutations; whatever the batching; with a worker killed
+mid-run; and the command line's --scheduler, including an unreachable scheduler (one line, exit 2)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_ale import neurosynth_subset
+
+from neurochange.cli import cli
+from neurochange.compare.subtraction import Subtraction
+from neurochange.inference import executors, montecarlo, null_masks
+from neurochange.inference.executors import DaskExecutor, ThreadExecutor, run_chunks, using
+from neurochange.inference.permutation import LabelPermutation
+from neurochange.meta import chi2 as c2
+from neurochange.meta.ale import ALE
+from neurochange.meta.mkda import MKDADensity
+from neurochange.meta.result import NULL_MASS, NULL_SIZE, NULL_VOXEL
+from neurochange.sources.io import read_studyset
+
+
+@pytest.fixture(scope="module")
+def pain(pain_path):
+    studyset = read_studyset(pain_path)
+    studyset.experiments["n"] = 20
+    return studyset
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with DaskExecutor("local", 2) as executor:
+        yield executor
+
+
+def _equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("estimator", [ALE(), MKDADensity()], ids=["ale", "mkda"])
+def test_monte_carlo_nulls_equal_on_threads_and_on_dask(pain, cluster, estimator):
+    result = estimator.fit(pain)
+    corrector = montecarlo.MonteCarloFWE(n_iters=250, seed=11, n_cores=2)
+    local, _ = corrector.null_distributions(result)
+    remote, record = corrector.null_distributions(result, executor=cluster)
+    _equal(local, remote)
+    assert record["n_iters"] == 250 and cluster.n_workers == 2
+
+
+def test_label_permutations_equal_on_threads_and_on_dask(data_mirror, pain_path, cluster):
+    fitted = c2.MKDAChi2().fit(neurosynth_subset(data_mirror, 20, seed=1), neurosynth_subset(data_mirror, 24, seed=2))
+    local, _ = c2.fwe_null(fitted, LabelPermutation(n_iters=150, seed=3, n_cores=2))
+    with using(cluster):
+        remote, _ = c2.fwe_null(fitted, LabelPermutation(n_iters=150, seed=3, n_cores=2))
+    np.testing.assert_array_equal(local, remote)
+    a, b = read_studyset(pain_path), read_studyset(pain_path)
+    a = a.filter_experiments(np.arange(len(a.experiments)) < 10)
+    b = b.filter_experiments(np.arange(len(b.experiments)) >= 10)
+    for s in (a, b):
+        s.experiments["n"] = 20
+    threads = Subtraction(n_iters=120, seed=4, n_cores=2).fit(a, b)
+    with using(cluster):
+        dask = Subtraction(n_iters=120, seed=4, n_cores=2).fit(a, b)
+    _equal(threads.nulls, dask.nulls)
+    for name in threads.maps:
+        np.testing.assert_array_equal(threads.maps[name], dask.maps[name], err_msg=name)
+
+
+def test_batching_does_not_change_the_nulls(pain):
+    result = ALE().fit(pain)
+    reference, _ = montecarlo.MonteCarloFWE(n_iters=350, seed=2, n_cores=2).null_distributions(result)
+    threshold = result.estimator.cluster_forming(result, 0.001)[1]
+    engine = result.estimator.null_engine(result, null_masks.null_mask(result.grid, "brain"), threshold, 2)
+    with ThreadExecutor(2) as pool:
+        for batch in (1, 3):
+            run = run_chunks(functools.partial(montecarlo._null_chunk, seed=2), 350, pool, batch=batch,
+                             shared=(engine,))
+            for i, key in enumerate((NULL_VOXEL, NULL_SIZE, NULL_MASS)):
+                np.testing.assert_array_equal(np.concatenate([r[i] for r in run.results]), reference[key])
+
+
+def test_a_worker_killed_mid_run_does_not_change_the_nulls(pain):
+    result = ALE().fit(pain)
+    corrector = montecarlo.MonteCarloFWE(n_iters=3000, seed=9, n_cores=2)
+    reference, _ = corrector.null_distributions(result)
+    with DaskExecutor("local", 2) as executor:
+        progress, killed = [], []
+
+        def kill_one():
+            pid = next(iter(executor.client.run(os.getpid).values()))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+        def on_progress(done, total):
+            progress.append(done)
+            if done >= 500 and not killed:
+                threading.Thread(target=kill_one).start()
+
+        remote, _ = corrector.null_distributions(result, progress=on_progress, executor=executor)
+    assert killed and progress[-1] == 3000
+    _equal(reference, remote)
+
+
+def test_cli_scheduler_local_equals_threads_and_unreachable_is_one_line(pain_path, tmp_path, monkeypatch):
+    runner = CliRunner()
+    args = [pain_path.as_posix(), "--iters", "200", "--seed", "8", "--sample-size", "20", "--cores", "2"]
+    ok = runner.invoke(cli, ["ale", *args, "--out", str(tmp_path / "threads")])
+    assert ok.exit_code == 0, ok.output
+    ok = runner.invoke(cli, ["ale", *args, "--out", str(tmp_path / "dask"), "--scheduler", "local"])
+    assert ok.exit_code == 0, ok.output
+    a, b = (np.load(tmp_path / name / "nulls.npz") for name in ("threads", "dask"))
+    _equal(dict(a), dict(b))
+    monkeypatch.setattr(executors, "CONNECT_TIMEOUT_S", 1)
+    bad = runner.invoke(cli, ["ale", *args, "--out", str(tmp_path / "bad"), "--scheduler", "tcp://127.0.0.1:9"])
+    assert bad.exit_code == 2
+    assert bad.output.count("\n") == 1 and "cannot reach the Dask scheduler 'tcp://127.0.0.1:9'" in bad.output
+    assert not (tmp_path / "bad").exists()
+    monkeypatch.setenv(executors.ENV_SCHEDULER, "tcp://127.0.0.1:9")
+    bad = runner.invoke(cli, ["ale", *args, "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "cannot reach the Dask scheduler" in bad.output
