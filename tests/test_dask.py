@@ -126,3 +126,26 @@ def test_cli_scheduler_local_equals_threads_and_unreachable_is_one_line(pain_pat
     monkeypatch.setenv(executors.ENV_SCHEDULER, "tcp://127.0.0.1:9")
     bad = runner.invoke(cli, ["ale", *args, "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "cannot reach the Dask scheduler" in bad.output
+
+
+def test_balanced_subtraction_and_region_tests_equal_on_dask(pain, cluster):
+    from neurochange.compare.balanced import BalancedSubtraction
+    from neurochange.hypotheses.regions import region_convergence
+
+    ids = sorted(pain.experiments["experiment_id"])
+    a, b = pain.filter_experiments(pain.experiments["experiment_id"].isin(ids[:10]).to_numpy()), \
+        pain.filter_experiments(pain.experiments["experiment_id"].isin(ids[10:]).to_numpy())
+    settings = {"n_iters": 30, "n_subsamples": 20, "difference_iterations": 50, "seed": 6, "n_cores": 2}
+    threads = BalancedSubtraction(**settings).fit(a, b)
+    with using(cluster):
+        dask = BalancedSubtraction(**settings).fit(a, b)
+    for name in threads.maps:
+        np.testing.assert_array_equal(threads.maps[name], dask.maps[name], err_msg=name)
+    grid = ALE().fit(pain).grid
+    masks = {"left": grid.mask & (np.indices(grid.shape)[0] < grid.shape[0] // 2),
+             "right": grid.mask & (np.indices(grid.shape)[0] >= grid.shape[0] // 2)}
+    local = region_convergence(pain, masks, grid, n_iters=250, seed=3, n_cores=2)
+    with using(cluster):
+        remote = region_convergence(pain, masks, grid, n_iters=250, seed=3, n_cores=2)
+    np.testing.assert_array_equal(local["null"], remote["null"])
+    np.testing.assert_array_equal(local["p"], remote["p"])

@@ -35,6 +35,7 @@ NiMARE's order (equal to the bit given the same subsets); the default is float64
 
 from __future__ import annotations
 
+import functools
 import math
 from itertools import combinations
 
@@ -49,7 +50,7 @@ from neurochange.errors import InputError
 from neurochange.inference import null_masks
 from neurochange.inference import stats as inference
 from neurochange.inference.clusters import FACE_CONNECTIVITY
-from neurochange.inference.executors import RANDOM_STREAMS, ThreadExecutor, chunk_rng, resolve_seed, run_chunks
+from neurochange.inference.executors import RANDOM_STREAMS, chunk_rng, default_executor, resolve_seed, run_chunks
 from neurochange.inference.unionfind import max_clusters, neighbour_table
 from neurochange.meta import kernels
 from neurochange.meta.ale import ALE
@@ -193,6 +194,11 @@ def _one_tailed_z(p):
 
 
 # ---------------------------------------------------------------------------- the estimator
+def _seeded_chunk(chunk, fn, seed: int, stream: tuple[int, ...]):
+    """``fn(chunk, rng)`` with the chunk's own stream of ``seed``."""
+    return fn(chunk, chunk_rng(seed, chunk.index, stream))
+
+
 @fill_doc
 class BalancedSubtraction:
     """Balanced ALE subtraction of group 1 minus group 2 (NiMARE 0.22.1 ``BalancedALESubtraction``).
@@ -295,31 +301,32 @@ class BalancedSubtraction:
             rows.append(calc(experiment_kernels[i], ijk))
         return rows
 
-    def _run_chunks(self, fn, n_items: int, seed: int, stream: tuple[int, ...], progress=None):
-        """Run ``fn(chunk, rng)`` over the seeded chunks of ``n_items`` iterations (stream ``stream``) on threads."""
-        with ThreadExecutor(self.n_cores) as executor:
-            run_chunks(lambda chunk: fn(chunk, chunk_rng(seed, chunk.index, stream)), n_items, executor,
-                       progress=progress)
+    def _run_chunks(self, fn, n_items: int, seed: int, stream: tuple[int, ...], progress=None) -> list:
+        """``fn(chunk, rng)`` over the seeded chunks of ``n_items`` iterations (stream ``stream``), in chunk order."""
+        with default_executor(self.n_cores) as executor:
+            return run_chunks(functools.partial(_seeded_chunk, seed=seed, stream=stream), n_items, executor,
+                              progress=progress, shared=(fn,)).results
 
     def _cluster_threshold(self, result, target_n, sample_space, z_threshold, seed: int,
                            stream: tuple[int, ...]) -> tuple[float, np.ndarray]:
         """The ``1 - alpha`` percentile of the largest null cluster (random foci, ``target_n`` experiments)."""
         mask = result.grid.mask
         n_mask = result.grid.n_voxels
-        largest = np.zeros(self.n_iters)
         neighbours = neighbour_table(np.arange(n_mask), mask)
 
         def fn(chunk, rng):
             calc = kernels.MACalculator(mask)
             work = (np.empty(n_mask, dtype=np.int64), np.empty(n_mask, dtype=np.int64), np.empty(n_mask))
-            for i in range(chunk.start, chunk.start + chunk.count):
+            largest = np.zeros(chunk.count)
+            for i in range(chunk.count):
                 members = (rng.permutation(result.n_experiments)[:target_n] if target_n < result.n_experiments
                            else np.arange(result.n_experiments))
                 rows = self._random_rows(result, members, sample_space, rng, calc)
                 # z >= 0, so union-find's |z| > threshold clusters are scipy's z > threshold ones
                 largest[i], _ = max_clusters(approximate_z(rows, n_mask), z_threshold, neighbours, *work)
+            return largest
 
-        self._run_chunks(fn, self.n_iters, seed, stream)
+        largest = np.concatenate(self._run_chunks(fn, self.n_iters, seed, stream))
         return float(np.percentile(largest, 100.0 * (1.0 - self.alpha))), largest
 
     # ------------------------------------------------------------------ fit
@@ -352,22 +359,21 @@ class BalancedSubtraction:
         observed[support] = mean_balanced_difference(indptr, cols, keep, s1, s2, len(support))
 
         # null extrema
-        min_null, max_null = np.zeros(self.n_iters), np.zeros(self.n_iters)
-
         def fn(chunk, rng):
             calc = kernels.MACalculator(grid.mask)
-            for i in range(chunk.start, chunk.start + chunk.count):
+            extrema = np.zeros((2, chunk.count))
+            for i in range(chunk.count):
                 if self.null_method == "label-permutation":
                     perm = rng.permutation(n1 + n2).astype(np.int64)
-                    min_null[i], max_null[i] = self._extrema(indptr, cols, keep, support, n_prior, n1, n2,
-                                                             target_n, rng, perm)
+                    extrema[:, i] = self._extrema(indptr, cols, keep, support, n_prior, n1, n2, target_n, rng, perm)
                 else:
                     null_rows = (self._random_rows(res1, range(n1), sample_space, rng, calc)
                                  + self._random_rows(res2, range(n2), sample_space, rng, calc))
                     csr = self._csr(null_rows, prior_masked)
-                    min_null[i], max_null[i] = self._extrema(*csr, n_prior, n1, n2, target_n, rng)
+                    extrema[:, i] = self._extrema(*csr, n_prior, n1, n2, target_n, rng)
+            return extrema
 
-        self._run_chunks(fn, self.n_iters, seed, (3,), progress)
+        min_null, max_null = np.concatenate(self._run_chunks(fn, self.n_iters, seed, (3,), progress), axis=1)
         p, z, thresholds = balanced_p_z(observed, min_null, max_null, self.alpha)
 
         # probability maps

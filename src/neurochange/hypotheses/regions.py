@@ -19,6 +19,7 @@ region of a model is called convergent when none is stays at or below alpha.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ from numba import njit
 from neurochange import space as _space
 from neurochange.errors import InputError
 from neurochange.inference import null_masks
-from neurochange.inference.executors import ThreadExecutor, run_chunks
+from neurochange.inference.executors import default_executor, run_chunks
 from neurochange.inference.montecarlo import chunk_draws
 from neurochange.meta import kernels
 from neurochange.meta.ale import ALE
@@ -148,6 +149,13 @@ class RegionSetup:
                    np.array(shape, dtype=np.int64), ptr, np.concatenate(idx).astype(np.int64))
 
 
+def _null_chunk(chunk, null_ijk, args, seed: int, n_foci: int, n_regions: int, stream: tuple[int, ...]):
+    """The region means of one chunk's null iterations, (chunk.count, n_regions)."""
+    out = np.zeros((chunk.count, n_regions))
+    _null_block(chunk_draws(seed, chunk.index, chunk.count, n_foci, len(null_ijk), stream), null_ijk, *args, out)
+    return out
+
+
 def _kernel_table(fwhms: np.ndarray, voxel_size, fixed: bool):
     """Unique kernels of the experiments: (exp_kernel, values, start, radius)."""
     unique, exp_kernel = np.unique(np.asarray(fwhms, dtype=float), return_inverse=True)
@@ -183,14 +191,11 @@ def region_convergence(studyset: StudySet, masks: dict[str, np.ndarray], grid: _
 
     null_ijk = np.argwhere(null_masks.null_mask(grid, null_mask)).astype(np.int64)
     n_foci = int(exp_start[-1])
-    null = np.zeros((n_iters, n_regions))
-
-    def task(chunk):
-        draws = chunk_draws(seed, chunk.index, chunk.count, n_foci, len(null_ijk), (stream,) if stream else ())
-        _null_block(draws, null_ijk, *args, null[chunk.start: chunk.start + chunk.count])
-
-    with ThreadExecutor(n_cores) as executor:
-        run_chunks(task, n_iters, executor, progress=progress)
+    task = functools.partial(_null_chunk, seed=seed, n_foci=n_foci, n_regions=n_regions,
+                             stream=(stream,) if stream else ())
+    with default_executor(n_cores) as executor:
+        run = run_chunks(task, n_iters, executor, progress=progress, shared=(null_ijk, args))
+    null = np.concatenate(run.results)
     exceed = (null >= observed[None, :] - 1e-12 * np.abs(observed[None, :])).sum(axis=0)
     return {
         "n_experiments": inputs.n_experiments,
