@@ -213,13 +213,13 @@ def early_stop_note(early_stop: bool, iters: int) -> None:
 
 
 def inference_settings(iters, cluster_forming_p=0.001, cluster_p=0.05, null_mask="brain", vfwe_only=False,
-                       early_stop=False, precision=0.1, fdr=None, uncorrected_p=None):
+                       early_stop=False, precision=0.1, fdr=None, uncorrected_p=None, device="cpu"):
     """:class:`InferenceSettings` from the command's options."""
     from neurochange.workflows.settings import InferenceSettings
 
     return InferenceSettings(n_iters=iters, cluster_forming_p=cluster_forming_p, cluster_p=cluster_p,
                              null_mask=null_mask, vfwe_only=vfwe_only, early_stop=precision if early_stop else None,
-                             fdr=fdr, uncorrected_p=uncorrected_p)
+                             fdr=fdr, uncorrected_p=uncorrected_p, device=device)
 
 
 def run_settings(seed, cores, mask=None, keep_contrasts=False, overwrite=False):

@@ -87,6 +87,9 @@ def _analysis_command(kind: str):
                        "relative error (distribution-free 99.9% order-statistic interval, checked every 1,000 "
                        "iterations).")
     @keep_contrasts_option
+    @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True,
+                  help="Where the Monte Carlo iterations run: the GPU (CuPy; ALE without TFCE; pip install "
+                       "'neurochange[gpu]'), or 'auto': the GPU when there is one and at least 200 experiments.")
     @click.option("--signed", is_flag=True,
                   help="Analyse increases and decreases separately and combine them (signed and conflict maps); "
                        "each experiment's direction comes from its '// Direction=' line or 'direction' column.")
@@ -96,7 +99,7 @@ def _analysis_command(kind: str):
                   help="GingerALE's two files: the decreases (signed analysis; use with --increase, no INPUT).")
     @_convention_options(kind)
     def command(input_file, out, overwrite, seed, cores, iters, cluster_forming_p, cluster_p, fdr, uncorrected_p,
-                mask, null_mask, vfwe_only, early_stop, precision, keep_contrasts, signed, increase, decrease,
+                mask, null_mask, vfwe_only, early_stop, precision, keep_contrasts, device, signed, increase, decrease,
                 fwhm=None, sample_size=None, radius=10.0, convention="nimare", null_histogram="observed", tfce=None,
                 predicted_thresholds=False):
         from neurochange.workflows.analysis import run_analysis, run_signed
@@ -107,7 +110,7 @@ def _analysis_command(kind: str):
         kernel = kernel_settings(kind, fwhm, sample_size, radius=radius, convention=convention,
                                  null_histogram=null_histogram, tfce=tfce, predicted_thresholds=predicted_thresholds)
         inference = inference_settings(iters, cluster_forming_p, cluster_p, null_mask, vfwe_only, early_stop, precision,
-                                       fdr=fdr, uncorrected_p=uncorrected_p)
+                                       fdr=fdr, uncorrected_p=uncorrected_p, device=device)
         run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
         done, clusters = run_and_write("Monte Carlo FWE", iters, out, overwrite, run_signed if signed else run_analysis,
                                        source, kernel, inference, run, precision=inference.early_stop)

@@ -31,10 +31,12 @@ from neurochange.errors import InputError
 from neurochange.inference import null_masks, stopping
 from neurochange.inference import stats as inference
 from neurochange.inference.clusters import FACE_CONNECTIVITY
+from neurochange.inference.engines.array_ale import DEVICES, resolve_device
 from neurochange.inference.executors import (
     CHUNK_SIZE,
     RANDOM_STREAMS,
     StopRule,
+    ThreadExecutor,
     chunk_rng,
     default_executor,
     resolve_seed,
@@ -99,7 +101,7 @@ class MonteCarloFWE:
 
     def __init__(self, n_iters: int = 10000, cluster_forming_p: float = 0.001, null_mask="brain",
                  early_stop: float | None = None, confidence: float = 0.999, check_every: int = 1000,
-                 seed: int | None = None, n_cores: int | None = None, vfwe_only: bool = False):
+                 seed: int | None = None, n_cores: int | None = None, vfwe_only: bool = False, device: str = "cpu"):
         if int(n_iters) < 1:
             raise ValueError(f"n_iters must be positive, got {n_iters}")
         if not 0 < cluster_forming_p < 1:
@@ -114,6 +116,9 @@ class MonteCarloFWE:
         self.seed = seed
         self.n_cores = n_cores
         self.vfwe_only = bool(vfwe_only)
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        self.device = device
 
     def __repr__(self) -> str:
         return (f"MonteCarloFWE(n_iters={self.n_iters}, cluster_forming_p={self.cluster_forming_p}, "
@@ -123,7 +128,7 @@ class MonteCarloFWE:
     def get_params(self) -> dict:
         return {"n_iters": self.n_iters, "cluster_forming_p": self.cluster_forming_p, "null_mask": self.null_mask,
                 "early_stop": self.early_stop, "confidence": self.confidence, "check_every": self.check_every,
-                "seed": self.seed, "n_cores": self.n_cores, "vfwe_only": self.vfwe_only}
+                "seed": self.seed, "n_cores": self.n_cores, "vfwe_only": self.vfwe_only, "device": self.device}
 
     def replace(self, **changes) -> "MonteCarloFWE":
         """A corrector with the same settings but ``changes`` (e.g. ``n_iters``, ``seed``)."""
@@ -140,10 +145,11 @@ class MonteCarloFWE:
         null_voxels = null_masks.null_mask(result.grid, self.null_mask)
         if not null_voxels.any():
             raise InputError("the null mask has no voxels inside the analysis mask", field="null_mask")
+        device = resolve_device(self.device, result.estimator, result.n_experiments)
         with contextlib.ExitStack() as stack:
-            if executor is None:
-                executor = stack.enter_context(default_executor(self.n_cores))
-            engine = result.estimator.null_engine(result, null_voxels, threshold, executor.local_workers)
+            if executor is None:  # the GPU engine runs one chunk at a time, in this process
+                executor = stack.enter_context(ThreadExecutor(1) if device == "gpu" else default_executor(self.n_cores))
+            engine = result.estimator.null_engine(result, null_voxels, threshold, executor.local_workers, device)
             first = chunk_draws(seed, 0, min(CHUNK_SIZE, self.n_iters), engine.n_foci, engine.n_null)
             engine.warm_up(first[: 8 * executor.local_workers])
 
@@ -177,6 +183,7 @@ class MonteCarloFWE:
             "null_mask_voxels": int(engine.n_null),
             "n_cores": executor.n_workers,
             "vfwe_only": self.vfwe_only,
+            **({"device": "gpu (CuPy)"} if device == "gpu" else {}),
             "early_stop": None if self._stop is None else {
                 "precision": self.early_stop,
                 "confidence": self.confidence,

@@ -17,6 +17,7 @@ from neurochange.errors import InputError
 from neurochange.inference import stats as inference
 from neurochange.inference import tfce
 from neurochange.inference.engines.ale import AleNullEngine
+from neurochange.inference.engines.array_ale import ArrayAleNullEngine, gpu_namespace
 from neurochange.inference.engines.jale import JaleNullEngine
 from neurochange.meta import kernels
 from neurochange.meta.base import Estimator
@@ -121,11 +122,19 @@ class ALE(Estimator):
         return MetaResult(grid=grid, maps=maps, nulls={NULL_BINS: bins, NULL_APPROXIMATE: weights}, params=params,
                           inputs=inputs, estimator=self)
 
-    def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float, n_workers: int = 1):
-        """Null ALE iterations of ``result``'s experiments (:mod:`neurochange.inference.engines.ale`); with
-        ``tfce``, each iteration's largest TFCE too, from the sparse engine of
-        :mod:`neurochange.inference.engines.jale` on the same foci with NiMARE's z."""
+    gpu = True
+
+    def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float, n_workers: int = 1,
+                    device: str = "cpu"):
+        """Null ALE iterations of ``result``'s experiments (:mod:`neurochange.inference.engines.ale`; with
+        ``device="gpu"``, :mod:`neurochange.inference.engines.array_ale` on CuPy); with ``tfce`` (CPU only),
+        each iteration's largest TFCE too, from the sparse engine of :mod:`neurochange.inference.engines.jale`
+        on the same foci with NiMARE's z."""
         experiment_kernels = self.experiment_kernels(result.inputs)
+        if device == "gpu":
+            if self.tfce:
+                raise InputError("TFCE's null runs on the CPU: use --device cpu with --tfce", field="device")
+            return ArrayAleNullEngine(result.inputs, experiment_kernels, null_voxels, threshold, gpu_namespace())
         engine = AleNullEngine(result.inputs, experiment_kernels, null_voxels, threshold, n_workers)
         if not self.tfce:
             return engine

@@ -65,8 +65,13 @@ class Estimator:
         return "stat", stats.hist_threshold(result.nulls[NULL_APPROXIMATE], result.nulls[NULL_BINS],
                                             cluster_forming_p)
 
-    def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float, n_workers: int = 1):
+    #: Whether :meth:`null_engine` has a GPU engine (``device="gpu"``).
+    gpu = False
+
+    def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float, n_workers: int = 1,
+                    device: str = "cpu"):
         """The Monte Carlo null iterations of ``result``'s experiments, foci drawn from ``null_voxels`` (3-D bool),
         clusters formed above ``threshold``: an object with ``n_foci``, ``n_null``, ``warm_up(draws)`` and
-        ``run(draws) -> (max statistic, largest cluster size, largest cluster mass)`` per iteration."""
+        ``run(draws) -> (max statistic, largest cluster size, largest cluster mass)`` per iteration.
+        ``device``: ``"cpu"`` or ``"gpu"`` (estimators with :attr:`gpu` only)."""
         raise NotImplementedError

@@ -125,7 +125,7 @@ class JaleALE(Estimator):
         return "z", histogram.z_threshold(cluster_forming_p)
 
     def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float,
-                    n_workers: int = 1) -> JaleNullEngine:
+                    n_workers: int = 1, device: str = "cpu") -> JaleNullEngine:
         if not np.array_equal(null_voxels, result.grid.mask):
             raise InputError("the JALE convention draws null foci from its grey-matter prior: use null_mask='brain' "
                              "(the prior is the analysis mask)", field="null_mask")

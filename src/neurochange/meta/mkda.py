@@ -109,8 +109,8 @@ class _SphereEstimator(Estimator):
             yield i, indices[sl].astype(np.int64), values[sl] * self.value
 
     def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float,
-                    n_workers: int = 1) -> SphereNullEngine:
-        """Null iterations of ``result``'s experiments (:mod:`neurochange.inference.engines.sphere`)."""
+                    n_workers: int = 1, device: str = "cpu") -> SphereNullEngine:
+        """Null iterations of ``result``'s experiments (:mod:`neurochange.inference.engines.sphere`; CPU only)."""
         return SphereNullEngine(result.inputs, self.radius, self.value, self.sum_overlap, null_voxels, threshold)
 
 

@@ -99,7 +99,8 @@ class InferenceSettings:
     ``null_mask``: "brain" or "gm". ``vfwe_only``: voxel-level FWE only. ``early_stop``:
     relative precision of the FWE thresholds at which to stop (None: all iterations).
     ``fdr``: also threshold voxels at this FDR q (Benjamini-Hochberg); ``uncorrected_p``: also at
-    this uncorrected p (both beside the FWE results, never instead of them).
+    this uncorrected p (both beside the FWE results, never instead of them). ``device``: where the
+    Monte Carlo iterations run, "cpu", "gpu" (CuPy; ALE) or "auto".
     """
 
     n_iters: int = 10000
@@ -110,11 +111,13 @@ class InferenceSettings:
     early_stop: float | None = None
     fdr: float | None = None
     uncorrected_p: float | None = None
+    device: str = "cpu"
 
     def corrector(self, seed: int | None, n_cores: int | None = None, **changes) -> MonteCarloFWE:
         """The Monte Carlo corrector for these settings (``changes``: overrides, e.g. ``n_iters``)."""
         kwargs = {"n_iters": self.n_iters, "cluster_forming_p": self.cluster_forming_p, "null_mask": self.null_mask,
-                  "early_stop": self.early_stop, "vfwe_only": self.vfwe_only, "seed": seed, "n_cores": n_cores}
+                  "early_stop": self.early_stop, "vfwe_only": self.vfwe_only, "seed": seed, "n_cores": n_cores,
+                  "device": self.device}
         return MonteCarloFWE(**{**kwargs, **changes})
 
     def with_iters(self, n_iters: int | None) -> "InferenceSettings":
