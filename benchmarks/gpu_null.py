@@ -65,9 +65,10 @@ def _one(name: str, studyset, args, cupy) -> dict:
 
 
 def main() -> None:
+    from test_ale import neurosynth_subset
+
     from neurochange.inference.engines.array_ale import gpu_namespace
     from neurochange.sources.io import read_studyset
-    from test_ale import neurosynth_subset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=2000)
