@@ -149,3 +149,21 @@ def test_balanced_subtraction_and_region_tests_equal_on_dask(pain, cluster):
         remote = region_convergence(pain, masks, grid, n_iters=250, seed=3, n_cores=2)
     np.testing.assert_array_equal(local["null"], remote["null"])
     np.testing.assert_array_equal(local["p"], remote["p"])
+
+
+def test_jackknife_refits_run_as_tasks_with_the_same_outcome(pain, cluster):
+    from neurochange.diagnostics.jackknife import jackknife
+    from neurochange.inference.clusters import significant_clusters
+
+    corrector = montecarlo.MonteCarloFWE(n_iters=200, seed=1, n_cores=2)
+    result = corrector.correct(ALE().fit(pain))
+    labels = significant_clusters(result, 0.05)[0]
+    assert labels.max() >= 1
+    local = jackknife(result, labels, corrector, n_iters=100, seed=5, n_cores=2)
+    calls = []
+    with using(cluster):
+        remote = jackknife(result, labels, corrector, n_iters=100, seed=5, n_cores=2,
+                           progress=lambda done, total: calls.append(done))
+    for a, b in zip(local, remote):
+        np.testing.assert_array_equal(a, b)
+    assert calls == list(range(1, result.n_experiments + 1))

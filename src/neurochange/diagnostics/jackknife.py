@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from neurochange.inference.clusters import significant_clusters
+from neurochange.inference.executors import scheduled_executor
 from neurochange.inference.montecarlo import MonteCarloFWE
 from neurochange.meta.result import MetaResult
 from neurochange.studyset import StudySet
@@ -144,7 +145,9 @@ def jackknife(result: MetaResult, labels: np.ndarray, corrector: MonteCarloFWE, 
     ``corrector``: the main analysis's (its cluster-forming p, null mask and correction level
     are kept; ``n_iters`` iterations, no early stopping). A cluster survives when a cluster
     passing FWE at ``cluster_p`` overlaps it. Experiment ``i``'s Monte Carlo uses seed
-    ``child_seed(seed, 1, i)``. ``progress(done, total)`` is called after each experiment.
+    ``child_seed(seed, 1, i)``. ``progress(done, total)`` is called after each experiment. Inside a
+    :func:`~neurochange.inference.executors.scheduler` block the refits run as tasks on the cluster
+    (same results).
     """
     n_exp = result.n_experiments
     n_clusters = int(labels.max()) if labels.size else 0
@@ -152,15 +155,27 @@ def jackknife(result: MetaResult, labels: np.ndarray, corrector: MonteCarloFWE, 
     best_p = np.full((n_exp, n_clusters), np.nan)
     if n_clusters == 0:
         return survived, best_p
-    everyone = np.arange(n_exp)
-    for i in range(n_exp):
-        if n_exp > 1:
-            sub = refit(result, everyone[everyone != i])
-            again = corrector.replace(n_iters=n_iters, seed=child_seed(seed, 1, i), n_cores=n_cores, early_stop=None)
-            survived[i], best_p[i] = surviving(again.correct(sub), labels, cluster_p)
+    if n_exp == 1:
+        return survived, best_p
+    cluster = scheduled_executor()
+    if cluster is None:  # one refit after another, each Monte Carlo on this process's threads
+        outcomes = (_leave_one_out(i, result, labels, corrector, cluster_p, n_iters, seed, n_cores)
+                    for i in range(n_exp))
+    else:  # a Dask cluster: the refits are the tasks, each Monte Carlo on its worker's one thread
+        outcomes = cluster.map(_leave_one_out, range(n_exp), result, labels, corrector, cluster_p, n_iters, seed, 1)
+    for i, (survived[i], best_p[i]) in enumerate(outcomes):
         if progress is not None:
             progress(i + 1, n_exp)
     return survived, best_p
+
+
+def _leave_one_out(i: int, result: MetaResult, labels: np.ndarray, corrector: MonteCarloFWE, cluster_p: float,
+                   n_iters: int, seed: int, n_cores) -> tuple[np.ndarray, np.ndarray]:
+    """Experiment ``i`` left out: refit, correct (seed ``child_seed(seed, 1, i)``), which clusters survive."""
+    keep = np.arange(result.n_experiments)
+    sub = refit(result, keep[keep != i])
+    again = corrector.replace(n_iters=n_iters, seed=child_seed(seed, 1, i), n_cores=n_cores, early_stop=None)
+    return surviving(again.correct(sub), labels, cluster_p)
 
 
 def cluster_summary(experiment_ids: list[str], share: np.ndarray, counts: np.ndarray,

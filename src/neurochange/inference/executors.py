@@ -216,6 +216,11 @@ def using(executor):
         _SCHEDULED.reset(token)
 
 
+def scheduled_executor():
+    """The :func:`scheduler` (or :func:`using`) block's executor, or None outside such a block."""
+    return _SCHEDULED.get()
+
+
 def default_executor(n_cores: int | None = None):
     """A context manager giving the executor to use: the :func:`scheduler` block's cluster, else
     :class:`ThreadExecutor` with ``n_cores`` threads."""
