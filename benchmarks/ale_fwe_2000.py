@@ -2,6 +2,7 @@
 
     /work/venv/bin/python benchmarks/ale_fwe_2000.py [--experiments 2000] [--iters 1000]
         [--nimare-minutes 20] [--cores 1] [--sample-size 20] [--mirror ../shared/data]
+        [--device cpu|gpu|auto] [--scheduler local|tcp://HOST:PORT]   # neurochange side only
 
 Input: a Neurosynth corpus is built from the offline mirror (in a temporary
 NEUROCHANGE_HOME, as ``neurochange corpus build`` does), then ``--experiments`` of its
@@ -83,7 +84,9 @@ def build_sample(mirror: Path, n_experiments: int, sample_size: int, seed: int, 
 
 
 # ---------------------------------------------------------------------------- children
-def child_neurochange(studyset, iters: int, cores: int, seed: int) -> dict:
+def child_neurochange(studyset, iters: int, cores: int, seed: int, device: str = "cpu",
+                      scheduler_address: str | None = None) -> dict:
+    from neurochange.inference.executors import scheduler
     from neurochange.inference.montecarlo import MonteCarloFWE
     from neurochange.meta.ale import ALE
 
@@ -95,7 +98,9 @@ def child_neurochange(studyset, iters: int, cores: int, seed: int) -> dict:
     def progress(done, total):
         samples.append((int(done), round(_self_rss_mb(), 1)))
 
-    result = MonteCarloFWE(n_iters=iters, seed=seed, n_cores=cores).correct(result, progress=progress)
+    with scheduler(scheduler_address, cores):
+        result = MonteCarloFWE(n_iters=iters, seed=seed, n_cores=cores, device=device).correct(result,
+                                                                                              progress=progress)
     end = time.perf_counter()
     counts = result.params["counts"]
     first_after = next((s for s in samples if s[0] >= min(iters, 100)), samples[0])
@@ -159,7 +164,8 @@ def child(args) -> None:
     with open(args.input, "rb") as fh:
         studyset = pickle.load(fh)
     if args.child == "neurochange":
-        print(json.dumps(child_neurochange(studyset, args.iters, args.cores, args.seed)), flush=True)
+        print(json.dumps(child_neurochange(studyset, args.iters, args.cores, args.seed, args.device,
+                                           args.scheduler)), flush=True)
     else:
         child_nimare(studyset, args.iters, args.cores, args.seed, args.sample_size, args.nimare_minutes)
 
@@ -167,7 +173,8 @@ def child(args) -> None:
 def _spawn(kind: str, args, path: Path, env: dict) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--input", str(path), "--iters", str(args.iters),
            "--cores", str(args.cores), "--seed", str(args.seed), "--sample-size", str(args.sample_size),
-           "--nimare-minutes", str(args.nimare_minutes)]
+           "--nimare-minutes", str(args.nimare_minutes), "--device", args.device] + \
+        (["--scheduler", args.scheduler] if args.scheduler else [])
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0.0]
 
@@ -199,6 +206,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mirror", default=os.environ.get(
         "NEUROCHANGE_DATA_MIRROR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    parser.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu",
+                        help="where neurochange's iterations run (gpu: CuPy)")
+    parser.add_argument("--scheduler", default=None, help="neurochange's chunks on a Dask cluster: local or tcp://...")
     parser.add_argument("--child", choices=["neurochange", "nimare"], help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -227,6 +237,7 @@ def main() -> None:
                   f"(neurochange n={args.sample_size}; NiMARE ALEKernel(sample_size={args.sample_size})): "
                   "Neurosynth has no sample sizes",
         "iterations": args.iters, "cores": args.cores, "sample_seconds": round(sample_seconds, 1),
+        "neurochange_device": args.device, "neurochange_scheduler": args.scheduler,
         "neurochange": ours,
         "nimare": {**theirs, "stopped_after_minutes": args.nimare_minutes,
                    "projected_fwe_seconds_for_iters": round(projected, 1) if projected else None},
