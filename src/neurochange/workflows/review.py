@@ -141,7 +141,7 @@ def review_settings(spec: ReviewSpec, n_iters: int | None, seed: int | None) -> 
                               convention=a.convention, null_histogram=a.null_histogram, tfce=a.tfce),
         inference=InferenceSettings(n_iters=int(n_iters) if n_iters is not None else a.n_iters,
                                     cluster_forming_p=a.cluster_forming_p, cluster_p=a.cluster_p,
-                                    null_mask=a.null_mask, early_stop=a.early_stop),
+                                    null_mask=a.null_mask, early_stop=a.early_stop, device=a.device),
         diagnostics=diagnostics,
         model_iters=capped(a.model_iters),
         min_experiments=a.min_experiments,
