@@ -182,6 +182,7 @@ def test_a_curated_signed_review_through_the_api(client, project, db):
     assert curation_step["reasons"] == {"not_selected": sum(n_tables[s] - 1 for s in studies),
                                         "wrong_population": n_tables["22772359"]}
     assert flow["included"]["experiments"] == 5
+    assert flow["included"]["awaiting_decision"] == {"experiments": 0, "studies": 0}
 
     spec = {"name": "curated", "selection": query, "experiments": "table", "n_iters": 50, "min_experiments": 2,
             "groups": [{"name": "treatment", "query": ""}]}
@@ -200,6 +201,9 @@ def test_a_curated_signed_review_through_the_api(client, project, db):
     assert ("a curation table set values by hand for 5 of 5 selected studies: of the 5 included experiments, the tags "
             "of 0, the direction of 5 and the sample size of 5." in limitations)
     assert "It excluded" in limitations and "wrong population" in limitations
+    report = (out / "report.html").read_text()
+    assert "as single coordinate tables" in report and "where an experiment is a whole paper" not in report
+    assert "Each experiment is one coordinate table as the database parsed it" in limitations
     written = json.loads((out / "flow.json").read_text())
     assert written["excluded"][-1]["reasons"] == curation_step["reasons"]
     listed = client.get("/api/results").json()["folders"]
@@ -396,3 +400,34 @@ def test_serve_without_a_corpus_is_one_line_and_exit_2(project, tmp_path):
     assert result.exit_code == 2 and "no corpus at" in result.output and "corpus build" in result.output
     result = CliRunner().invoke(cli, ["serve", str(tmp_path / "missing"), "--db", str(tmp_path / "none.duckdb")])
     assert result.exit_code == 2
+
+
+def test_a_wrong_sign_flag_needs_a_signed_table_at_every_edit(client, project):
+    ex = client.get(f"/api/studies/{STUDY}").json()["experiments"][0]
+    key = {"experiment_id": ex["experiment_id"], "focus": "2"}
+    refused = client.post("/api/curation", json={"edits": [{**key, "field": "flag", "value": "wrong_sign"}]})
+    assert refused.status_code == 400 and "set it to increase or decrease first" in refused.json()["error"]
+    assert not (project / "curation.tsv").exists()
+    signed = {"experiment_id": ex["experiment_id"], "field": "direction", "value": "increase"}
+    assert client.post("/api/curation", json={"edits": [signed, {**key, "field": "flag", "value": "wrong_sign"}]}
+                       ).status_code == 200
+    before = (project / "curation.tsv").read_bytes()
+    cleared = client.post("/api/curation", json={"edits": [{**signed, "value": ""}]})
+    assert cleared.status_code == 400 and "direction is unknown" in cleared.json()["error"]
+    assert (project / "curation.tsv").read_bytes() == before
+    waiting = client.get("/api/prisma", params={"query": f"study={STUDY}"}).json()["included"]["awaiting_decision"]
+    assert waiting == {"experiments": len(client.get(f"/api/studies/{STUDY}").json()["experiments"]), "studies": 1}
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_2(project, db):
+    import socket
+
+    from click.testing import CliRunner
+
+    from neurochange.cli import cli
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", str(project), "--db", str(db), "--port", str(port)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output

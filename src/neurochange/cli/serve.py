@@ -33,7 +33,22 @@ def serve_command(project, db, source, host, port):
 
     with Corpus(db, read_only=True):  # fail now, with one line, if there is no corpus
         pass
+    _check_port(host, port)
     app = create_app(project, db, source=source)
     click.echo(f"neurochange serve: http://{host}:{port}/ (project {app.state.context.project.root}); Ctrl-C stops it",
                err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _check_port(host: str, port: int) -> None:
+    """One line, before anything starts, when ``host:port`` cannot be listened on (in use, no such address)."""
+    import socket
+
+    from neurochange.errors import InputError
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port",
+                         field="port") from None

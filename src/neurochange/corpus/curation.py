@@ -267,6 +267,22 @@ def _check_experiment(curation: Curation, target: str, line: int, experiments: d
                      field="experiment_id")
 
 
+def check_flag_directions(curation: Curation, directions: dict) -> None:
+    """Every ``wrong_sign`` focus's experiment must be signed (increase/decrease), by this table's experiment or
+    study rows or else by ``directions`` (experiment id -> (study id, direction) as the corpus holds them)."""
+    rows = curation.rows[curation.rows["field"] == "direction"]
+    by_experiment = dict(zip(rows.loc[rows["level"] == "experiment", "id"], rows.loc[rows["level"] == "experiment",
+                                                                                      "value"]))
+    by_study = dict(zip(rows.loc[rows["level"] == "study", "id"], rows.loc[rows["level"] == "study", "value"]))
+    for r in curation.foci[curation.foci["flag"] == "wrong_sign"].itertuples(index=False):
+        study, stored = directions.get(r.experiment_id, (None, None))
+        direction = by_experiment.get(r.experiment_id, by_study.get(study, stored))
+        if direction not in OPPOSITE:
+            raise InputError(f"focus {r.focus} of {r.experiment_id!r} is flagged wrong_sign, but the experiment's "
+                             f"direction is {direction or 'unknown'}: set it to increase or decrease first",
+                             file=curation.file, line=r.line, field="flag")
+
+
 def _owner_modality(subtype: str) -> str | None:
     owners = [m for m, subs in vocabulary()["subtype"].items() if subtype in subs]
     return owners[0] if len(owners) == 1 else None
@@ -453,4 +469,4 @@ def apply_focus_flags(studyset: StudySet, curation: Curation | None) -> tuple[St
 
 
 __all__ = ["Curation", "FIELDS", "read_curation", "check_ids", "apply_to_records", "apply_to_studyset", "excluded",
-           "apply_focus_flags", "fields_set", "NOT_SELECTED"]
+           "apply_focus_flags", "fields_set", "check_flag_directions", "NOT_SELECTED"]

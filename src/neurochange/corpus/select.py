@@ -245,6 +245,8 @@ def screen(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
     flow["curation"] = curation.record() if curation is not None else None
     if curation is not None:
         flow["curation"]["set_on_included"] = fields_set(included, curation)
+        undecided = included["include"].isna() if "include" in included else pd.Series(True, index=included.index)
+        flow["included"]["awaiting_decision"] = _count(included[undecided.to_numpy()])
     return included, flow
 
 

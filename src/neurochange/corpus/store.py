@@ -72,7 +72,7 @@ class Corpus:
         self.path = Path(db_path) if db_path is not None else default_path()
         if read_only and not self.path.exists():
             raise DataUnavailableError(
-                f"no corpus at {self.path}; build it with `neurochange corpus build` (or pass --db)")
+                f"no corpus at {self.path}; build one with `neurochange corpus build` (its --db builds it elsewhere)")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:

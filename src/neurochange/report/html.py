@@ -155,12 +155,24 @@ FILTERS = {"integer": numbers.integer, "count": numbers.count, "percent": number
            "mm": lambda v: numbers.decimals(v, 2)}
 
 
-def _databases(studies) -> dict:
-    """How many included experiments came from each database (whole papers with pooled tables)."""
+def _databases(studies, tables: bool = False) -> dict:
+    """How many included experiments came from each database: whole papers with pooled tables, or
+    (``tables``) single tables (ids ``<study>-<source>-table-<table_id>``)."""
     if "source" not in studies:
         return {}
-    counts = studies["source"].value_counts()
+    is_table = studies["experiment_id"].astype(str).str.contains("-table-", regex=False)
+    counts = studies.loc[is_table == tables, "source"].value_counts()
     return {name: int(counts[key]) for key, name in DATABASES.items() if key in counts}
+
+
+def _curated_database_records(studies) -> dict:
+    """Of the included database experiments: how many carry a direction (increase/decrease) and a sample size."""
+    if "source" not in studies:
+        return {"signed": 0, "sized": 0}
+    db = studies[studies["source"].isin(list(DATABASES))]
+    signed = db["direction"].isin(["increase", "decrease"]).sum() if "direction" in db else 0
+    sized = db["n"].notna().sum() if "n" in db else 0
+    return {"signed": int(signed), "sized": int(sized)}
 
 
 def _runs(ctx: dict) -> list[dict]:
@@ -197,6 +209,8 @@ def methods_text(ctx: dict, cite: Citations) -> list[str]:
     text = template.render(
         runs=_runs(ctx),
         databases=_databases(ctx["studies_frame"]),
+        database_tables=_databases(ctx["studies_frame"], tables=True),
+        database_curated=_curated_database_records(ctx["studies_frame"]),
         n_included=len(ctx["studies_frame"]),
         unsigned_groups=[g["label"] for g in analysed if not g.get("signed")],
         verdict_rules=_verdict_rules(tested),

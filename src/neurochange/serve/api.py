@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from neurochange.corpus import browse
-from neurochange.corpus.curation import check_ids
+from neurochange.corpus.curation import check_flag_directions, check_ids
 from neurochange.corpus.curation_file import Edit, edit_curation, read_records, version
 from neurochange.corpus.store import Corpus
 from neurochange.errors import InputError
@@ -70,7 +70,7 @@ class SpecIn(_Strict):
     name: str = Field(max_length=60)
     title: str = Field(default="Treatment neuroimaging review", max_length=300)
     selection: str = Field(default="", max_length=2000)
-    experiments: Level = "study"
+    experiments: Level = "table"
     use_curation: bool = True
     file: str | None = Field(default=None, max_length=300)  # an upload (uploads/NAME) instead of the corpus
     estimator: Literal["ale", "mkda", "kda"] = "ale"
@@ -106,15 +106,15 @@ class Context:
             self._corpus = Corpus(self.corpus_path, read_only=True)
         return self._corpus
 
-    def known_ids(self) -> tuple[set, dict]:
-        """Study ids, and experiment ids of both levels (id -> study), for checking curation edits."""
+    def known_ids(self) -> tuple[set, dict, dict]:
+        """Study ids, experiment ids of both levels (id -> study), and their stored directions (id -> (study,
+        direction)), for checking curation edits as a selection would."""
         if self._ids is None:
             con = self.corpus().con
             studies = {r[0] for r in con.execute("SELECT study_id FROM studies").fetchall()}
-            experiments = dict(con.execute(
-                "SELECT experiment_id, study_id FROM catalog UNION ALL "
-                "SELECT experiment_id, study_id FROM table_catalog").fetchall())
-            self._ids = (studies, experiments)
+            rows = con.execute("SELECT experiment_id, study_id, direction FROM catalog UNION ALL "
+                               "SELECT experiment_id, study_id, direction FROM table_catalog").fetchall()
+            self._ids = (studies, {e: s for e, s, _ in rows}, {e: (s, d) for e, s, d in rows})
         return self._ids
 
     def close(self) -> None:
@@ -205,9 +205,13 @@ def edit(request: Request, body: EditsIn) -> dict:
     """Apply edits to the curation table, all or none; 409 if a field changed since the page read it."""
     ctx = _ctx(request)
     with ctx.lock:
-        studies, experiments = ctx.known_ids()
-    edits = [Edit(**e.model_dump()) for e in body.edits]
-    new = edit_curation(ctx.project.curation, edits, check=lambda c: check_ids(c, studies, experiments))
+        studies, experiments, directions = ctx.known_ids()
+
+    def check(curation):
+        check_ids(curation, studies, experiments)
+        check_flag_directions(curation, directions)
+
+    new = edit_curation(ctx.project.curation, [Edit(**e.model_dump()) for e in body.edits], check=check)
     return {"version": new}
 
 

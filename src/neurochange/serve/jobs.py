@@ -117,7 +117,8 @@ class JobQueue:
             code = job.process.wait()
             with self._lock:
                 job.returncode = code
-                job.state = "cancelled" if job.cancel_asked else ("done" if code == 0 else "failed")
+                # a run that finished before the cancel reached it is done, with its folder
+                job.state = "done" if code == 0 else ("cancelled" if job.cancel_asked else "failed")
                 job.finished = time.time()
                 job.process = None
             if job.state != "done":

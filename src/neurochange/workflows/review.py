@@ -516,7 +516,11 @@ def limitations(corpus, spec: ReviewSpec, selections: dict, groups: list[dict], 
     experiments = selections["_all"].studyset.resolved_experiments()
     k = len(experiments)
     first, last = corpus.con.execute("SELECT min(year), max(year) FROM studies").fetchone()
-    if spec.corpus.file is None:
+    if spec.corpus.file is None and spec.corpus.experiments == "table":
+        out.append("Each experiment is one coordinate table as the database parsed it: a table may hold several "
+                   "contrasts (or a contrast span tables), and the databases do not say which table reports the "
+                   "change, so only the tables a curation kept and signed should be read as treatment contrasts.")
+    elif spec.corpus.file is None:
         out.append("Each experiment is one study as the database records it: all coordinate tables of a paper "
                    "pooled into one set of foci, so baseline patient-control differences and task effects sit "
                    "beside the treatment contrast; the databases do not say which table reports the change.")

@@ -78,6 +78,9 @@ async function screening() {
       page = await call("GET", `/api/candidates?${q}`);
     } catch (err) {
       say(err.message);
+      state.rows = [];
+      $("#candidates tbody").replaceChildren();
+      $("#range").textContent = "";
       return;
     }
     say("");
@@ -138,11 +141,16 @@ async function screening() {
       const box = $("#prisma");
       const line = (label, c) => el("li", {}, `${label}: ${c.studies.toLocaleString()} studies, `
         + `${c.experiments.toLocaleString()} tables or contrasts`);
+      const reasons = (s) => Object.entries(s.reasons).map(([k, v]) => `${k} ${v.toLocaleString()}`).join(", ");
+      const steps = f.excluded.filter((s) => s.experiments > 0).map((s) => s.criterion === "curation"
+        ? el("li", {}, `excluded by curation: ${s.experiments.toLocaleString()} tables or contrasts (${reasons(s)})`)
+        : el("li", {}, `excluded by ${s.criterion}: ${s.studies.toLocaleString()} studies (${reasons(s)}), `
+          + `${s.experiments.toLocaleString()} tables or contrasts`));
+      const waiting = f.included.awaiting_decision;
       box.replaceChildren(el("ul", {}, line("identified", f.identified), line("duplicates removed", f.duplicates_removed),
-        line("screened", f.screened),
-        ...f.excluded.map((s) => el("li", {}, `excluded by ${s.criterion}: ${s.experiments.toLocaleString()} `
-          + `(${Object.entries(s.reasons).map(([k, v]) => `${k} ${v}`).join(", ")})`)),
-        line("included", f.included)));
+        line("screened", f.screened), ...steps, line("included", f.included),
+        waiting ? el("li", {}, `of which awaiting a decision (no include yet): ${waiting.studies.toLocaleString()} `
+          + `studies, ${waiting.experiments.toLocaleString()} tables or contrasts`) : ""));
       box.dataset.included = f.included.experiments;
     } catch (err) {
       $("#prisma").textContent = err.message;
@@ -251,9 +259,15 @@ function decisionFields(key, current, more = []) {
     const edits = [{ ...key, field, value, expected: values[field] || "" }];
     if (field === "include" && value !== "no" && values.reason)
       edits.unshift({ ...key, field: "reason", value: "", expected: values.reason });
-    if (field === "include" && value === "no")
-      edits.push({ ...key, field: "reason", value: box.querySelector("[name=reason]").value || "other",
-        expected: values.reason || "" });
+    if (field === "include" && value === "no") {
+      const reason = box.querySelector("[name=reason]").value;
+      if (!reason) {
+        say("choose the reason first, then set include to no");
+        input.value = values[field] || "";
+        return;
+      }
+      edits.push({ ...key, field: "reason", value: reason, expected: values.reason || "" });
+    }
     if (await edit(edits)) {
       for (const e of edits) values[e.field] = e.value;
       box.querySelector("[name=reason]").value = values.reason || "";
@@ -264,7 +278,10 @@ function decisionFields(key, current, more = []) {
   };
   const select = (field, list) => {
     const s = el("select", { name: field }, ...options(list, values[field] || ""));
-    s.addEventListener("change", () => save(field, s.value, s));
+    s.addEventListener("change", () => {
+      if (field === "reason" && values.include !== "no") return;  // saved with include = no
+      save(field, s.value, s);
+    });
     return el("label", {}, `${field} `, s);
   };
   const text = (field, attrs) => {
@@ -305,8 +322,9 @@ function tableCard(ex) {
       el("td", {}, f.y.toFixed(1)), el("td", {}, f.z.toFixed(1)), el("td", {}, f.space), el("td", {}, db),
       el("td", {}, flag));
   });
-  card.append(el("details", {}, el("summary", {}, "foci"),
-    el("table", { class: "rows" }, el("thead", {}, el("tr", {}, ...["#", "x", "y", "z", "space", "database", "flag"]
+  card.append(el("details", {}, el("summary", {}, "foci (x, y, z in MNI mm; Talairach foci converted, Lancaster 2007)"),
+    el("table", { class: "rows" }, el("thead", {}, el("tr", {}, ...["#", "x (MNI)", "y", "z", "reported in", "database",
+      "flag"]
       .map((h) => el("th", {}, h)))), el("tbody", {}, ...rows))));
   return card;
 }
@@ -320,6 +338,7 @@ async function runs() {
     const body = { spec: $("#spec").value, name: $("#run-name").value.trim() };
     if ($("#seed").value) body.seed = Number($("#seed").value);
     if ($("#iters").value) body.iters = Number($("#iters").value);
+    if ($("#overwrite").checked) body.overwrite = true;
     try {
       await call("POST", "/api/jobs", body);
       say("");
@@ -336,7 +355,7 @@ async function runs() {
     const body = { name: form.get("name"), title: form.get("title"), selection: form.get("selection"),
       experiments: form.get("experiments"), use_curation: form.get("use_curation") === "on",
       estimator: form.get("estimator"), n_iters: Number(form.get("n_iters")),
-      min_experiments: Number(form.get("min_experiments")), groups };
+      min_experiments: Number(form.get("min_experiments")), groups, overwrite: form.get("overwrite") === "on" };
     if (form.get("file")) body.file = form.get("file");
     try {
       const out = await call("POST", "/api/specs", body);
@@ -381,9 +400,13 @@ async function results() {
   $("#folder").replaceChildren(...folders.map((f) => el("option", { value: f.folder, selected: f.folder === chosen }, f.folder)));
   $("#folder").addEventListener("change", () => { location.search = `?folder=${encodeURIComponent($("#folder").value)}`; });
   const folder = folders.find((f) => f.folder === chosen) || folders[0];
-  const zmaps = folder.maps.filter((m) => /(^|\/)z[^/]*\.nii\.gz$/.test(m));
-  const preferred = zmaps.find((m) => m.endsWith("z_desc-size_level-cluster_corr-FWE_method-montecarlo_thresh-05.nii.gz"))
-    || zmaps.find((m) => m.endsWith("/z.nii.gz")) || folder.maps[0];
+  const dir = (path) => path.slice(0, path.lastIndexOf("/"));
+  const thresholded = folder.maps.filter((m) => m.endsWith("_thresh-05.nii.gz") && m.includes("/z_desc-size_level"));
+  // open on a thresholded map whose folder has clusters (the unsigned map of a review first)
+  const withClusters = new Set(folder.cluster_tables.filter((t) => t.endsWith("/clusters.tsv")).map(dir));
+  const preferred = thresholded.find((m) => withClusters.has(dir(m)) && !dir(m).includes("_dir-"))
+    || thresholded.find((m) => withClusters.has(dir(m))) || thresholded[0]
+    || folder.maps.find((m) => m.endsWith("/z.nii.gz")) || folder.maps[0];
   $("#map").replaceChildren(...folder.maps.map((m) => el("option", { value: m, selected: m === preferred }, m)));
   $("#map2").append(...folder.maps.map((m) => el("option", { value: m }, m)));
   $("#downloads").replaceChildren(...folder.files.map((f) => el("li", {}, el("a", { href: `/files/${f}`, download: "" }, f))));
@@ -411,17 +434,18 @@ async function results() {
     for (const v of nv.volumes.slice(1)) { v.cal_min = t; v.cal_max = Math.max(t + 1, v.cal_max); }
     nv.updateGLVolume();
   });
-  $("#map").addEventListener("change", show);
+  $("#map").addEventListener("change", async () => { await show(); await clusterTables(folder, nv, dir($("#map").value)); });
   $("#map2").addEventListener("change", show);
   await show();
-  await clusterTables(folder, nv);
+  await clusterTables(folder, nv, dir($("#map").value));
   document.body.dataset.ready = "1";
 }
 
-async function clusterTables(folder, nv) {
+// the cluster tables of the folder of the map shown (FWE, then FDR and uncorrected ones when written)
+async function clusterTables(folder, nv, mapFolder) {
   const box = $("#clusters");
   box.replaceChildren();
-  for (const path of folder.cluster_tables) {
+  for (const path of folder.cluster_tables.filter((t) => t.slice(0, t.lastIndexOf("/")) === mapFolder)) {
     const t = await call("GET", `/api/table?path=${encodeURIComponent(path)}`);
     const shown = t.columns.filter((c) => !c.startsWith("label_") || c === t.columns.find((x) => x.startsWith("label_")));
     const rows = t.rows.map((r) => {
