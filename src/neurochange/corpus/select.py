@@ -271,6 +271,9 @@ def select(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
     studyset = apply_to_studyset(_title_doses(corpus, studyset), curation)
     n_curated = len(studyset.experiments)
     studyset, flags = apply_focus_flags(studyset, curation)
+    # the focus numbers and table labels served curation; the selection's foci keep the StudySet's columns
+    studyset = StudySet(studyset.studies, studyset.experiments,
+                        studyset.foci.drop(columns=["focus", "table_label"], errors="ignore"), studyset.provenance)
     tagging = classify.tagging_info(corpus)
     flow["tagging"] = tagging or {"note": "the corpus is not tagged: run `neurochange corpus tag`"}
     flow["included"]["foci"] = int(len(studyset.foci))
