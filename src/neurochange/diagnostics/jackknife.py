@@ -166,6 +166,8 @@ def jackknife(result: MetaResult, labels: np.ndarray, corrector: MonteCarloFWE, 
     for i, (survived[i], best_p[i]) in enumerate(outcomes):
         if progress is not None:
             progress(i + 1, n_exp)
+    if cluster is not None:
+        cluster.release()
     return survived, best_p
 
 

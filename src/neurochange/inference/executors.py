@@ -86,6 +86,9 @@ class Executor(Protocol):
     def map(self, fn: Callable, items: Iterable, *shared) -> Iterator:
         """``fn(item, *shared)`` for every item, results yielded in the order of ``items``."""
 
+    def release(self) -> None:
+        """Forget the shared objects of a finished run."""
+
 
 class ThreadExecutor:
     """Local worker threads (one when ``n_workers`` is 1: no pool at all)."""
@@ -100,6 +103,9 @@ class ThreadExecutor:
     def map(self, fn: Callable, items: Iterable, *shared) -> Iterator:
         call = functools.partial(_call, fn, shared)
         return map(call, items) if self._pool is None else self._pool.map(call, items)
+
+    def release(self) -> None:
+        """Nothing to forget: threads share the caller's objects."""
 
     def close(self) -> None:
         if self._pool is not None:
@@ -175,6 +181,13 @@ class DaskExecutor:
                 yield future.result()
         finally:
             self.client.cancel([f for f in futures if not f.done()])
+
+    def release(self) -> None:
+        """Drop the scattered copies of a finished run's shared objects from the workers."""
+        futures = [future for _, future in self._scattered.values()]
+        self._scattered = {}
+        if futures:
+            self.client.cancel(futures)
 
     def close(self) -> None:
         self._scattered = {}
@@ -284,4 +297,6 @@ def run_chunks(task: Callable[..., object], n_iters: int, executor: Executor, *,
         done = upto
         if stop is not None and watch is not None and (done % stop.check_every == 0 or done == n_iters):
             stopped, intervals = stopping.thresholds_known(watch(results), stop.precision, stop.confidence)
+    if shared:
+        executor.release()
     return ChunkRun(results, done, bool(stopped and done < n_iters), intervals)
