@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def main() -> None:
+    os.environ.setdefault("TQDM_DISABLE", "1")  # NiMARE's progress bars
     from test_ale import neurosynth_subset
 
     from neurochange.diagnostics.jackknife import jackknife
