@@ -132,6 +132,9 @@ def test_focus_flags_move_or_leave_out_single_foci(corpus, tmp_path):
     assert np.array_equal(foci.loc[foci["experiment_id"] == kept, ["x", "y", "z"]].to_numpy(),
                           mine.loc[3:, ["x", "y", "z"]].to_numpy())
     assert selection.flow["focus_flags"] == {"wrong_sign": 1, "out_of_brain": 1, "duplicate": 1}
+    listed = selection.table.set_index("experiment_id")
+    assert listed.loc[flipped, ["study_id", "direction"]].tolist() == [STUDY, "decrease"]
+    assert list(listed.index).index(flipped) == list(listed.index).index(kept) + 1
     assert selection.flow["included"]["experiments_flipped"] == 1
     # the signed maps see it: one increase and one decrease experiment of the same study
     assert sorted(selection.studyset.experiments["direction"]) == ["decrease", "increase"]

@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 
 from neurochange.corpus.curation import (
+    FLIPPED,
+    OPPOSITE,
     Curation,
     apply_focus_flags,
     apply_to_records,
@@ -205,6 +207,23 @@ def _table(corpus: Corpus, included: pd.DataFrame, clauses, studyset: StudySet) 
     return table[list(TABLE_COLUMNS)].reset_index(drop=True)
 
 
+def _with_flipped(table: pd.DataFrame, studyset: StudySet) -> pd.DataFrame:
+    """``table`` with a row for each experiment that curation's ``wrong_sign`` flags made (after its source's)."""
+    suffix = f"-{FLIPPED}"
+    listed = set(table["experiment_id"])
+    made = [e for e in studyset.experiments["experiment_id"] if e.endswith(suffix) and e not in listed]
+    if not made:
+        return table
+    rows = []
+    for row in table.to_dict("records"):
+        rows.append(row)
+        if f"{row['experiment_id']}{suffix}" in made:
+            rows.append({**row, "experiment_id": f"{row['experiment_id']}{suffix}",
+                         "direction": OPPOSITE.get(row["direction"], row["direction"]),
+                         "included_because": "foci of the other experiment flagged wrong_sign by curation"})
+    return pd.DataFrame(rows, columns=table.columns)
+
+
 def screen(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
            curation: Curation | str | Path | None = None, experiments: str = "study") -> tuple[pd.DataFrame, dict]:
     """The flow of :func:`select` without building the StudySet (fast on the whole corpus: a PRISMA count).
@@ -283,7 +302,7 @@ def select(corpus: Corpus, query: Query | str = "", *, source: str = NEUROSYNTH,
     studyset.provenance["flow"].append({"step": "select", **{k: flow[k] for k in ("query", "screened", "included")}})
     studyset.provenance["tagging"] = flow["tagging"]
     studyset.provenance["curation"] = flow["curation"]
-    table = _table(corpus, included, query.clauses, studyset)
+    table = _with_flipped(_table(corpus, included, query.clauses, studyset), studyset)
     provenance = {"query": str(query), "preferred_source": source, "drop_duplicates": drop_duplicates,
                   "experiments_per": experiments,
                   "tagging": flow["tagging"], "curation": flow["curation"],
