@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from neurochange.corpus.curation import FIELDS, Curation, _column, read_curation
+from neurochange.corpus.curation import FIELDS, NOTE_COLUMNS, Curation, _column, read_curation
 from neurochange.errors import InputError
 from neurochange.results.outdir import atomic_file
 from neurochange.sources.download import sha256_file
@@ -62,9 +62,7 @@ class Edit:
     expected: str | None = None
 
     def key(self) -> tuple[str, str, str]:
-        if self.experiment_id:
-            return ("", self.experiment_id, self.focus)
-        return (self.study_id, "", "")
+        return _key(vars(self))
 
 
 def version(path: str | Path) -> str:
@@ -79,23 +77,24 @@ def _key(row: dict) -> tuple[str, str, str]:
     return (row.get("study_id", ""), "", "")
 
 
-def read_records(path: str | Path) -> dict[tuple[str, str, str], dict]:
-    """The table's records by key ``(study_id, experiment_id, focus)``, each a dict of :data:`COLUMNS`.
+def read_records(path: str | Path) -> tuple[dict[tuple[str, str, str], dict], str]:
+    """The table's records by key ``(study_id, experiment_id, focus)``, each a dict of :data:`COLUMNS`,
+    and its version (:func:`version`, from the same check).
 
     A missing file is an empty table. Rows of the same record merge (the reader has already
     refused conflicting values).
     """
     path = Path(path)
     if not path.exists():
-        return {}
-    read_curation(path)
+        return {}, ""
+    checked = read_curation(path).sha256
     records: dict[tuple[str, str, str], dict] = {}
     columns = None
     for _, cells in table_rows(check_file(path), []):
         if columns is None:
             columns = {i: c for i, c in ((i, _column(n, path, i)) for i, n in enumerate(cells)) if c}
             continue
-        row = {("note" if name in ("notes", "comment", "comments") else name): cells[i].strip()
+        row = {("note" if name in NOTE_COLUMNS else name): cells[i].strip()
                for i, name in columns.items() if i < len(cells)}
         if not any(row.values()):
             continue
@@ -103,7 +102,7 @@ def read_records(path: str | Path) -> dict[tuple[str, str, str], dict]:
         for name, value in row.items():
             if value and name in record:
                 record[name] = value if not record[name] or name != "note" else f"{record[name]}; {value}"
-    return records
+    return records, checked
 
 
 @contextmanager
@@ -158,7 +157,7 @@ def edit_curation(path: str | Path, edits: list[Edit], check: Callable[[Curation
     if path.suffix.lower() != ".tsv":
         raise InputError("the curation table edited here must be a .tsv file", file=path)
     with _locked(path):
-        records = read_records(path)
+        records, _ = read_records(path)
         for edit in edits:
             try:
                 _apply(records, edit)

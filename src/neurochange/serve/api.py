@@ -142,9 +142,6 @@ def info(request: Request) -> dict:
             "max_upload_bytes": MAX_UPLOAD_BYTES, "max_page": browse.MAX_PAGE}
 
 
-def _curation_view(project: Project) -> dict:
-    records = read_records(project.curation)
-    return {"version": version(project.curation), "records": list(records.values())}
 
 
 @router.get("/candidates")
@@ -155,12 +152,11 @@ def candidates(request: Request, query: str = Query("", max_length=2000), text: 
     ctx = _ctx(request)
     with ctx.lock:
         page = browse.candidates(ctx.corpus(), query, text=text, source=ctx.source, offset=offset, limit=limit)
-    records = read_records(ctx.project.curation)
+    records, page["curation_version"] = read_records(ctx.project.curation)
     for study in page["studies"]:
         row = records.get((study["study_id"], "", ""), {})
         study["include"], study["reason"] = row.get("include", ""), row.get("reason", "")
         study["links"] = _links(study)
-    page["curation_version"] = version(ctx.project.curation)
     return page
 
 
@@ -183,21 +179,21 @@ def study(request: Request, study_id: str, experiments: Level = "table") -> dict
             out = browse.study(ctx.corpus(), study_id, source=ctx.source, experiments=experiments)
         except InputError as err:
             raise NotFound(err.message) from None
-    records = read_records(ctx.project.curation)
+    records, out["curation_version"] = read_records(ctx.project.curation)
     out["curation"] = records.get((study_id, "", ""), {})
     out["links"] = _links(out)
     for ex in out["experiments"]:
         ex["curation"] = records.get(("", ex["experiment_id"], ""), {})
         for focus in ex["foci"]:
             focus["flag"] = records.get(("", ex["experiment_id"], str(focus["focus"])), {}).get("flag", "")
-    out["curation_version"] = version(ctx.project.curation)
     return out
 
 
 @router.get("/curation")
 def curation(request: Request) -> dict:
     """The project's curation table: its version (SHA-256) and one record per study, experiment or focus."""
-    return _curation_view(_ctx(request).project)
+    records, checked = read_records(_ctx(request).project.curation)
+    return {"version": checked, "records": list(records.values())}
 
 
 @router.post("/curation")
