@@ -267,20 +267,28 @@ def _check_experiment(curation: Curation, target: str, line: int, experiments: d
                      field="experiment_id")
 
 
+def _unsigned(curation: Curation, focus, direction) -> InputError:
+    """The error of a ``wrong_sign`` flag (a :attr:`Curation.foci` row) on an experiment that is not signed."""
+    shown = direction if isinstance(direction, str) and direction else "unknown"
+    return InputError(f"focus {focus.focus} of {focus.experiment_id!r} is flagged wrong_sign, but the experiment's "
+                      f"direction is {shown}: set it to increase or decrease first", file=curation.file,
+                      line=focus.line, field="flag")
+
+
 def check_flag_directions(curation: Curation, directions: dict) -> None:
-    """Every ``wrong_sign`` focus's experiment must be signed (increase/decrease), by this table's experiment or
-    study rows or else by ``directions`` (experiment id -> (study id, direction) as the corpus holds them)."""
-    rows = curation.rows[curation.rows["field"] == "direction"]
-    by_experiment = dict(zip(rows.loc[rows["level"] == "experiment", "id"], rows.loc[rows["level"] == "experiment",
-                                                                                      "value"]))
-    by_study = dict(zip(rows.loc[rows["level"] == "study", "id"], rows.loc[rows["level"] == "study", "value"]))
-    for r in curation.foci[curation.foci["flag"] == "wrong_sign"].itertuples(index=False):
-        study, stored = directions.get(r.experiment_id, (None, None))
-        direction = by_experiment.get(r.experiment_id, by_study.get(study, stored))
-        if direction not in OPPOSITE:
-            raise InputError(f"focus {r.focus} of {r.experiment_id!r} is flagged wrong_sign, but the experiment's "
-                             f"direction is {direction or 'unknown'}: set it to increase or decrease first",
-                             file=curation.file, line=r.line, field="flag")
+    """Every ``wrong_sign`` focus's experiment must be signed (increase/decrease) once this table is applied
+    (:func:`apply_to_records`) over ``directions``: experiment id -> (study id, direction), as the corpus has them."""
+    flagged = curation.foci[curation.foci["flag"] == "wrong_sign"]
+    if not len(flagged):
+        return
+    ids = list(dict.fromkeys(flagged["experiment_id"]))
+    stored = [directions.get(e, (None, None)) for e in ids]
+    records = pd.DataFrame({"experiment_id": ids, "study_id": [s for s, _ in stored],
+                            "direction": [d for _, d in stored], **{t: pd.NA for t in TAGS}})
+    resolved = dict(zip(ids, apply_to_records(records, curation)["direction"]))
+    for r in flagged.itertuples(index=False):
+        if resolved[r.experiment_id] not in OPPOSITE:
+            raise _unsigned(curation, r, resolved[r.experiment_id])
 
 
 def _owner_modality(subtype: str) -> str | None:
@@ -447,9 +455,7 @@ def apply_focus_flags(studyset: StudySet, curation: Curation | None) -> tuple[St
             continue
         row = experiments.loc[experiments["experiment_id"] == r.experiment_id].iloc[0]
         if row["direction"] not in OPPOSITE:
-            raise InputError(f"focus {r.focus} of {r.experiment_id!r} is flagged wrong_sign, but the experiment's "
-                             f"direction is {row['direction']}: set it to increase or decrease first",
-                             file=curation.file, line=r.line, field="flag")
+            raise _unsigned(curation, r, row["direction"])
         new_id = f"{r.experiment_id}-{FLIPPED}"
         if new_id not in {f["experiment_id"] for f in flipped_rows}:
             flipped_rows.append({**row.to_dict(), "experiment_id": new_id,
