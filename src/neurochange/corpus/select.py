@@ -45,7 +45,7 @@ from neurochange.corpus.curation import (
     read_curation,
 )
 from neurochange.corpus.query import FIELDS, Clause, Query, parse, where_sql
-from neurochange.corpus.store import DATABASES, NEUROSYNTH, Corpus, experiment_level
+from neurochange.corpus.store import DATABASES, NEUROSYNTH, Corpus, experiment_level, level_view
 from neurochange.corpus.tagging import classify
 from neurochange.errors import InputError
 from neurochange.studyset import StudySet
@@ -68,8 +68,7 @@ class Selection:
 
 
 def _records(corpus: Corpus, curation: Curation | None, experiments: str) -> pd.DataFrame:
-    catalog = "table_catalog" if experiments == "table" else "catalog"
-    records = corpus.con.execute(f"SELECT * FROM {catalog} ORDER BY source, position").df()
+    records = corpus.con.execute(f"SELECT * FROM {level_view('catalog', experiments)} ORDER BY source, position").df()
     if curation is not None:
         studies = set(records["study_id"])
         check_ids(curation, studies, dict(zip(records["experiment_id"], records["study_id"])))

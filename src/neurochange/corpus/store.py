@@ -333,7 +333,7 @@ class Corpus:
         """
         if source not in DATABASES:
             raise InputError(f"source must be one of {', '.join(DATABASES)}, not {source!r}", field="source")
-        catalog = f"{'table_' if experiment_level(experiments) == 'table' else ''}catalog"
+        catalog = level_view("catalog", experiments)
         query = parse(query) if isinstance(query, str) else query
         self._validate(query)
         where, params = where_sql(query)
@@ -369,18 +369,17 @@ class Corpus:
         ``drop_duplicates`` leaves any out.
         """
         level = experiment_level(experiments)
-        prefix = "table_" if level == "table" else ""
         query = parse(query) if isinstance(query, str) else query
         chosen = chosen[["experiment_id", "study_id", "source"]].reset_index(drop=True)
         selected = chosen.assign(order=np.arange(len(chosen)))
         self.con.register("_selected", selected)
         try:
             experiments = self.con.execute(
-                f"SELECT {', '.join('e.' + c for c in EXPERIMENT_COLUMNS)} FROM {prefix}experiments e "
+                f"SELECT {', '.join('e.' + c for c in EXPERIMENT_COLUMNS)} FROM {level_view('experiments', level)} e "
                 "JOIN _selected s USING (experiment_id) ORDER BY s.order").df()
             foci = self.con.execute(
                 "SELECT f.experiment_id, f.x, f.y, f.z, f.space, f.source, f.table_id, f.out_of_bounds, f.duplicate, "
-                f"f.table_label FROM {prefix}foci f JOIN _selected s USING (experiment_id) "
+                f"f.table_label FROM {level_view('foci', level)} f JOIN _selected s USING (experiment_id) "
                 "ORDER BY s.order, f.position").df()
             studies = self.con.execute(
                 f"SELECT st.study_id, {', '.join('st.' + f for f in STUDY_FIELDS)}, c.source, "
@@ -456,6 +455,12 @@ def experiment_level(experiments: str) -> str:
     return experiments
 
 
+def level_view(name: str, experiments: str) -> str:
+    """The table or view ``name`` (``experiments``, ``foci``, ``catalog``) at level ``experiments``: the
+    ``table_`` views of :mod:`neurochange.corpus.schema` for ``"table"``."""
+    return f"table_{name}" if experiment_level(experiments) == "table" else name
+
+
 def _dataset_notes(names: list[str]) -> list[str]:
     """Which release of each database, where from, under which licence (for methods sections)."""
     from neurochange.sources.download import dataset
@@ -489,4 +494,5 @@ def build(corpus: Corpus, source: str = "all", *, tal_method: str = "icbm_other"
     return reports
 
 
-__all__ = ["Corpus", "build", "default_path", "DATABASES", "DATABASE_FILES", "EXPERIMENT_LEVELS", "experiment_level"]
+__all__ = ["Corpus", "build", "default_path", "DATABASES", "DATABASE_FILES", "EXPERIMENT_LEVELS", "experiment_level",
+           "level_view"]
