@@ -8,6 +8,7 @@ download); WebGL2 comes from ANGLE on SwiftShader, so no GPU is needed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -76,7 +77,9 @@ def test_damaged_copy_is_replaced_and_bad_member_refused(isolated, monkeypatch):
     path.write_text("damaged")
     assert hashlib.sha256(niivue.niivue_js().read_bytes()).hexdigest() == SHA256
     path.unlink()
-    monkeypatch.setattr(niivue, "_entry", lambda: ("niivue-0.69.0", "0" * 64))
+    packages = niivue.package_manifest()
+    wrong = dataclasses.replace(packages["niivue"], members=((niivue.MEMBER, "0" * 64),))
+    monkeypatch.setattr(niivue, "package_manifest", lambda: {**packages, "niivue": wrong})
     with pytest.raises(DataUnavailableError, match="niivue.umd.js in .* has SHA-256 47b896b7"):
         niivue.niivue_js()
     assert not path.exists()

@@ -94,6 +94,11 @@ class Dataset:
     license: str
     license_file: str
     files: tuple[DataFile, ...]
+    members: tuple[tuple[str, str], ...] = ()  # (name, sha256) of files read from inside an archive
+
+    def member_sha256(self, member: str) -> str:
+        """The SHA-256 the manifest gives for ``member`` (a file inside one of the dataset's archives)."""
+        return dict(self.members)[member]
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ def load_manifest(path: str | Path | None = None) -> dict[str, Dataset]:
         datasets[name] = Dataset(
             name, ds["title"], ds["folder"], ds["repository"], ds["commit"],
             ds["license"], ds["license_file"], files,
+            tuple((m["name"], m["sha256"].lower()) for m in ds.get("members", [])),
         )
     return datasets
 
@@ -406,10 +412,14 @@ def fetch(relpath_or_name: str, *, progress: Progress | None = None,
     return ensure(lookup(relpath_or_name, manifest), progress=progress).path
 
 
+def package_manifest() -> dict[str, Dataset]:
+    """The registry packages whose files neurochange reads (``resources/packages.toml``), by name."""
+    return load_manifest(Path(str(resources.files("neurochange").joinpath("resources/packages.toml"))))
+
+
 def fetch_package_file(name: str, *, progress: Progress | None = None) -> Path:
     """Path of a verified file of a registry package (``resources/packages.toml``), by file name."""
-    manifest = load_manifest(Path(str(resources.files("neurochange").joinpath("resources/packages.toml"))))
-    return ensure(lookup(name, manifest), progress=progress, mirror_optional=True).path
+    return ensure(lookup(name, package_manifest()), progress=progress, mirror_optional=True).path
 
 
 def fetch_dataset(name: str, *, progress: Progress | None = None,

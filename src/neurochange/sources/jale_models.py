@@ -19,13 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import tomllib
 from functools import lru_cache
-from importlib import resources
 
 import numpy as np
 
 from neurochange.errors import DataUnavailableError, InputError
+from neurochange.sources.download import package_manifest
 from neurochange.sources.jale_prior import wheel_member
 
 #: The wheel member of each model: voxel-level FWE (ALE), cluster-level FWE (voxels), TFCE FWE.
@@ -146,8 +145,7 @@ def legacy_to_json(raw: bytes) -> dict:
 def model_bytes(which: str) -> bytes:
     """The bytes of one model (``"vfwe"``, ``"cfwe"`` or ``"tfce"``), checked against packages.toml."""
     member = MODELS[which]
-    manifest = tomllib.loads(resources.files("neurochange").joinpath("resources/packages.toml").read_text())
-    expected = {m["name"]: m["sha256"] for m in manifest["datasets"]["jale"]["members"]}[member]
+    expected = package_manifest()["jale"].member_sha256(member)
     raw = wheel_member(member)
     got = hashlib.sha256(raw).hexdigest()
     if got != expected:

@@ -14,30 +14,23 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-import tomllib
 from importlib import resources
 from pathlib import Path
 
 from neurochange.errors import DataUnavailableError
 from neurochange.results.outdir import atomic_file
-from neurochange.sources.download import ENV_HOME, data_dir, fetch_package_file, sha256_file
+from neurochange.sources.download import ENV_HOME, data_dir, fetch_package_file, package_manifest, sha256_file
 
 TARBALL = "niivue-0.69.0.tgz"
 MEMBER = "package/dist/niivue.umd.js"
 CITATION = "NiiVue 0.69.0 (github.com/niivue/niivue), BSD-2-Clause licence: niivue.umd.js"
 
 
-def _entry() -> tuple[str, str]:
-    """The cache folder of NiiVue's tarball and the SHA-256 of :data:`MEMBER`, from packages.toml."""
-    manifest = tomllib.loads(resources.files("neurochange").joinpath("resources/packages.toml").read_text())
-    ds = manifest["datasets"]["niivue"]
-    return ds["folder"], {m["name"]: m["sha256"] for m in ds["members"]}[MEMBER]
-
-
 def niivue_js() -> Path:
     """Path of a verified ``niivue.umd.js`` in the cache, extracted from the tarball on first use."""
-    folder, expected = _entry()
-    target = data_dir() / folder / "niivue.umd.js"
+    package = package_manifest()["niivue"]
+    expected = package.member_sha256(MEMBER)
+    target = data_dir() / package.folder / "niivue.umd.js"
     if target.is_file() and sha256_file(target) == expected:
         return target
     tarball = fetch_package_file(TARBALL)
