@@ -10,6 +10,7 @@ that meets a newer value, 413 for an upload over the limit, 503 for data that ca
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 from contextlib import asynccontextmanager
@@ -56,6 +57,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def _handle(status: int, request, err) -> JSONResponse:
+    return _error(status, str(err))
+
+
 def create_app(project_dir: str | Path, corpus_path: str | Path | None = None, *,
                source: str = "neurosynth") -> FastAPI:
     """The app serving ``project_dir`` (an existing folder) over the corpus at ``corpus_path`` (default corpus)."""
@@ -72,29 +77,10 @@ def create_app(project_dir: str | Path, corpus_path: str | Path | None = None, *
     app.state.context = context
     app.include_router(api.router)
 
-    @app.exception_handler(EditConflict)
-    async def _conflict(request, err):
-        return _error(409, str(err))
-
-    @app.exception_handler(api.TooLarge)
-    async def _too_large(request, err):
-        return _error(413, str(err))
-
-    @app.exception_handler(InputError)
-    async def _input(request, err):
-        return _error(400, str(err))
-
-    @app.exception_handler(api.NotFound)
-    async def _missing(request, err):
-        return _error(404, str(err))
-
-    @app.exception_handler(DataUnavailableError)
-    async def _unavailable(request, err):
-        return _error(503, str(err))
-
-    @app.exception_handler(NeurochangeError)
-    async def _other(request, err):
-        return _error(400, str(err))
+    # one line of JSON per error; Starlette picks the handler of the most specific class
+    for error, status in ((EditConflict, 409), (api.TooLarge, 413), (InputError, 400), (api.NotFound, 404),
+                          (DataUnavailableError, 503), (NeurochangeError, 400)):
+        app.add_exception_handler(error, functools.partial(_handle, status))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, err):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurochange.errors import InputError
+from neurochange.inference.clusters import FACE_CONNECTIVITY
 from neurochange.meta.inputs import AnalysisInputs
 
 #: Experiments per dense buffer.
@@ -114,8 +115,7 @@ class ArrayAleNullEngine:
             self.groups.append((xp.asarray(foci), xp.asarray(where - cube.radius),
                                 xp.asarray(values[tuple(where.T)]), xp.asarray(focus_experiment[foci])))
         self.n_foci = len(focus_experiment)
-        self.n_null = int(len(null_voxels[null_voxels]))
-        self._structure = _ndimage(np).generate_binary_structure(3, 1)
+        self.n_null = int(np.count_nonzero(null_voxels))
 
     def warm_up(self, draws: np.ndarray) -> None:
         """One iteration (compiles CuPy's kernels)."""
@@ -151,7 +151,7 @@ class ArrayAleNullEngine:
 
     def run(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         xp, ndimage = self.xp, _ndimage(self.xp)
-        structure = xp.asarray(self._structure)
+        structure = xp.asarray(FACE_CONNECTIVITY)
         n_it = len(draws)
         out = (np.zeros(n_it), np.zeros(n_it, dtype=np.int64), np.zeros(n_it))
         for it in range(n_it):
