@@ -570,7 +570,7 @@ def _curation_sentence(selection, method: str = "") -> str:
     if not curated:
         return (f"{found}; the tags are a screening aid, and a curation table is where a review confirms each "
                 "included study, its direction and its sample size.")
-    k = len(table)
+    k = flow["included"]["experiments"]  # the records the table was applied to (not the experiments flags made)
     set_on = (flow.get("curation") or {}).get("set_on_included", {})
     how = f" ({method})" if method else ""
     text = (f"{found}; a curation table{how} set values by hand for {curated:,} of "
