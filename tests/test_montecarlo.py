@@ -80,6 +80,27 @@ def test_iterations_equal_dense_reference_pain(pain, two_stage):
         assert mass[it] == pytest.approx(ref[2], rel=1e-12, abs=1e-15)
 
 
+def test_extended_layout_holds_every_cube_row_apart(pain):
+    # the whole-map pass writes kernel cube rows unclipped: every row within the radius of a
+    # mask voxel must hold k - pad .. k + pad inside the layout, and no two rows may share a place
+    plan = null_ale.build_plan(pain.inputs, pain.estimator.experiment_kernels(pain.inputs), pain.grid.mask, 0.01)
+    geo, pad, (nx, ny, nz) = plan.geometry, plan.pad, plan.padded_shape
+    base = geo.ext_base[:-1].reshape(nx, ny)
+    has = (geo.row_hi > geo.row_lo).reshape(nx, ny)
+    lo = np.where(has, geo.row_lo.reshape(nx, ny), nz)
+    hi = np.where(has, geo.row_hi.reshape(nx, ny), 0)
+    owners = np.zeros(plan.n_extended, dtype=np.int64)
+    for a in range(nx):
+        for b in range(ny):
+            near = (slice(max(0, a - pad), a + pad + 1), slice(max(0, b - pad), b + pad + 1))
+            if not has[near].any():
+                continue
+            places = base[a, b] + np.arange(lo[near].min() - pad, hi[near].max() + pad)
+            assert places.min() >= 0 and places.max() < plan.n_extended
+            owners[places] += 1
+    assert owners.max() == 1
+
+
 @pytest.mark.parametrize("two_stage", [False, True])
 @pytest.mark.parametrize("p", [0.001, 0.05])
 def test_iterations_equal_dense_reference_small_grid(two_stage, p):

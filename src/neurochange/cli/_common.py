@@ -5,6 +5,7 @@ A user mistake (any ``NeurochangeError``) prints one line and exits 2.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 
@@ -203,6 +204,10 @@ def run_and_write(label: str, total: int, out, overwrite: bool, run, *args, prec
     finish = None
     if page:
         from neurochange.report.analysis_page import write_analysis_page as finish
+        from neurochange.report.figures import preload
+
+        preload()
+    gc.freeze()  # see neurochange.cli.main: what exists now lives until exit
     return result, write_output(result.output, out, overwrite, finish=finish)
 
 

@@ -96,6 +96,18 @@ def _empty_panel(fig: Figure, rect, message: str) -> None:
              color="#444444", fontweight="bold")
 
 
+def _template() -> nib.Nifti1Image:
+    """nilearn's MNI152 template at its own 1 mm (its 2 mm version is resampled on every first call, ~0.6 s)."""
+    from nilearn.datasets import load_mni152_template
+
+    return load_mni152_template(resolution=1)
+
+
+def preload() -> None:
+    """Import nilearn's plotting now (a caller may then freeze the collector over what exists)."""
+    import nilearn.plotting  # noqa: F401
+
+
 def _map_panels(fig: Figure, img: nib.Nifti1Image, cuts: list[float], *, signed: bool, label: str,
                 cmap: str | None = None) -> None:
     """Glass brain (top) and axial slices on the MNI template (bottom) of a thresholded map.
@@ -114,7 +126,7 @@ def _map_panels(fig: Figure, img: nib.Nifti1Image, cuts: list[float], *, signed:
                      threshold=threshold, vmax=vmax, vmin=-vmax if signed else 0, cmap=cmap, alpha=0.75,
                      symmetric_cbar=signed, cbar_tick_format="%.1f", annotate=True)
     ax = fig.add_axes((0.0, 0.02, 1.0, 0.42))
-    plot_stat_map(img, display_mode="z", cut_coords=cuts, figure=fig, axes=ax, colorbar=False,
+    plot_stat_map(img, bg_img=_template(), display_mode="z", cut_coords=cuts, figure=fig, axes=ax, colorbar=False,
                   threshold=threshold, vmax=vmax, cmap=cmap, black_bg=False, annotate=True, draw_cross=False,
                   symmetric_cbar=signed, dim=-0.3)
     fig.text(0.01, 0.455, label, fontsize=8, color="#444444", va="bottom")
@@ -306,7 +318,7 @@ def overlap_figure(map_a: str | Path, map_b: str | Path, out: str | Path, *, lab
                          vmax=3.5, threshold=0.5, plot_abs=False, alpha=0.9, resampling_interpolation="nearest")
         ax = fig.add_axes((0.0, 0.04, 1.0, 0.40))
         cuts = _overlap_cuts(img)
-        plot_roi(img, display_mode="z", cut_coords=cuts, figure=fig, axes=ax, cmap=cmap, vmin=0.5, vmax=3.5,
+        plot_roi(img, bg_img=_template(), display_mode="z", cut_coords=cuts, figure=fig, axes=ax, cmap=cmap, vmin=0.5, vmax=3.5,
                  black_bg=False, draw_cross=False, alpha=0.9, colorbar=False, resampling_interpolation="nearest")
         handles = [Patch(color=c, label=f"{n}: {k:,} voxels") for c, n, k in zip(OVERLAP_COLOURS, names, counts)]
         fig.legend(handles=handles, loc="upper left", ncol=3, frameon=False, bbox_to_anchor=(0.005, 0.94))

@@ -10,10 +10,14 @@ densely with NumPy and SciPy, only faster.
   every (i, j) row along k only the span of its mask voxels is stored ("compact"
   index), and kernel cubes are clipped to these spans.
 - Exact ALE of the whole map (large data sets, and the fallback below): a running
-  product of ``1 - MA`` (float64) over the rows the kernels touch; an experiment's MA is
-  the running maximum over its foci (float32 scratch), folded into the product and
-  cleared once per row over the span its foci cover. Touched rows are listed, so reading
-  the result and restoring the product to 1 costs what the kernels touched.
+  product of ``1 - MA`` (float64) in an "extended" layout where every row's span reaches
+  as far as any kernel cube touching it can (so cube rows are never clipped and every
+  row loop has the kernel's length, which vectorizes). The grid is processed in slabs of
+  ``SLAB_PLANES`` i-planes (their product and scratch stay in the L2 cache): the foci
+  reaching a slab are bucketed in focus order, then each experiment's MA (running
+  maximum over its foci, float32 scratch) is folded into the product and cleared by a
+  second walk over the same cube rows (where cubes overlap the second fold multiplies by
+  exactly 1). Per voxel the product still runs over experiments in order.
 - Two stages, for plans whose kernel cores are much smaller than the cubes (small and
   medium data sets; :meth:`AleNullEngine.warm_up` times both engines and keeps the
   faster). Stage 1 bounds the ALE from above on 2 x 2 x 2 voxel blocks: each focus
@@ -59,11 +63,15 @@ CORE_SLACK = 0.03
 CORE_ROW_SHARE = 0.6
 #: Relative safety margin on the bound (covers float64 rounding of the products).
 BOUND_MARGIN = 1e-9
+#: i-planes per slab of the whole-map pass (a slab's product and scratch fit the L2 cache).
+SLAB_PLANES = 8
 
-#: Padded-grid rows and their compact mask spans (see module docstring).
-Geometry = namedtuple("Geometry", "ny row_lo row_hi row_off outside")
-#: Kernel cubes (float32 values concatenated) and, per cube row (a, b), the k-range holding values.
-KernelTable = namedtuple("KernelTable", "values start radius row_start row_klo row_khi plane_start plane_blo plane_bhi")
+#: Padded-grid rows: their compact mask spans, the rows holding mask voxels, and per row the
+#: offset of k = 0 in the extended layout (see module docstring; rows no cube reaches: 0).
+Geometry = namedtuple("Geometry", "ny row_lo row_hi row_off outside mask_rows ext_base")
+#: Kernel cubes: values (float32) and ``keep`` = 1 - value (float64), concatenated; per kernel
+#: its first value and radius.
+KernelTable = namedtuple("KernelTable", "values keep start radius")
 #: Stage-1 bound: per kernel and alignment (i, j, k parity) of the focus, the 2 x 2 x 2 blocks
 #: its core reaches, as flat offsets from the focus's block and factors ``1 - block max``;
 #: entries of (kernel, alignment) ``a`` are ``start[a]:start[a + 1]``; ``shape``: block grid.
@@ -71,10 +79,9 @@ BoundTable = namedtuple("BoundTable", "offset keep start shape")
 #: Per-worker work space (2-D arrays, one row per worker).
 Work = namedtuple(
     "Work",
-    "prod scratch row_flag rows labels supra_idx supra_row supra_val parent size_acc mass_acc "
+    "prod scratch slab_focus slab_start labels supra_idx supra_row supra_val parent size_acc mass_acc "
     "block_keep block_flag cand_blocks cand_rows cand_klo cand_khi plane_jlo plane_jhi plane_klo plane_khi list_head "
-    "list_tail "
-    "entry_focus entry_next row_prod row_max foci_i foci_j exp_stamp exp_rows exp_klo exp_khi",
+    "list_tail entry_focus entry_next row_prod row_max foci_i foci_j",
 )
 
 
@@ -116,6 +123,15 @@ class NullPlan:
     def max_side(self) -> int:
         return int(2 * self.kernels.radius.max() + 1)
 
+    @property
+    def n_extended(self) -> int:
+        """Voxels of the extended layout of the whole-map pass."""
+        return int(self.geometry.ext_base[-1])
+
+    @property
+    def n_slabs(self) -> int:
+        return -(-self.padded_shape[0] // SLAB_PLANES)
+
     @cached_property
     def focus_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per focus (experiment order): its experiment, its kernel and that kernel's radius (int64 each)."""
@@ -130,30 +146,34 @@ class NullPlan:
 
 
 def _kernel_table(kernel_list: list[kernels.KernelCube]) -> KernelTable:
-    """The kernels concatenated; per cube row (a, b) its k-range of non-zero values, per
-    plane a its b-range of non-empty rows (empty: lo == hi)."""
-    klo, khi, blo, bhi = [], [], [], []
-    for kernel in kernel_list:
-        rows = (kernel.array() > 0).reshape(-1, kernel.side)
-        has = rows.any(axis=1)
-        klo.append(np.where(has, rows.argmax(axis=1), 0))
-        khi.append(np.where(has, kernel.side - rows[:, ::-1].argmax(axis=1), 0))
-        planes = has.reshape(kernel.side, kernel.side)
-        some = planes.any(axis=1)
-        blo.append(np.where(some, planes.argmax(axis=1), 0))
-        bhi.append(np.where(some, kernel.side - planes[:, ::-1].argmax(axis=1), 0))
-    sides = [k.side for k in kernel_list]
+    """The kernels' cubes concatenated."""
+    values = np.concatenate([k.values for k in kernel_list]).astype(np.float32)
     return KernelTable(
-        values=np.concatenate([k.values for k in kernel_list]).astype(np.float32),
+        values=values,
+        keep=1.0 - values.astype(np.float64),
         start=np.concatenate([[0], np.cumsum([len(k.values) for k in kernel_list])]).astype(np.int64),
         radius=np.array([k.radius for k in kernel_list], dtype=np.int64),
-        row_start=np.concatenate([[0], np.cumsum([s**2 for s in sides])]).astype(np.int64),
-        row_klo=np.concatenate(klo).astype(np.int64),
-        row_khi=np.concatenate(khi).astype(np.int64),
-        plane_start=np.concatenate([[0], np.cumsum(sides)]).astype(np.int64),
-        plane_blo=np.concatenate(blo).astype(np.int64),
-        plane_bhi=np.concatenate(bhi).astype(np.int64),
     )
+
+
+def _extended_layout(row_lo: np.ndarray, row_hi: np.ndarray, padded_shape: tuple, pad: int) -> np.ndarray:
+    """Per padded row, the offset of k = 0 in the extended layout; its last entry is the layout's size.
+
+    A row's extended span covers the mask spans of every row within ``pad`` (in i and j)
+    widened by ``pad``: any kernel cube (radius <= pad) of a focus in the mask fits there.
+    """
+    nz = padded_shape[2]
+    has = row_hi > row_lo
+    lo = np.where(has, row_lo, nz).reshape(padded_shape[:2])
+    hi = np.where(has, row_hi, 0).reshape(padded_shape[:2])
+    side = 2 * pad + 1
+    ext_lo = ndimage.minimum_filter(lo, size=side, mode="constant", cval=nz).ravel() - pad
+    ext_hi = ndimage.maximum_filter(hi, size=side, mode="constant", cval=0).ravel() + pad
+    reached = ext_hi > ext_lo
+    length = np.where(reached, ext_hi - ext_lo, 0)
+    offset = np.concatenate([[0], np.cumsum(length)])
+    base = np.where(reached, offset[:-1] - ext_lo, 0)
+    return np.concatenate([base, offset[-1:]]).astype(np.int64)
 
 
 def _bound_table(
@@ -242,7 +262,8 @@ def build_plan(
     return NullPlan(
         pad=pad,
         padded_shape=padded_shape,
-        geometry=Geometry(padded_shape[1], row_lo, row_hi, row_off, outside),
+        geometry=Geometry(padded_shape[1], row_lo, row_hi, row_off, outside, np.flatnonzero(has).astype(np.int64),
+                          _extended_layout(row_lo, row_hi, padded_shape, pad)),
         kernels=_kernel_table(kernel_list),
         bound=bound,
         exp_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
@@ -256,7 +277,7 @@ def build_plan(
 
 
 def make_work(plan: NullPlan, n_workers: int, n_entries: int | None = None) -> Work:
-    """Work space for ``n_workers`` workers (about 100 bytes per mask voxel each).
+    """Work space for ``n_workers`` workers (about 100 bytes per mask voxel and 12 per extended voxel each).
 
     ``n_entries``: room for stage-2 focus-row pairs (default: 64 per focus, at least 4096).
     """
@@ -266,11 +287,12 @@ def make_work(plan: NullPlan, n_workers: int, n_entries: int | None = None) -> W
     if n_entries is None:
         n_entries = min(plan.n_foci * plan.max_side**2, max(4096, 64 * plan.n_foci)) if plan.two_stage else 1
     nz = plan.padded_shape[2]
+    slabs_per_focus = plan.max_side // SLAB_PLANES + 2
     return Work(
-        prod=np.ones((n_workers, n), dtype=np.float64),
-        scratch=np.zeros((n_workers, n), dtype=np.float32),
-        row_flag=np.zeros((n_workers, plan.n_rows), dtype=np.uint8),
-        rows=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
+        prod=np.ones((n_workers, plan.n_extended), dtype=np.float64),
+        scratch=np.zeros((n_workers, plan.n_extended), dtype=np.float32),
+        slab_focus=np.zeros((n_workers, plan.n_foci * slabs_per_focus), dtype=np.int64),
+        slab_start=np.zeros((n_workers, plan.n_slabs + 1), dtype=np.int64),
         labels=np.zeros((n_workers, n), dtype=np.int32),
         supra_idx=np.zeros((n_workers, n), dtype=np.int64),
         supra_row=np.zeros((n_workers, n), dtype=np.int64),
@@ -296,106 +318,126 @@ def make_work(plan: NullPlan, n_workers: int, n_entries: int | None = None) -> W
         row_max=np.zeros((n_workers, nz), dtype=np.float32),
         foci_i=np.zeros((n_workers, plan.n_foci), dtype=np.int64),
         foci_j=np.zeros((n_workers, plan.n_foci), dtype=np.int64),
-        exp_stamp=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
-        exp_rows=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
-        exp_klo=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
-        exp_khi=np.zeros((n_workers, plan.n_rows), dtype=np.int64),
     )
 
 
 # ---------------------------------------------------------------------------- exact ALE, whole map
-# Hot loops take plain arrays (namedtuples are unpacked once per iteration).
+# Hot loops take plain arrays (namedtuples are unpacked once per iteration). Row loops run
+# over slices of a runtime length: that form vectorizes (indexing the whole array does not).
 @njit(cache=True)
-def _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradius, krow_start, row_klo, row_khi,
-                plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, prod, scratch, row_flag, rows,
-                exp_stamp, exp_rows, exp_klo, exp_khi):
-    """prod *= 1 - MA_e for every experiment e, over its kernel rows clipped to the mask spans.
+def _slab_buckets(foci_i, foci_r, n_slabs, slab_focus, slab_start):
+    """Bucket the foci by the slabs of ``SLAB_PLANES`` i-planes their cubes reach, each bucket in
+    focus order: slab s holds ``slab_focus[slab_start[s]:slab_start[s + 1]]``."""
+    slab_start[:] = 0
+    for f in range(foci_i.shape[0]):
+        for s in range((foci_i[f] - foci_r[f]) // SLAB_PLANES, (foci_i[f] + foci_r[f]) // SLAB_PLANES + 1):
+            slab_start[s + 1] += 1
+    for s in range(n_slabs):
+        slab_start[s + 1] += slab_start[s]
+    for f in range(foci_i.shape[0]):
+        for s in range((foci_i[f] - foci_r[f]) // SLAB_PLANES, (foci_i[f] + foci_r[f]) // SLAB_PLANES + 1):
+            slab_focus[slab_start[s]] = f
+            slab_start[s] += 1
+    for s in range(n_slabs, 0, -1):  # the fill moved each start to the next one's
+        slab_start[s] = slab_start[s - 1]
+    slab_start[0] = 0
 
-    An experiment with one focus is folded in directly; otherwise its MA (max over its
-    foci) is built in ``scratch``, then folded into ``prod`` and cleared row by row over
-    the span its foci cover in each row (``exp_stamp`` marks the experiment's rows,
-    listed in ``exp_rows`` with spans ``exp_klo``/``exp_khi``). Every row written is
-    flagged 1 and listed in ``rows``; returns the number listed.
+
+@njit(cache=True)
+def _accumulate(foci_i, foci_row, foci_k, foci_r, foci_kernel, focus_exp, exp_offsets, values, keep, kstart, ny,
+                ext_base, prod, scratch, slab_focus, slab_start):
+    """prod *= 1 - MA_e for every experiment e, over the whole extended layout, slab by slab.
+
+    An experiment with one focus is folded in directly (``keep`` = 1 - value); otherwise its MA
+    is built in ``scratch`` from its foci reaching the slab, then folded in and cleared by a
+    second walk over the same cube rows.
     """
-    n_rows = 0
-    for e in range(exp_offsets.shape[0] - 1):
-        kk = exp_kernel[e]
-        r = kradius[kk]
+    n_slabs = slab_start.shape[0] - 1
+    _slab_buckets(foci_i, foci_r, n_slabs, slab_focus, slab_start)
+    for s in range(n_slabs):
+        q = slab_start[s]
+        while q < slab_start[s + 1]:
+            e = focus_exp[slab_focus[q]]
+            q_end = q
+            while q_end < slab_start[s + 1] and focus_exp[slab_focus[q_end]] == e:
+                q_end += 1
+            group = slab_focus[q:q_end]
+            if exp_offsets[e + 1] - exp_offsets[e] == 1:
+                _fold_kernels(group, s * SLAB_PLANES, foci_i, foci_row, foci_k, foci_r, foci_kernel, keep, kstart, ny,
+                              ext_base, prod)
+            else:
+                _max_kernels(group, s * SLAB_PLANES, foci_i, foci_row, foci_k, foci_r, foci_kernel, values, kstart, ny,
+                             ext_base, scratch)
+                _fold_scratch(group, s * SLAB_PLANES, foci_i, foci_row, foci_k, foci_r, ny, ext_base, prod, scratch)
+            q = q_end
+
+
+# The three walks over the cube rows of a group of foci inside the slab starting at plane ilo
+# differ only in their innermost loop (kept apart: a branch there stops vectorization).
+@njit(cache=True)
+def _max_kernels(group, ilo, foci_i, foci_row, foci_k, foci_r, foci_kernel, values, kstart, ny, ext_base, scratch):
+    """scratch = max(scratch, kernel) over the group's cube rows."""
+    for f in group:
+        r = foci_r[f]
         side = 2 * r + 1
-        k0 = kstart[kk]
-        q0 = krow_start[kk]
-        a0 = plane_start[kk]
-        f0 = exp_offsets[e]
-        f1 = exp_offsets[e + 1]
-        single = f1 - f0 == 1
-        n_exp_rows = 0
-        for f in range(f0, f1):
-            first_row = foci_row[f] - r * ny - r
-            kfirst = foci_k[f] - r
-            for a in range(side):
-                for b in range(plane_blo[a0 + a], plane_bhi[a0 + a]):
-                    row = first_row + a * ny + b
-                    q = q0 + a * side + b
-                    lo = max(kfirst + row_klo[q], row_lo[row])
-                    hi = min(kfirst + row_khi[q], row_hi[row])
-                    if lo >= hi:
-                        continue
-                    if row_flag[row] == 0:
-                        row_flag[row] = 1
-                        rows[n_rows] = row
-                        n_rows += 1
-                    n = hi - lo
-                    start = row_off[row] + lo - row_lo[row]
-                    kfrom = k0 + (q - q0) * side + lo - kfirst
-                    kv = values[kfrom: kfrom + n]
-                    if single:
-                        p = prod[start: start + n]
-                        for t in range(n):
-                            p[t] *= 1.0 - kv[t]
-                    else:
-                        sc = scratch[start: start + n]
-                        for t in range(n):
-                            sc[t] = max(sc[t], kv[t])
-                        if exp_stamp[row] != e + 1:
-                            exp_stamp[row] = e + 1
-                            exp_rows[n_exp_rows] = row
-                            n_exp_rows += 1
-                            exp_klo[row] = lo
-                            exp_khi[row] = hi
-                        else:
-                            exp_klo[row] = min(exp_klo[row], lo)
-                            exp_khi[row] = max(exp_khi[row], hi)
-        for q in range(n_exp_rows):  # fold the experiment's MA in, clear it
-            row = exp_rows[q]
-            start = row_off[row] + exp_klo[row] - row_lo[row]
-            n = exp_khi[row] - exp_klo[row]
-            p = prod[start: start + n]
-            sc = scratch[start: start + n]
-            for t in range(n):
-                p[t] *= 1.0 - sc[t]
-                sc[t] = 0.0
-    for q in range(n_rows):
-        exp_stamp[rows[q]] = 0
-    return n_rows
+        first_row, kfirst, k0 = foci_row[f] - r * ny - r, foci_k[f] - r, kstart[foci_kernel[f]]
+        for a in range(max(0, ilo - foci_i[f] + r), min(side, ilo + SLAB_PLANES - foci_i[f] + r)):
+            for b in range(side):
+                start = ext_base[first_row + a * ny + b] + kfirst
+                kfrom = k0 + (a * side + b) * side
+                sc = scratch[start: start + side]
+                kv = values[kfrom: kfrom + side]
+                for t in range(side):
+                    v, m = kv[t], sc[t]
+                    sc[t] = v if v > m else m
 
 
 @njit(cache=True)
-def _collect(rows, n_rows, row_lo, row_hi, row_off, outside, threshold, prod, row_flag, supra_idx, supra_row,
-             supra_val):
-    """Max ALE over the mask voxels of the listed rows and their supra-threshold voxels.
+def _fold_scratch(group, ilo, foci_i, foci_row, foci_k, foci_r, ny, ext_base, prod, scratch):
+    """prod *= 1 - scratch, scratch = 0 over the group's cube rows."""
+    for f in group:
+        r = foci_r[f]
+        side = 2 * r + 1
+        first_row, kfirst = foci_row[f] - r * ny - r, foci_k[f] - r
+        for a in range(max(0, ilo - foci_i[f] + r), min(side, ilo + SLAB_PLANES - foci_i[f] + r)):
+            for b in range(side):
+                start = ext_base[first_row + a * ny + b] + kfirst
+                p = prod[start: start + side]
+                sc = scratch[start: start + side]
+                for t in range(side):
+                    p[t] *= 1.0 - sc[t]
+                    sc[t] = 0.0
 
-    Restores the rows' product to 1 and their flags to 0. Returns (max ALE, count of
-    supra-threshold voxels written to supra_idx (compact) / supra_row / supra_val).
-    """
+
+@njit(cache=True)
+def _fold_kernels(group, ilo, foci_i, foci_row, foci_k, foci_r, foci_kernel, keep, kstart, ny, ext_base, prod):
+    """prod *= 1 - kernel over the group's cube rows."""
+    for f in group:
+        r = foci_r[f]
+        side = 2 * r + 1
+        first_row, kfirst, k0 = foci_row[f] - r * ny - r, foci_k[f] - r, kstart[foci_kernel[f]]
+        for a in range(max(0, ilo - foci_i[f] + r), min(side, ilo + SLAB_PLANES - foci_i[f] + r)):
+            for b in range(side):
+                start = ext_base[first_row + a * ny + b] + kfirst
+                kfrom = k0 + (a * side + b) * side
+                p = prod[start: start + side]
+                kk = keep[kfrom: kfrom + side]
+                for t in range(side):
+                    p[t] *= kk[t]
+
+
+@njit(cache=True)
+def _collect(mask_rows, row_lo, row_hi, row_off, ext_base, outside, threshold, prod, supra_idx, supra_row, supra_val):
+    """Max ALE over the mask and its supra-threshold voxels (compact index, row, value), in
+    compact order; returns (max ALE, their count). Restores the product to 1."""
     keep_min = 1.0
     keep_threshold = 1.0 - threshold
     n_supra = 0
-    for q in range(n_rows):
-        row = rows[q]
-        row_flag[row] = 0
+    for row in mask_rows:
         start = row_off[row]
         n = row_hi[row] - row_lo[row]
-        p = prod[start: start + n]
+        ext = ext_base[row] + row_lo[row]
+        p = prod[ext: ext + n]
         o = outside[start: start + n]
         low = 1.0
         for t in range(n):
@@ -410,8 +452,7 @@ def _collect(rows, n_rows, row_lo, row_hi, row_off, outside, threshold, prod, ro
                         supra_val[n_supra] = ale
                         n_supra += 1
         keep_min = min(keep_min, low)
-        for t in range(n):
-            p[t] = 1.0
+    prod[:] = 1.0
     return 1.0 - keep_min, n_supra
 
 
@@ -612,10 +653,12 @@ def largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row
     if n_supra == 0:
         return 0, 0.0
     # voxel order (compact index) fixes the order of the mass sums, whichever engine listed them
-    order = np.argsort(supra_idx[:n_supra])
-    supra_idx[:n_supra] = supra_idx[:n_supra][order]
-    supra_row[:n_supra] = supra_row[:n_supra][order]
-    supra_val[:n_supra] = supra_val[:n_supra][order]
+    # (the whole-map pass lists them in that order already)
+    if np.any(supra_idx[1:n_supra] < supra_idx[: n_supra - 1]):
+        order = np.argsort(supra_idx[:n_supra])
+        supra_idx[:n_supra] = supra_idx[:n_supra][order]
+        supra_row[:n_supra] = supra_row[:n_supra][order]
+        supra_val[:n_supra] = supra_val[:n_supra][order]
     for s in range(n_supra):
         labels[supra_idx[s]] = s + 1
         parent[s] = s
@@ -655,13 +698,18 @@ def largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row
 
 # ---------------------------------------------------------------------------- iterations
 @njit(cache=True)
-def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel, table, bound, geo,
-               threshold, tail_keep, two_stage, work, w):
-    ny, row_lo, row_hi, row_off, outside = geo
-    values, kstart, kradius, krow_start, row_klo, row_khi, plane_start, plane_blo, plane_bhi = table
+def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, table, bound, geo, threshold, tail_keep,
+               two_stage, work, w):
+    ny, row_lo, row_hi, row_off, outside, mask_rows, ext_base = geo
+    values, keep_values, kstart, kradius = table
     supra_idx = work.supra_idx[w]
     supra_row = work.supra_row[w]
     supra_val = work.supra_val[w]
+    foci_i = work.foci_i[w]
+    foci_j = work.foci_j[w]
+    for f in range(foci_row.shape[0]):
+        foci_i[f] = foci_row[f] // ny
+        foci_j[f] = foci_row[f] - foci_i[f] * ny
     done = False
     if two_stage:
         offset, keep, start, bshape = bound
@@ -672,11 +720,6 @@ def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, ex
                                  keep_bound, work.block_keep[w], work.block_flag[w], work.cand_blocks[w],
                                  work.cand_rows[w], work.cand_klo[w], work.cand_khi[w], work.plane_jlo[w],
                                  work.plane_jhi[w], work.plane_klo[w], work.plane_khi[w])
-        foci_i = work.foci_i[w]
-        foci_j = work.foci_j[w]
-        for f in range(foci_row.shape[0]):
-            foci_i[f] = foci_row[f] // ny
-            foci_j[f] = foci_row[f] - foci_i[f] * ny
         listed = _list_foci(foci_i, foci_j, foci_k, foci_r, ny, row_lo, row_hi, work.cand_klo[w], work.cand_khi[w],
                             work.plane_jlo[w], work.plane_jhi[w], work.plane_klo[w], work.plane_khi[w],
                             work.list_head[w], work.list_tail[w], work.entry_focus[w], work.entry_next[w])
@@ -703,22 +746,18 @@ def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, ex
         done = n_supra > 0
     if not done:
         prod = work.prod[w]
-        row_flag = work.row_flag[w]
-        rows = work.rows[w]
-        n_rows = _accumulate(foci_row, foci_k, exp_offsets, exp_kernel, values, kstart, kradius, krow_start, row_klo,
-                             row_khi, plane_start, plane_blo, plane_bhi, ny, row_lo, row_hi, row_off, prod,
-                             work.scratch[w], row_flag, rows, work.exp_stamp[w], work.exp_rows[w], work.exp_klo[w],
-                             work.exp_khi[w])
-        max_ale, n_supra = _collect(rows, n_rows, row_lo, row_hi, row_off, outside, threshold, prod, row_flag,
-                                    supra_idx, supra_row, supra_val)
+        _accumulate(foci_i, foci_row, foci_k, foci_r, foci_kernel, focus_exp, exp_offsets, values, keep_values, kstart,
+                    ny, ext_base, prod, work.scratch[w], work.slab_focus[w], work.slab_start[w])
+        max_ale, n_supra = _collect(mask_rows, row_lo, row_hi, row_off, ext_base, outside, threshold, prod, supra_idx,
+                                    supra_row, supra_val)
     max_size, max_mass = largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row_lo, row_hi,
                                          row_off, work.labels[w], work.parent[w], work.size_acc[w], work.mass_acc[w])
     return max_ale, max_size, max_mass
 
 
 @njit(cache=True, nogil=True)
-def _run_worker(w, first, step, draws, null_row, null_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel,
-                table, bound, geo, threshold, tail_keep, two_stage, work, out_voxel, out_size, out_mass):
+def _run_worker(w, first, step, draws, null_row, null_k, foci_kernel, foci_r, focus_exp, exp_offsets, table, bound,
+                geo, threshold, tail_keep, two_stage, work, out_voxel, out_size, out_mass):
     """Iterations first, first + step, ... of ``draws`` on work space ``w`` (releases the GIL)."""
     n_it, n_foci = draws.shape
     foci_row = np.empty(n_foci, dtype=np.int64)
@@ -727,8 +766,8 @@ def _run_worker(w, first, step, draws, null_row, null_k, foci_kernel, foci_r, fo
         for f in range(n_foci):
             foci_row[f] = null_row[draws[it, f]]
             foci_k[f] = null_k[draws[it, f]]
-        v, s, m = _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, exp_kernel, table, bound,
-                             geo, threshold, tail_keep, two_stage, work, w)
+        v, s, m = _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, table, bound, geo,
+                             threshold, tail_keep, two_stage, work, w)
         out_voxel[it] = v
         out_size[it] = s
         out_mass[it] = m
@@ -767,8 +806,7 @@ def _iterate(plan: NullPlan, w: int, first: int, step: int, draws: np.ndarray, t
     ``out`` = (max ALE, largest cluster size, largest cluster mass)."""
     focus_exp, foci_kernel, foci_r = plan.focus_tables
     _run_worker(w, first, step, draws, plan.null_row, plan.null_k, foci_kernel, foci_r, focus_exp, plan.exp_offsets,
-                plan.exp_kernel, plan.kernels, plan.bound, plan.geometry, plan.threshold, plan.tail_keep, two_stage,
-                work, *out)
+                plan.kernels, plan.bound, plan.geometry, plan.threshold, plan.tail_keep, two_stage, work, *out)
 
 
 class AleNullEngine:
