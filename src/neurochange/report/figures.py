@@ -318,8 +318,8 @@ def overlap_figure(map_a: str | Path, map_b: str | Path, out: str | Path, *, lab
                          vmax=3.5, threshold=0.5, plot_abs=False, alpha=0.9, resampling_interpolation="nearest")
         ax = fig.add_axes((0.0, 0.04, 1.0, 0.40))
         cuts = _overlap_cuts(img)
-        plot_roi(img, bg_img=_template(), display_mode="z", cut_coords=cuts, figure=fig, axes=ax, cmap=cmap, vmin=0.5, vmax=3.5,
-                 black_bg=False, draw_cross=False, alpha=0.9, colorbar=False, resampling_interpolation="nearest")
+        plot_roi(img, bg_img=_template(), display_mode="z", cut_coords=cuts, figure=fig, axes=ax, cmap=cmap, vmin=0.5,
+                 vmax=3.5, black_bg=False, draw_cross=False, alpha=0.9, colorbar=False, resampling_interpolation="nearest")
         handles = [Patch(color=c, label=f"{n}: {k:,} voxels") for c, n, k in zip(OVERLAP_COLOURS, names, counts)]
         fig.legend(handles=handles, loc="upper left", ncol=3, frameon=False, bbox_to_anchor=(0.005, 0.94))
         return _save(fig, out)
