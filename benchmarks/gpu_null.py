@@ -1,12 +1,13 @@
-"""ALE null iterations on the GPU (CuPy) vs the CPU engine, side by side in one run: ms per iteration, ratio,
-equal maxima, GPU memory. Needs CuPy and a CUDA GPU (pip install 'neurochange[gpu]').
+"""ALE, MKDA density or KDA null iterations on the GPU (CuPy) vs the CPU engine, side by side in one run:
+ms per iteration, ratio, equal maxima, GPU memory. Needs CuPy and a CUDA GPU (pip install 'neurochange[gpu]').
 
-    .venv/bin/python benchmarks/gpu_null.py [--experiments 2000] [--iters 200] [--cores 1]
-        [--batch 64] [--mirror ../shared/data] [--seed 1]
+    .venv/bin/python benchmarks/gpu_null.py [--estimator ale|mkda|kda] [--experiments 2000] [--iters 200]
+        [--cores 1] [--batch 64] [--batch-foci 4096] [--mirror ../shared/data] [--seed 1]
 
 Two sets: NiMARE's pain set (21 experiments, their own sample sizes) and ``--experiments`` Neurosynth
 studies reported in MNI (drawn with ``--seed``, n = 20 each). For each, the same seeded draws go through
-the CPU engine (``--cores`` threads) and the CuPy engine (``--batch`` experiments per dense buffer), after
+the CPU engine (``--cores`` threads) and the CuPy engine (ALE: ``--batch`` experiments per dense buffer;
+MKDA/KDA: ``--batch-foci`` foci per batch), after
 one warm-up chunk each; the first 20 iterations' maxima are compared (maximum ALE to relative 1e-12, sizes
 exactly, masses to 1e-9). Prints one JSON line per set. The target of issue 14: <= 10 ms per iteration at
 2,000 experiments on one H200, with memory that does not grow with iterations (``gpu_pool_bytes`` after the
@@ -36,15 +37,22 @@ def _time(engine, draws, chunk: int = 100) -> float:
 def _one(name: str, studyset, args, cupy) -> dict:
     from neurochange.inference import null_masks
     from neurochange.inference.engines.array_ale import ArrayAleNullEngine
+    from neurochange.inference.engines.array_sphere import ArraySphereNullEngine
     from neurochange.inference.montecarlo import chunk_draws
     from neurochange.meta.ale import ALE
+    from neurochange.meta.mkda import KDA, MKDADensity
 
-    result = ALE().fit(studyset)
-    threshold = result.estimator.cluster_forming(result, 0.001)[1]
+    estimator = {"ale": ALE, "mkda": MKDADensity, "kda": KDA}[args.estimator]()
+    result = estimator.fit(studyset)
+    threshold = estimator.cluster_forming(result, 0.001)[1]
     null_voxels = null_masks.null_mask(result.grid, "brain")
-    cpu = result.estimator.null_engine(result, null_voxels, threshold, args.cores)
-    gpu = ArrayAleNullEngine(result.inputs, result.estimator.experiment_kernels(result.inputs), null_voxels,
-                             threshold, cupy, batch=args.batch)
+    cpu = estimator.null_engine(result, null_voxels, threshold, args.cores)
+    if args.estimator == "ale":
+        gpu = ArrayAleNullEngine(result.inputs, estimator.experiment_kernels(result.inputs), null_voxels, threshold,
+                                 cupy, batch=args.batch)
+    else:  # the sphere engine is one thread: compare it with one CPU core whatever --cores says
+        gpu = ArraySphereNullEngine(result.inputs, estimator.radius, estimator.value, estimator.sum_overlap,
+                                    null_voxels, threshold, cupy, batch_foci=args.batch_foci)
     draws = chunk_draws(args.seed, 0, args.iters, cpu.n_foci, cpu.n_null)
     cpu.warm_up(draws[:8])
     gpu.warm_up(draws[:2])
@@ -57,9 +65,12 @@ def _one(name: str, studyset, args, cupy) -> dict:
     gpu_ms = 1000 * _time(gpu, draws)
     cupy.cuda.Device().synchronize()
     cpu_ms = 1000 * _time(cpu, draws)
-    return {"set": name, "experiments": result.n_experiments, "foci": cpu.n_foci, "iters": args.iters,
-            "cpu_cores": args.cores, "cpu_ms_per_iter": round(cpu_ms, 2), "gpu_ms_per_iter": round(gpu_ms, 2),
-            "gpu_speedup": round(cpu_ms / gpu_ms, 2), "maxima_equal": equal, "batch": args.batch,
+    return {"set": name, "estimator": args.estimator, "experiments": result.n_experiments, "foci": cpu.n_foci,
+            "iters": args.iters,
+            "cpu_cores": args.cores if args.estimator == "ale" else 1, "cpu_ms_per_iter": round(cpu_ms, 2),
+            "gpu_ms_per_iter": round(gpu_ms, 2),
+            "gpu_speedup": round(cpu_ms / gpu_ms, 2), "maxima_equal": equal,
+            "batch": args.batch if args.estimator == "ale" else args.batch_foci,
             "gpu_pool_bytes_first_chunk": after_first, "gpu_pool_bytes_end": int(pool.total_bytes()),
             "device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()}
 
@@ -71,10 +82,12 @@ def main() -> None:
     from neurochange.sources.io import read_studyset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--estimator", choices=["ale", "mkda", "kda"], default="ale")
     parser.add_argument("--experiments", type=int, default=2000)
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--cores", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64, help="ALE: experiments per dense buffer")
+    parser.add_argument("--batch-foci", type=int, default=4096, help="MKDA/KDA: foci per batch")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mirror", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args()

@@ -1,8 +1,11 @@
-"""The GPU null engine's array code, run with NumPy (CI has no GPU): equal to the CPU engine on seeded draws
-(maximum ALE to relative 1e-12, largest cluster sizes exactly, masses to 1e-9), through the corrector too; and
---device gpu without CuPy or with an estimator that has no GPU engine: one line, exit 2, nothing written."""
+"""The GPU null engines' array code (ALE, MKDA density, KDA), run with NumPy (CI has no GPU): equal to the CPU
+engines on seeded draws (maximum statistic to relative 1e-12, largest cluster sizes exactly, masses to 1e-9),
+through the corrector too; and --device gpu without CuPy or with an estimator that has no GPU engine: one line,
+exit 2, nothing written."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -14,8 +17,10 @@ from neurochange.errors import InputError
 from neurochange.inference import montecarlo, null_masks
 from neurochange.inference.engines import array_ale
 from neurochange.inference.engines.array_ale import ArrayAleNullEngine, resolve_device
+from neurochange.inference.engines.array_sphere import ArraySphereNullEngine
 from neurochange.meta.ale import ALE
-from neurochange.meta.mkda import MKDADensity
+from neurochange.meta.jale import JaleALE
+from neurochange.meta.mkda import KDA, MKDADensity
 from neurochange.sources.io import read_studyset
 
 
@@ -51,6 +56,32 @@ def test_numpy_path_equals_the_cpu_engine_on_neurosynth_with_grey_matter_nulls(d
     _assert_equal_iterations(cpu, arrays, seed=11, n_it=4)
 
 
+@pytest.mark.parametrize("estimator", [MKDADensity(), KDA(), KDA(radius=8.0, value=0.5)])
+@pytest.mark.parametrize("batch_foci", [30, 4096])
+def test_numpy_path_of_the_sphere_engine_equals_the_cpu_engine(pain_path, estimator, batch_foci):
+    result = estimator.fit(read_studyset(pain_path))
+    threshold = estimator.cluster_forming(result, 0.001)[1]
+    null_voxels = null_masks.null_mask(result.grid, "brain")
+    cpu = estimator.null_engine(result, null_voxels, threshold)
+    arrays = ArraySphereNullEngine(result.inputs, estimator.radius, estimator.value, estimator.sum_overlap,
+                                   null_voxels, threshold, np, batch_foci=batch_foci)
+    assert arrays.n_foci == cpu.n_foci and arrays.n_null == cpu.n_null
+    assert len(arrays.bounds) > 2 if batch_foci == 30 else len(arrays.bounds) == 2
+    _assert_equal_iterations(cpu, arrays, seed=5, n_it=6)
+
+
+def test_numpy_path_of_the_sphere_engine_on_neurosynth_with_grey_matter_nulls(data_mirror):
+    studyset = neurosynth_subset(data_mirror, 40, seed=7)
+    for estimator in (MKDADensity(), KDA()):
+        result = estimator.fit(studyset)
+        threshold = estimator.cluster_forming(result, 0.001)[1]
+        null_voxels = null_masks.null_mask(result.grid, "gm")
+        cpu = estimator.null_engine(result, null_voxels, threshold)
+        arrays = ArraySphereNullEngine(result.inputs, estimator.radius, estimator.value, estimator.sum_overlap,
+                                       null_voxels, threshold, np, batch_foci=200)
+        _assert_equal_iterations(cpu, arrays, seed=13, n_it=4)
+
+
 def test_the_corrector_runs_the_array_engine_when_asked(pain_path, monkeypatch):
     studyset = read_studyset(pain_path)
     result = ALE().fit(studyset)
@@ -61,13 +92,22 @@ def test_the_corrector_runs_the_array_engine_when_asked(pain_path, monkeypatch):
     assert record["device"] == "gpu (CuPy)" and record["n_cores"] == 1
     for key in cpu:
         np.testing.assert_allclose(arrays[key], cpu[key], rtol=1e-9, atol=0, err_msg=key)
+    result = MKDADensity().fit(studyset)
+    cpu, _ = montecarlo.MonteCarloFWE(n_iters=60, seed=4, n_cores=2).null_distributions(result)
+    monkeypatch.setattr("neurochange.meta.mkda.gpu_namespace", lambda: np)
+    arrays, record = montecarlo.MonteCarloFWE(n_iters=60, seed=4, n_cores=2, device="gpu").null_distributions(result)
+    assert record["device"] == "gpu (CuPy)"
+    for key in cpu:
+        np.testing.assert_allclose(arrays[key], cpu[key], rtol=1e-9, atol=0, err_msg=key)
 
 
 def test_device_choice(pain_path):
     with pytest.raises(InputError, match="needs CuPy and a CUDA GPU"):
         resolve_device("gpu", ALE(), 300)
-    with pytest.raises(InputError, match="no GPU null engine for MKDADensity"):
+    with pytest.raises(InputError, match="needs CuPy and a CUDA GPU"):
         resolve_device("gpu", MKDADensity(), 300)
+    with pytest.raises(InputError, match="no GPU null engine for JaleALE"):
+        resolve_device("gpu", JaleALE(), 300)
     with pytest.raises(InputError, match="with TFCE"):
         resolve_device("gpu", ALE(tfce=True), 300)
     assert resolve_device("auto", ALE(), 3000) == "cpu"  # no CuPy here
@@ -78,10 +118,38 @@ def test_device_choice(pain_path):
 
 @pytest.mark.parametrize("args, words", [
     (["ale", "--sample-size", "20", "--device", "gpu"], "needs CuPy and a CUDA GPU"),
-    (["mkda", "--device", "gpu"], "no GPU null engine for MKDADensity"),
+    (["mkda", "--device", "gpu"], "needs CuPy and a CUDA GPU"),
+    (["kda", "--device", "gpu"], "needs CuPy and a CUDA GPU"),
+    (["ale", "--tfce", "--sample-size", "20", "--device", "gpu"], "with TFCE"),
 ])
 def test_cli_device_gpu_without_a_gpu_is_one_line(pain_path, tmp_path, args, words):
     out = tmp_path / "out"
     res = CliRunner().invoke(cli, [args[0], str(pain_path), "--out", str(out), "--iters", "20", *args[1:]])
     assert res.exit_code == 2 and res.output.count("\n") == 1 and words in res.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("estimator", ["ale", "kda"])
+def test_the_gpu_benchmark_runs_with_numpy_standing_in_for_cupy(estimator, data_mirror, monkeypatch, capsys):
+    # a GPU session is short: its one prepared script must not fail on anything but the GPU
+    import importlib.util
+    import sys
+    import types
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_null.py"
+    spec = importlib.util.spec_from_file_location("gpu_null", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    pool = types.SimpleNamespace(total_bytes=lambda: 0)
+    cuda = types.SimpleNamespace(Device=lambda: types.SimpleNamespace(synchronize=lambda: None),
+                                 runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"name": b"NumPy"}))
+    monkeypatch.setattr(np, "get_default_memory_pool", lambda: pool, raising=False)
+    monkeypatch.setattr(np, "cuda", cuda, raising=False)
+    monkeypatch.setattr(array_ale, "gpu_namespace", lambda: np)
+    monkeypatch.setattr(sys, "argv", ["gpu_null.py", "--estimator", estimator, "--experiments", "12", "--iters", "4",
+                                      "--mirror", str(data_mirror)])
+    bench.main()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["set"] for line in lines] == ["pain", "neurosynth"]
+    assert all(line["maxima_equal"] and line["estimator"] == estimator for line in lines)

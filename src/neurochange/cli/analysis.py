@@ -88,7 +88,7 @@ def _analysis_command(kind: str):
                        "iterations).")
     @keep_contrasts_option
     @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True,
-                  help="Where the Monte Carlo iterations run: the GPU (CuPy; ALE without TFCE; pip install "
+                  help="Where the Monte Carlo iterations run: the GPU (CuPy; ALE without TFCE, MKDA, KDA; pip install "
                        "'neurochange[gpu]'), or 'auto': the GPU when there is one and at least 200 experiments.")
     @click.option("--signed", is_flag=True,
                   help="Analyse increases and decreases separately and combine them (signed and conflict maps); "

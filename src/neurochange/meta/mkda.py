@@ -21,6 +21,8 @@ import numpy as np
 
 from neurochange._docs import fill_doc
 from neurochange.inference import stats as inference
+from neurochange.inference.engines.array_ale import gpu_namespace
+from neurochange.inference.engines.array_sphere import ArraySphereNullEngine
 from neurochange.inference.engines.sphere import SphereNullEngine
 from neurochange.meta.base import Estimator
 from neurochange.meta.inputs import AnalysisInputs
@@ -84,6 +86,7 @@ class _SphereEstimator(Estimator):
     """The sphere-kernel estimators: the statistic is the sum of the experiments' MA maps (times ``value``)."""
 
     summary_statistic = "sum"
+    gpu = True
     #: KDA counts overlapping spheres of one experiment; MKDA takes their union.
     sum_overlap = False
 
@@ -109,9 +112,13 @@ class _SphereEstimator(Estimator):
             yield i, indices[sl].astype(np.int64), values[sl] * self.value
 
     def null_engine(self, result: MetaResult, null_voxels: np.ndarray, threshold: float,
-                    n_workers: int = 1, device: str = "cpu") -> SphereNullEngine:
-        """Null iterations of ``result``'s experiments (:mod:`neurochange.inference.engines.sphere`; CPU only)."""
-        return SphereNullEngine(result.inputs, self.radius, self.value, self.sum_overlap, null_voxels, threshold)
+                    n_workers: int = 1, device: str = "cpu"):
+        """Null iterations of ``result``'s experiments (:mod:`neurochange.inference.engines.sphere`; with
+        ``device="gpu"``, :mod:`neurochange.inference.engines.array_sphere` on CuPy)."""
+        args = (result.inputs, self.radius, self.value, self.sum_overlap, null_voxels, threshold)
+        if device == "gpu":
+            return ArraySphereNullEngine(*args, xp=gpu_namespace())
+        return SphereNullEngine(*args)
 
 
 @fill_doc

@@ -77,6 +77,19 @@ def _ndimage(xp):
     return ndimage
 
 
+def largest_cluster(xp, volume, threshold: float) -> tuple[int, float]:
+    """(largest size in voxels, largest mass = sum of value - threshold) of the face-connected clusters of
+    ``volume > threshold`` (a 3-D namespace array); (0, 0.0) without one."""
+    labels, n = _ndimage(xp).label(volume > threshold, structure=xp.asarray(FACE_CONNECTIVITY))
+    n = int(n)
+    if n == 0:
+        return 0, 0.0
+    flat = labels.ravel()
+    sizes = xp.bincount(flat, minlength=n + 1)[1:]
+    masses = xp.bincount(flat, weights=(volume - threshold).ravel(), minlength=n + 1)[1:]
+    return int(sizes.max()), float(masses.max())
+
+
 def _scatter_max(xp, buffer, index, values) -> None:
     if xp is np:
         np.maximum.at(buffer, index, values)
@@ -150,22 +163,21 @@ class ArrayAleNullEngine:
         return xp.where(self.mask, 1.0 - keep, 0.0)
 
     def run(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        xp, ndimage = self.xp, _ndimage(self.xp)
-        structure = xp.asarray(FACE_CONNECTIVITY)
-        n_it = len(draws)
-        out = (np.zeros(n_it), np.zeros(n_it, dtype=np.int64), np.zeros(n_it))
-        for it in range(n_it):
-            ale = self.ale(draws[it]).reshape(self.shape)
-            out[0][it] = float(ale.max())
-            labels, n = ndimage.label(ale > self.threshold, structure=structure)
-            n = int(n)
-            if n == 0:
-                continue
-            flat = labels.ravel()
-            sizes = xp.bincount(flat, minlength=n + 1)[1:]
-            masses = xp.bincount(flat, weights=(ale - self.threshold).ravel(), minlength=n + 1)[1:]
-            out[1][it], out[2][it] = int(sizes.max()), float(masses.max())
-        return out
+        return run_volumes(self.xp, self.ale, self.shape, self.threshold, draws)
 
 
-__all__ = ["ArrayAleNullEngine", "gpu_namespace", "resolve_device", "BATCH", "DEVICES", "AUTO_MIN_EXPERIMENTS"]
+def run_volumes(xp, volume_of, shape: tuple, threshold: float, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                           np.ndarray]:
+    """(max statistic, largest cluster size, largest cluster mass), each (n_it,) NumPy, of the flat
+    ``xp`` volumes ``volume_of(draw)`` for the rows of ``draws``."""
+    n_it = len(draws)
+    out = (np.zeros(n_it), np.zeros(n_it, dtype=np.int64), np.zeros(n_it))
+    for it in range(n_it):
+        volume = volume_of(draws[it]).reshape(shape)
+        out[0][it] = float(volume.max())
+        out[1][it], out[2][it] = largest_cluster(xp, volume, threshold)
+    return out
+
+
+__all__ = ["ArrayAleNullEngine", "gpu_namespace", "resolve_device", "run_volumes", "BATCH", "DEVICES",
+           "AUTO_MIN_EXPERIMENTS"]
