@@ -44,12 +44,14 @@ def default_review(tmp_path_factory, data_mirror):
 
 @pytest.fixture(scope="module")
 def simulated_reviews(tmp_path_factory):
-    """The example spec on its simulated file, twice with the same seed: 2 cores, then 1."""
+    """The example spec on its simulated file, three times with the same seed: 2 cores, 1 core, and on a
+    Dask LocalCluster of 2 worker processes (the groups' analyses as cluster tasks)."""
     base = tmp_path_factory.mktemp("simulated")
     outs = []
-    for cores in (2, 1):
-        out = base / f"cores{cores}"
-        _review([str(EXAMPLE), "--out", str(out), "--iters", "200", "--seed", "5", "--cores", str(cores)])
+    for cores, scheduler in ((2, []), (1, []), (2, ["--scheduler", "local"])):
+        out = base / f"cores{cores}{'-dask' if scheduler else ''}"
+        _review([str(EXAMPLE), "--out", str(out), "--iters", "200", "--seed", "5", "--cores", str(cores),
+                 *scheduler])
         outs.append(out)
     return outs
 
@@ -214,13 +216,16 @@ def test_simulated_review_finds_the_planted_changes(simulated_reviews):
     _check_folder_numbers(folder)
 
 
-def test_same_seed_same_files_whatever_the_cores(simulated_reviews):
-    a, b = simulated_reviews
+@pytest.mark.parametrize("other", [1, 2], ids=["one-core", "dask-cluster"])
+def test_same_seed_same_files_whatever_the_cores_or_the_executor(simulated_reviews, other):
+    a, b = simulated_reviews[0], simulated_reviews[other]
     files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     assert files_a == files_b
     differ = [str(p) for p in files_a if p.name != "timings.json" and (a / p).read_bytes() != (b / p).read_bytes()]
     assert differ == []
+    timed = json.loads((b / "timings.json").read_text())["seconds"]
+    assert ("group analyses on the cluster" in timed) == (other == 2)
 
 
 @pytest.fixture(scope="module")

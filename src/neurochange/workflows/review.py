@@ -6,7 +6,9 @@ Order of work (each step a plain call into the modules that own it):
    group and check the comparisons on the selections, all before any Monte Carlo;
 2. per group: pool dependent contrasts, the estimator (ALE, MKDA density or KDA) + Monte Carlo
    FWE on all experiments, and on increases and decreases apart where signed experiments
-   exist; diagnostics; ``figure.png``;
+   exist; diagnostics; ``figure.png``. On a Dask cluster (``--scheduler``) every group's
+   analyses run at once as cluster tasks first, then each group is written in turn; locally
+   they run one after the other, their Monte Carlo chunks on the executor;
 3. comparisons, on the groups' StudySets and results in memory: label-permutation contrast
    (:func:`neurochange.workflows.contrast.contrast`) and minimum-statistic conjunction with
    overlap indices (:func:`neurochange.workflows.contrast.conjunction_output`);
@@ -24,6 +26,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -34,7 +37,7 @@ from neurochange.compare.subtraction import DIFF
 from neurochange.corpus.pooling import pool_experiments
 from neurochange.errors import InputError
 from neurochange.inference.clusters import n_clusters, significant_clusters
-from neurochange.inference.executors import resolve_seed
+from neurochange.inference.executors import resolve_seed, scheduled_executor
 from neurochange.report.numbers import count, plural
 from neurochange.results import provenance
 from neurochange.results.outdir import atomic_dir, check_out
@@ -87,10 +90,15 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
         seeds = _seeds(settings.seed, spec)
         with atomic_dir(out, overwrite) as tmp:
             groups, analysed = [], {}
+            inputs = {g.name: group_inputs(selections[g.name].studyset, settings) for g in spec.groups}
+            clock = time.perf_counter()
+            done = _analyses_on_cluster(inputs, grid, settings, seeds, progress, log)
+            if done:
+                timings["group analyses on the cluster"] = time.perf_counter() - clock
             for g in spec.groups:
                 clock = time.perf_counter()
-                entry, analysed[g.name] = _run_group(g, selections[g.name].studyset, grid, settings, seeds[g.name],
-                                                     tmp, n_cores, progress, log)
+                entry, analysed[g.name] = _run_group(g, inputs[g.name], grid, settings, seeds[g.name], tmp, n_cores,
+                                                     progress, log, done.get(g.name, {}))
                 groups.append(entry)
                 timings[f"group:{g.name}"] = time.perf_counter() - clock
             by_name = {g["name"]: g for g in groups}
@@ -264,40 +272,103 @@ def _n_with_foci(studyset: StudySet) -> int:
     return int(studyset.experiments["experiment_id"].isin(set(studyset.foci["experiment_id"])).sum())
 
 
-def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int, tmp: Path, n_cores, progress,
-               log) -> tuple[dict, dict]:
-    """Analyse one group; return its ``review.json`` entry and the StudySets and results analysed
-    (``sets``: all, by direction; ``results``: the corrected results, same keys)."""
-    label = g.label or g.name.replace("_", " ").capitalize()
-    pooled, pool = [], not settings.keep_contrasts and len(studyset.experiments)
+class GroupInputs(NamedTuple):
+    """What a group analyses: its StudySet (a study's contrasts pooled unless kept apart), the parts
+    by direction (pooled within each), how many experiments with foci each holds, and what was left
+    out of the signed maps or pooled."""
+
+    studyset: StudySet
+    parts: dict  # direction -> StudySet or None
+    k: int  # experiments with foci
+    counts: dict  # direction -> experiments with foci
+    unsigned: list  # contrast ids left out of the signed maps (before pooling)
+    pooled: list  # what pooling merged
+    pool: bool
+
+
+def group_inputs(studyset: StudySet, settings: ReviewSettings) -> GroupInputs:
+    """The :class:`GroupInputs` of a group's selected ``studyset``."""
+    pooled, pool = [], bool(not settings.keep_contrasts and len(studyset.experiments))
     # signed maps: split the contrasts by direction first, then pool a study's contrasts within each direction
     parts, left_out = split_by_direction(studyset)
     if pool:
         parts = {d: None if part is None else pool_experiments(part)[0] for d, part in parts.items()}
         studyset, pooled = pool_experiments(studyset)
-    k = _n_with_foci(studyset)
     counts = {d: 0 if part is None else _n_with_foci(part) for d, part in parts.items()}
     unsigned = [i for r in left_out.values() for i in r["ids"]]  # contrasts, before pooling
+    return GroupInputs(studyset, parts, _n_with_foci(studyset), counts, unsigned, pooled, pool)
+
+
+def wanted_analyses(inputs: GroupInputs, settings: ReviewSettings) -> list[str]:
+    """The analyses a group runs: ``"all"``, then each direction with enough experiments when signed."""
+    if inputs.k < MIN_TO_RUN:
+        return []
+    signed = settings.signed != "no" and inputs.counts["increase"] + inputs.counts["decrease"] > 0
+    return ["all"] + [d for d in DIRECTIONS if signed and inputs.counts[d] >= MIN_TO_RUN]
+
+
+def _analysis_task(item: tuple, grid, kernel: KernelSettings, inference: InferenceSettings):
+    """One group analysis on a cluster worker: ``item`` = (StudySet, seed); its Monte Carlo on the worker's
+    one core (the same nulls as on any number of cores)."""
+    studyset, seed = item
+    return analyse(studyset, grid, kernel, inference, seed, n_cores=1)
+
+
+def _analyses_on_cluster(inputs: dict, grid, settings: ReviewSettings, seeds: dict, progress, log) -> dict:
+    """Inside a Dask :func:`~neurochange.inference.executors.scheduler` block, every group's analyses
+    (all experiments, each direction) at once as cluster tasks: {group: {"all" | direction: result}};
+    else {} (each group then runs its own analyses, their Monte Carlo chunks on the executor)."""
+    cluster = scheduled_executor()
+    requests = [(name, key) for name, gi in inputs.items() for key in wanted_analyses(gi, settings)]
+    if cluster is None or cluster.kind != "dask" or not requests:
+        return {}
+    log(f"{count(len(requests), 'group analysis', 'group analyses')} as tasks on the Dask cluster")
+    items = [(inputs[name].studyset if key == "all" else inputs[name].parts[key], seeds[name])
+             for name, key in requests]
+    done: dict = {}
+    results = cluster.map(_analysis_task, items, grid, settings.kernel, settings.inference)
+    for n, ((name, key), result) in enumerate(zip(requests, results), 1):
+        done.setdefault(name, {})[key] = result
+        if progress is not None:
+            progress("group analyses", n, len(requests))
+    cluster.release()
+    return done
+
+
+def _run_group(g, inputs: GroupInputs, grid, settings: ReviewSettings, seed: int, tmp: Path, n_cores, progress,
+               log, done: dict) -> tuple[dict, dict]:
+    """Analyse one group; return its ``review.json`` entry and the StudySets and results analysed
+    (``sets``: all, by direction; ``results``: the corrected results, same keys). ``done``: analyses
+    already run (:func:`_analyses_on_cluster`), by key; the others run here."""
+    label = g.label or g.name.replace("_", " ").capitalize()
+    studyset, parts, k, counts = inputs.studyset, inputs.parts, inputs.k, inputs.counts
+    wanted = wanted_analyses(inputs, settings)
+
+    def analysed(key: str, part: StudySet, task: str):
+        if key in done:
+            return done[key]
+        return analyse(part, grid, settings.kernel, settings.inference, seed, n_cores, _task(progress, task))
+
     entry = {
         "name": g.name, "label": label, "query": g.query,
         "n_experiments": k, "n_studies": int(studyset.experiments["study_id"].nunique()),
         "n_foci": int(len(studyset.foci)),
         "n_increase": counts["increase"], "n_decrease": counts["decrease"],
-        "n_unsigned": len(unsigned),
+        "n_unsigned": len(inputs.unsigned),
         "signed": False, "underpowered": k < settings.min_experiments,
         "folder": None, "signed_folders": {d: None for d in DIRECTIONS}, "n_clusters": 0,
-        "pooled": len(pooled), "note": "",
+        "pooled": len(inputs.pooled), "note": "",
     }
     notes, sets = [], {"all": None, **{d: None for d in DIRECTIONS}}
     est = settings.kernel.estimator
     estimator_label = {"ale": "ALE", "mkda": "MKDA", "kda": "KDA"}[est]
-    if k < MIN_TO_RUN:
+    if not wanted:
         entry["note"] = f"not analysed: {count(k, 'experiment')} with foci (at least {MIN_TO_RUN} needed)"
         log(f"{g.name}: {entry['note']}")
         return entry, sets
     sets["all"] = studyset
     log(f"{g.name}: {estimator_label} on {count(k, 'experiment')} ({count(entry['n_foci'], 'focus', 'foci')})")
-    result = analyse(studyset, grid, settings.kernel, settings.inference, seed, n_cores, _task(progress, g.name))
+    result = analysed("all", studyset, g.name)
     sets["results"] = {"all": result}
     entry["folder"] = f"{g.name}_est-{est}"
     clusters = _write_analysis(result, studyset, tmp / entry["folder"], label, settings, seed, n_cores,
@@ -317,12 +388,12 @@ def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int,
     else:
         for d in DIRECTIONS:
             part, n_d = parts[d], counts[d]
-            if n_d < MIN_TO_RUN:
+            if d not in wanted:
                 notes.append(f"{count(n_d, d + ' experiment')}: no {d} map")
                 continue
             folder = f"{g.name}_dir-{d}_est-{est}"
             log(f"{g.name}: {estimator_label} on {count(n_d, d + ' experiment')}")
-            r = analyse(part, grid, settings.kernel, settings.inference, seed, n_cores, _task(progress, f"{g.name} ({d})"))
+            r = analysed(d, part, f"{g.name} ({d})")
             sets["results"][d] = r
             _write_analysis(r, part, tmp / folder, f"{label}: {d}s", settings, seed, n_cores,
                             _task(progress, f"{g.name} ({d}) diagnostics"))
@@ -331,8 +402,8 @@ def _run_group(g, studyset: StudySet, grid, settings: ReviewSettings, seed: int,
         entry["signed"] = any(entry["signed_folders"].values())
         notes.append(f"signed maps of {count(counts['increase'], 'increase experiment')} and "
                      f"{count(counts['decrease'], 'decrease experiment')}"
-                     + (" (a study's contrasts pooled within each direction)" if pool else "")
-                     + f"; {count(len(unsigned), 'contrast')} unsigned or not curated left out of them")
+                     + (" (a study's contrasts pooled within each direction)" if inputs.pool else "")
+                     + f"; {count(len(inputs.unsigned), 'contrast')} unsigned or not curated left out of them")
     entry["note"] = "; ".join(notes)
     return entry, sets
 
