@@ -50,22 +50,19 @@ def tfce_map(z: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def neighbour(v, d, nx, ny, nz):
-    """Flat index of face neighbour ``d`` (0-5: -i, +i, -j, +j, -k, +k) of voxel ``v``, or -1 off the grid."""
+def neighbours(v, nx, ny, nz, out):
+    """Flat indices of the 6 face neighbours (-i, +i, -j, +j, -k, +k) of voxel ``v`` into ``out`` (6,),
+    -1 off the grid."""
     i = v // (ny * nz)
-    j = (v // nz) % ny
-    k = v % nz
-    if d == 0:
-        return v - ny * nz if i > 0 else -1
-    if d == 1:
-        return v + ny * nz if i < nx - 1 else -1
-    if d == 2:
-        return v - nz if j > 0 else -1
-    if d == 3:
-        return v + nz if j < ny - 1 else -1
-    if d == 4:
-        return v - 1 if k > 0 else -1
-    return v + 1 if k < nz - 1 else -1
+    rest = v - i * ny * nz
+    j = rest // nz
+    k = rest - j * nz
+    out[0] = v - ny * nz if i > 0 else -1
+    out[1] = v + ny * nz if i < nx - 1 else -1
+    out[2] = v - nz if j > 0 else -1
+    out[3] = v + nz if j < ny - 1 else -1
+    out[4] = v - 1 if k > 0 else -1
+    out[5] = v + 1 if k < nz - 1 else -1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -99,6 +96,7 @@ def max_tfce(flat, zval, shape, hs, step, parent, size, best, mark):
     for t in range(n):
         order[fill[top[t]]] = t
         fill[top[t]] += 1
+    near = np.empty(6, dtype=np.int64)
     for k in range(n_levels - 1, -1, -1):
         for pos in range(start[k], start[k + 1]):
             v = flat[order[pos]]
@@ -106,8 +104,8 @@ def max_tfce(flat, zval, shape, hs, step, parent, size, best, mark):
             size[v] = 1.0
             best[v] = 0.0
             mark[v] = k + 1
-            for d in range(6):
-                u = neighbour(v, d, nx, ny, nz)
+            neighbours(v, nx, ny, nz, near)
+            for u in near:
                 if u < 0 or parent[u] < 0:
                     continue
                 a = _find(parent, v)

@@ -31,68 +31,137 @@ NULL_HISTOGRAMS = ("observed", "per_null")
 
 
 @numba.njit(cache=True, nogil=True)
-def _null_ale(draw, sample, focus_exp, exp_kernel, kvalues, kradius, shape, ma, keep, seen, touched, exp_touched,
-              prior, n_prior, edges, hist, count_hist):
+def _null_ale(draw, sample, focus_exp, exp_kernel, kvalues, kradius, shape, ma, keep, row_flag, touched, prior,
+              n_prior, edges, hist, count_hist):
     """Stamp every experiment's kernels at the drawn voxels; returns (voxels touched, max ALE).
-    ``keep`` holds 1 - ALE at the touched voxels (flat indices in ``touched``)."""
+
+    Per experiment, two walks over its foci's cube rows (clipped to the volume): the running maximum
+    into ``ma`` (its MA map), then ``keep *= 1 - ma`` and ``ma = 0`` (where cubes overlap, the second
+    fold multiplies by exactly 1); with ``count_hist``, the fold also counts the experiment's MA values
+    at the prior's voxels into ``hist[e]``. ``keep`` (1 everywhere on entry) then holds 1 - ALE; the
+    touched voxels (keep < 1) are listed in ``touched`` in flat order. ``row_flag`` (per (i, j) row,
+    0 on entry) is left 0."""
     nx, ny, nz = shape
-    n_touched = 0
     n_foci = len(draw)
     f = 0
     for e in range(len(exp_kernel)):
-        kern = exp_kernel[e]
-        r = kradius[kern]
-        side = 2 * r + 1
-        n_exp_touched = 0
+        first = f
         while f < n_foci and focus_exp[f] == e:
-            v = sample[draw[f]]
-            ci = v // (ny * nz)
-            cj = (v // nz) % ny
-            ck = v % nz
-            c_lo = max(0, r - ck)
-            c_hi = min(side, nz - ck + r)
-            for a in range(max(0, r - ci), min(side, nx - ci + r)):
-                i = ci + a - r
-                for b in range(max(0, r - cj), min(side, ny - cj + r)):
-                    j = cj + b - r
-                    row = (a * side + b) * side
-                    base = (i * ny + j) * nz + ck - r
-                    for c in range(c_lo, c_hi):
-                        value = kvalues[kern, row + c]
-                        t = base + c
-                        if value > ma[t]:
-                            if ma[t] == 0.0:
-                                exp_touched[n_exp_touched] = t
-                                n_exp_touched += 1
-                            ma[t] = value
             f += 1
-        in_prior = 0
-        for q in range(n_exp_touched):
-            t = exp_touched[q]
-            if not seen[t]:
-                seen[t] = True
-                keep[t] = 1.0
+        centres = sample[draw[first:f]]
+        kern = exp_kernel[e]
+        _max_kernels(centres, kvalues[kern], kradius[kern], shape, ma)
+        if count_hist:
+            in_prior = _fold_counting(centres, kradius[kern], shape, ma, keep, row_flag, prior, edges, hist[e])
+            hist[e, 0] += n_prior - in_prior  # the prior's voxels this experiment left at 0
+        else:
+            _fold(centres, kradius[kern], shape, ma, keep, row_flag)
+    n_touched = 0
+    top = 0.0
+    for row in range(nx * ny):
+        if row_flag[row] == 0:
+            continue
+        row_flag[row] = 0
+        for t in range(row * nz, row * nz + nz):
+            if keep[t] < 1.0:
                 touched[n_touched] = t
                 n_touched += 1
-            keep[t] *= 1.0 - ma[t]
-            if count_hist and prior[t]:
-                hist[e, np.searchsorted(edges, ma[t], side="right")] += 1.0
-                in_prior += 1
-            ma[t] = 0.0
-        if count_hist:  # the prior's voxels this experiment left at 0
-            hist[e, 0] += n_prior - in_prior
-    top = 0.0
-    for q in range(n_touched):
-        top = max(top, 1.0 - keep[touched[q]])
+                top = max(top, 1.0 - keep[t])
     return n_touched, top
 
 
+# The walks over the cube rows of an experiment's foci (flat voxel ``centres``), clipped to the
+# volume, differ only in their innermost loop (kept apart: a branch there stops vectorization).
 @numba.njit(cache=True, nogil=True)
-def _clusters(touched, n_touched, keep, zlut, inv_step, half_away, inside, z_thresh, shape, seen, parent, size, mass,
+def _cube(v, r, shape):
+    """Cube of radius ``r`` around flat voxel ``v``, clipped: (first flat voxel of cube row (0, 0) at
+    its first k kept, that k's offset in the cube row, row length, a range, b range)."""
+    nx, ny, nz = shape
+    ci, cj, ck = v // (ny * nz), (v // nz) % ny, v % nz
+    side = 2 * r + 1
+    c_lo = max(0, r - ck)
+    origin = ((ci - r) * ny + cj - r) * nz + ck - r + c_lo
+    return (origin, c_lo, min(side, nz - ck + r) - c_lo, max(0, r - ci), min(side, nx - ci + r), max(0, r - cj),
+            min(side, ny - cj + r))
+
+
+@numba.njit(cache=True, nogil=True)
+def _max_kernels(centres, kvalues, r, shape, ma):
+    """ma = max(ma, kernel) over the cubes."""
+    side, ny, nz = 2 * r + 1, shape[1], shape[2]
+    for v in centres:
+        origin, c_lo, n, a_lo, a_hi, b_lo, b_hi = _cube(v, r, shape)
+        for a in range(a_lo, a_hi):
+            for b in range(b_lo, b_hi):
+                start = origin + (a * ny + b) * nz
+                kfrom = (a * side + b) * side + c_lo
+                mv = ma[start: start + n]
+                kv = kvalues[kfrom: kfrom + n]
+                for t in range(n):
+                    x, m = kv[t], mv[t]
+                    mv[t] = x if x > m else m
+
+
+@numba.njit(cache=True, nogil=True)
+def _fold(centres, r, shape, ma, keep, row_flag):
+    """keep *= 1 - ma, ma = 0 over the cubes; their rows flagged."""
+    ny, nz = shape[1], shape[2]
+    for v in centres:
+        origin, c_lo, n, a_lo, a_hi, b_lo, b_hi = _cube(v, r, shape)
+        for a in range(a_lo, a_hi):
+            for b in range(b_lo, b_hi):
+                start = origin + (a * ny + b) * nz
+                row_flag[start // nz] = 1
+                mv = ma[start: start + n]
+                kp = keep[start: start + n]
+                for t in range(n):
+                    kp[t] *= 1.0 - mv[t]
+                    mv[t] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _fold_counting(centres, r, shape, ma, keep, row_flag, prior, edges, hist):
+    """:func:`_fold`, counting each voxel's MA once into ``hist`` (bins ``edges``, evenly spaced) where
+    ``prior``; returns how many prior voxels were counted."""
+    ny, nz = shape[1], shape[2]
+    inv = 1.0 / (edges[1] - edges[0])
+    in_prior = 0
+    for v in centres:
+        origin, c_lo, n, a_lo, a_hi, b_lo, b_hi = _cube(v, r, shape)
+        for a in range(a_lo, a_hi):
+            for b in range(b_lo, b_hi):
+                start = origin + (a * ny + b) * nz
+                row_flag[start // nz] = 1
+                mv = ma[start: start + n]
+                pv = prior[start: start + n]
+                for t in range(n):
+                    if mv[t] > 0.0 and pv[t]:  # > 0: the voxel's first visit in this experiment
+                        hist[_bin(edges, inv, mv[t])] += 1.0
+                        in_prior += 1
+                kp = keep[start: start + n]
+                for t in range(n):
+                    kp[t] *= 1.0 - mv[t]
+                    mv[t] = 0.0
+    return in_prior
+
+
+@numba.njit(cache=True, nogil=True)
+def _bin(edges, inv, m):
+    """``np.searchsorted(edges, m, side="right")`` for evenly spaced ``edges`` (1 / spacing ``inv``)."""
+    k = min(max(int((m - edges[0]) * inv) + 1, 0), len(edges))
+    while k < len(edges) and edges[k] <= m:
+        k += 1
+    while k > 0 and edges[k - 1] > m:
+        k -= 1
+    return k
+
+
+@numba.njit(cache=True, nogil=True)
+def _clusters(touched, n_touched, keep, zlut, inv_step, half_away, inside, z_thresh, shape, parent, size, mass,
               zvals, flat, n_pos_out):
     """z of the touched voxels inside ``inside`` into ``zvals``/``flat`` (those with z > 0): ``zlut`` at the
     ALE's bin, ``round(ALE * inv_step)`` (half to even, or half away from zero with ``half_away``); largest
-    cluster (size, mass) above ``z_thresh``. Resets ``seen``; ``parent`` (-1 everywhere) is left so."""
+    cluster (size, mass) above ``z_thresh``. Restores ``keep`` to 1; ``parent`` (-1 everywhere) is left so."""
     nx, ny, nz = shape
     n_bins = len(zlut)
     n_pos = 0
@@ -100,10 +169,11 @@ def _clusters(touched, n_touched, keep, zlut, inv_step, half_away, inside, z_thr
     best_mass = 0.0
     for q in range(n_touched):
         t = touched[q]
-        seen[t] = False
+        ale = 1.0 - keep[t]
+        keep[t] = 1.0
         if not inside[t]:
             continue
-        x = (1.0 - keep[t]) * inv_step
+        x = ale * inv_step
         r = np.rint(x)
         if half_away and abs(x - r) == 0.5:
             r = np.ceil(x)
@@ -112,6 +182,7 @@ def _clusters(touched, n_touched, keep, zlut, inv_step, half_away, inside, z_thr
             flat[n_pos] = t
             zvals[n_pos] = z
             n_pos += 1
+    near = np.empty(6, dtype=np.int64)
     for q in range(n_pos):
         v = flat[q]
         if zvals[q] <= z_thresh:
@@ -119,8 +190,8 @@ def _clusters(touched, n_touched, keep, zlut, inv_step, half_away, inside, z_thr
         parent[v] = v
         size[v] = 1.0
         mass[v] = zvals[q] - z_thresh
-        for d in range(6):
-            u = tfce.neighbour(v, d, nx, ny, nz)
+        tfce.neighbours(v, nx, ny, nz, near)
+        for u in near:
             if u < 0 or parent[u] < 0:
                 continue
             a = _find(parent, v)
@@ -148,12 +219,11 @@ class _Work:
 
     ma: np.ndarray
     keep: np.ndarray
-    seen: np.ndarray
+    row_flag: np.ndarray
     parent: np.ndarray
     size: np.ndarray
     score: np.ndarray
     touched: np.ndarray
-    exp_touched: np.ndarray
     flat: np.ndarray
     zvals: np.ndarray
     mark: np.ndarray
@@ -213,9 +283,9 @@ class JaleNullEngine:
         self._work = []
         for w in range(n_workers):
             self._work.append(_Work(
-                np.zeros(n), np.ones(n), np.zeros(n, dtype=np.bool_), -np.ones(n, dtype=np.int64), np.zeros(n),
-                np.zeros(n), np.zeros(max_touched, dtype=np.int64), np.zeros(max_touched, dtype=np.int64),
-                np.zeros(max_touched, dtype=np.int64), np.zeros(max_touched), np.zeros(n, dtype=np.int64),
+                np.zeros(n), np.ones(n), np.zeros(n // int(self.shape[2]), dtype=np.uint8), -np.ones(n, dtype=np.int64),
+                np.zeros(n), np.zeros(n), np.zeros(max_touched, dtype=np.int64), np.zeros(max_touched, dtype=np.int64),
+                np.zeros(max_touched), np.zeros(n, dtype=np.int64),
                 np.zeros((self.n_experiments, len(self.edges)) if self.null_histogram == "per_null" else (1, 1))))
             self._free.put(w)
 
@@ -257,12 +327,12 @@ class JaleNullEngine:
             work.hist[:] = 0.0
         n_touched, top = _null_ale(np.ascontiguousarray(draw, dtype=np.int64), self.sample, self.focus_exp,
                                    self.exp_kernel, self.kvalues, self.kradius, self.shape, work.ma, work.keep,
-                                   work.seen, work.touched, work.exp_touched, self.prior, len(self.sample),
+                                   work.row_flag, work.touched, self.prior, len(self.sample),
                                    self.edges, work.hist, per_null)
         zlut = histogram.z_lookup(histogram.convolve(work.hist, self.centres)) if per_null else self.zlut
         n_pos = np.zeros(1, dtype=np.int64)
         size, mass = _clusters(work.touched, n_touched, work.keep, zlut, self.inv_step, self.nimare_bins, self.inside,
-                               self.z_thresh, self.shape, work.seen, work.parent, work.size, work.score, work.zvals,
+                               self.z_thresh, self.shape, work.parent, work.size, work.score, work.zvals,
                                work.flat, n_pos)
         top_tfce = 0.0
         if self.with_tfce:
