@@ -11,9 +11,12 @@ report. The public API, by stage (``docs/architecture.md`` maps the package):
 - comparisons: :class:`Subtraction`, :class:`BalancedSubtraction`, :func:`conjunction`, :func:`overlap`;
 - diagnostics: :func:`contributions`, :func:`focus_counts`, :func:`jackknife`, :func:`fail_safe_n`,
   :func:`diagnose`;
+- decoding: :func:`sphere`, :func:`mask_region`, :func:`cluster_region` (regions), :func:`decode_region`
+  (Neurosynth's decoder on NeuroQuery's terms), :func:`run_macm` (coactivation);
 - workflows: :func:`run_analysis`, :func:`run_contrast`, :func:`run_review`, their typed settings
   (:class:`KernelSettings`, :class:`InferenceSettings`, :class:`RunSettings`,
-  :class:`DiagnosticsSettings`, :class:`BalancedSettings`), and :func:`write_output`, the writer of results folders.
+  :class:`DiagnosticsSettings`, :class:`BalancedSettings`, :class:`DecodeSettings`), and :func:`write_output`,
+  the writer of results folders.
 
 Names are imported on first use, so ``import neurochange`` stays fast.
 """
@@ -58,6 +61,12 @@ _API = {
     "RunSettings": "neurochange.workflows.settings",
     "DiagnosticsSettings": "neurochange.workflows.settings",
     "BalancedSettings": "neurochange.workflows.settings",
+    "sphere": "neurochange.decode.regions",
+    "mask_region": "neurochange.decode.regions",
+    "cluster_region": "neurochange.decode.regions",
+    "decode_region": "neurochange.workflows.decode",
+    "run_macm": "neurochange.workflows.macm",
+    "DecodeSettings": "neurochange.workflows.settings",
     "write_output": "neurochange.results.write",
     "InputError": "neurochange.errors",
 }

@@ -3,7 +3,8 @@
 A user mistake (any ``NeurochangeError``) prints one line and exits 2. Commands live by
 stage: :mod:`neurochange.cli.data` (data, convert, corpus, select),
 :mod:`neurochange.cli.analysis` (ale, mkda, kda, chi2, contrast, conjunction, diagnose),
-:mod:`neurochange.cli.review` (review, models, atlases), :mod:`neurochange.cli.serve` (serve).
+:mod:`neurochange.cli.review` (review, models, atlases), :mod:`neurochange.cli.decode` (decode),
+:mod:`neurochange.cli.serve` (serve).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from neurochange.cli import analysis, data, review, serve  # noqa: F401  (each registers its commands)
+from neurochange.cli import analysis, data, decode, review, serve  # noqa: F401  (each registers its commands)
 from neurochange.cli._common import cli
 
 __all__ = ["cli", "main"]

@@ -297,6 +297,25 @@ class Corpus:
         out["tagging"] = tagging_info(self)
         return out
 
+    # ------------------------------------------------------------------ decoding data
+    def term_counts(self, fields: tuple[str, ...] = ("abstract",), core_only: bool = True) -> pd.DataFrame:
+        """NeuroQuery's non-zero term counts summed over ``fields`` (abstract, title, keywords):
+        ``study_id``, ``term``, ``count``; ``core_only``: the 7,547 terms of its model's vocabulary."""
+        if not self._rows("SELECT 1 FROM terms LIMIT 1"):
+            raise InputError("decoding needs NeuroQuery's term counts, which this corpus does not hold; run "
+                             "`neurochange corpus build --source neuroquery`", field="vocabulary")
+        marks = ", ".join("?" for _ in fields)
+        return self.con.execute(
+            "SELECT c.study_id, t.term, sum(c.count)::INTEGER AS count FROM term_counts c "
+            f"JOIN terms t USING (term_id) WHERE c.field IN ({marks}) {'AND t.core' if core_only else ''} GROUP BY 1, 2 ORDER BY 1, 2",
+            list(fields)).df()
+
+    def source_foci(self, source: str) -> pd.DataFrame:
+        """Every focus ``source`` reports: ``study_id``, ``x``, ``y``, ``z`` (MNI mm), in study order."""
+        return self.con.execute(
+            "SELECT e.study_id, f.x, f.y, f.z FROM foci f JOIN experiments e USING (experiment_id) "
+            "WHERE f.source = ? ORDER BY e.study_id, f.experiment_id, f.position", [source]).df()
+
     # ------------------------------------------------------------------ queries
     def _validate(self, query: Query) -> None:
         """Check the values only the corpus knows: source names and terms."""

@@ -151,7 +151,7 @@ def write_analysed(result: MetaResult, folder: Path, cluster_p: float, studyset=
 
 
 #: ``float_format`` of the tables written with rounded floats (others: full precision).
-TABLE_FLOATS = {"experiments.tsv": "%.6g", "clusters.tsv": "%.6g", "cluster_foci.tsv": "%.6g",
+TABLE_FLOATS = {"decoding.tsv": "%.6g", "experiments.tsv": "%.6g", "clusters.tsv": "%.6g", "cluster_foci.tsv": "%.6g",
                 "clusters_corr-FDR.tsv": "%.6g", "clusters_corr-none.tsv": "%.6g"}
 
 

@@ -26,12 +26,25 @@ from neurochange.workflows.settings import InferenceSettings, KernelSettings, Ru
 def run_chi2(selection_path, rest_path, kernel: KernelSettings, inference: InferenceSettings, run: RunSettings,
              fwe: bool = True, progress=None) -> AnalysisRun:
     """MKDA chi-square of SELECTION against REST with FDR, and FWE by label permutation when ``fwe``."""
-    timings = {}
     start = time.perf_counter()
     selection, pooled_sel = read_input(selection_path, run.keep_contrasts)
     rest, pooled_rest = read_input(rest_path, run.keep_contrasts)
     grid = load_grid(run.mask)
-    timings["read"] = time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    done = chi2_analysis(selection, rest, grid, kernel, inference, run, fwe, progress,
+                         record={"command": "chi2",
+                                 "input": {"selection": Path(selection_path).name, "rest": Path(rest_path).name},
+                                 "pooled": {"selection": pooled_sel, "rest": pooled_rest}})
+    done.timings["read"] = seconds
+    return done
+
+
+def chi2_analysis(selection, rest, grid, kernel: KernelSettings, inference: InferenceSettings, run: RunSettings,
+                  fwe: bool = True, progress=None, record: dict | None = None) -> AnalysisRun:
+    """MKDA chi-square of the StudySets ``selection`` against ``rest`` on ``grid``; ``record``: what the
+    provenance says of the inputs (``command``, ``input``, ``pooled``)."""
+    timings = {}
+    record = dict(record or {})
     start = time.perf_counter()
     result = _chi2.correct_fdr(_chi2.MKDAChi2(radius=kernel.radius).fit(selection, rest, grid))
     timings["fit_fdr"] = time.perf_counter() - start
@@ -44,13 +57,11 @@ def run_chi2(selection_path, rest_path, kernel: KernelSettings, inference: Infer
     params = dict(result.params)
     params.pop("groups", None)
     record = {
-        "command": "chi2",
-        "input": {"selection": Path(selection_path).name, "rest": Path(rest_path).name},
+        **record,
         "settings": {"n_iters": n_iters, "seed": run.seed, "radius_mm": kernel.radius,
                      "cluster_forming_p": inference.cluster_forming_p,
                      "mask": run.mask_record("MNI152 2 mm brain mask")["mask"],
                      "keep_contrasts": run.keep_contrasts},
-        "pooled": {"selection": pooled_sel, "rest": pooled_rest},
         "params": params,
         "versions": provenance.versions(),
     }
@@ -63,4 +74,4 @@ def run_chi2(selection_path, rest_path, kernel: KernelSettings, inference: Infer
     summary = {"seed": run.seed, "counts": result.params["counts"], "n_iters": n_iters,
                "n_significant_fdr": {label: int((result.maps[f"p_desc-{label}_level-voxel{_chi2.FDR_SUFFIX}"] < 0.05).sum())
                                      for label in ("uniformity", "association")}}
-    return AnalysisRun(output, record, {"": result}, {"selection": pooled_sel, "rest": pooled_rest}, timings, summary)
+    return AnalysisRun(output, record, {"": result}, record.get("pooled", {}), timings, summary)

@@ -5,7 +5,9 @@
   null mask, early stopping);
 - :class:`RunSettings`: how and where a run happens (seed, cores, mask, pooling, output);
 - :class:`DiagnosticsSettings`, :class:`BalancedSettings`, and :class:`ReviewSettings` (all of a
-  review's, from its spec).
+  review's, from its spec);
+- :class:`DecodeSettings`: term decoding (vocabulary, fields, annotation and its threshold, prior,
+  correction).
 
 Each has ``to_dict()`` for provenance; defaults live here and nowhere else.
 """
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from neurochange.decode.terms import DEFAULT_THRESHOLDS
 from neurochange.inference.executors import resolve_seed
 from neurochange.inference.montecarlo import MonteCarloFWE
 from neurochange.meta.ale import ALE
@@ -151,6 +154,30 @@ class RunSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Term decoding (:mod:`neurochange.decode`): NeuroQuery's ``vocabulary`` ("core": its model's 7,547
+    terms; "full": 156,521) counted in ``fields``; ``annotation`` ("tfidf", "frequency", "count") labelling a
+    study with a term at ``threshold`` or above (None: 0.001, or 1 for counts); ``prior`` on each term (None:
+    its base rate); ``correction`` across terms ("bh", "bonferroni", "none"); terms labelling fewer than
+    ``min_studies`` studies (a share when below 1) left out."""
+
+    vocabulary: Literal["core", "full"] = "core"
+    fields: tuple[str, ...] = ("abstract",)
+    annotation: Literal["tfidf", "frequency", "count"] = "tfidf"
+    threshold: float | None = None
+    prior: float | None = 0.5
+    correction: Literal["bh", "bonferroni", "none"] = "bh"
+    min_studies: float = 1
+
+    @property
+    def label_threshold(self) -> float:
+        return DEFAULT_THRESHOLDS[self.annotation] if self.threshold is None else self.threshold
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "fields": list(self.fields), "threshold": self.label_threshold}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,155 @@
+"""``neurochange decode`` and ``neurochange macm``: what the studies reporting a focus in a region are about,
+and where else they report foci."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from neurochange.cli._common import cli, compute_options, inference_settings, out_options, run_and_write, run_settings
+from neurochange.errors import InputError
+from neurochange.report.numbers import count
+
+
+def parse_region(region: str, radius: float, cluster: int | None):
+    """A results folder (with ``cluster``), a mask image, or ``"X Y Z"`` (MNI mm; a sphere of ``radius``)."""
+    from neurochange.decode.regions import cluster_region, mask_region, sphere
+
+    path = Path(region)
+    if path.is_dir():
+        if cluster is None:
+            raise InputError("a results folder needs --cluster N (its cluster to decode)", file=path, field="cluster")
+        return cluster_region(path, cluster)
+    if cluster is not None:
+        raise InputError("--cluster goes with a results folder", field="cluster")
+    numbers = [t for t in re.split(r"[,\s]+", region.strip()) if t]
+    if len(numbers) == 3:
+        try:
+            return sphere([float(t) for t in numbers], radius)
+        except ValueError:
+            pass
+    if path.suffix in (".nii", ".gz") or path.exists():
+        return mask_region(path)
+    raise InputError(f"{region!r} is not a results folder, a mask image or 'X Y Z' in MNI mm", field="region")
+
+
+@cli.command("decode", context_settings={"ignore_unknown_options": True})
+@click.argument("region")
+@out_options
+@click.option("--cluster", type=click.IntRange(min=1), default=None,
+              help="With a results folder: the cluster's number.")
+@click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="With 'X Y Z': the sphere's radius in mm.")
+@click.option("--vocabulary", type=click.Choice(["core", "full"]), default="core", show_default=True,
+              help="NeuroQuery's 7,547-term model vocabulary, or all its 156,521 terms.")
+@click.option("--fields", default="abstract", show_default=True,
+              help="Where terms are counted: abstract, title, keywords (comma-separated; counts summed).")
+@click.option("--annotation", type=click.Choice(["tfidf", "frequency", "count"]), default="tfidf", show_default=True,
+              help="How counts become a study's term values: TF-IDF (Neurosynth's), a share of the study's counted "
+                   "terms, or raw counts.")
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="A study is labelled with a term at this value or above [default: 0.001; 1 for counts].")
+@click.option("--prior", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True,
+              help="Prior probability of each term (Neurosynth's uniform prior).")
+@click.option("--correction", type=click.Choice(["bh", "bonferroni", "none"]), default="bh", show_default=True,
+              help="Correction of p across terms (bh: Benjamini-Hochberg FDR).")
+@click.option("--min-studies", type=click.FloatRange(min=0), default=1, show_default=True,
+              help="Leave out terms labelling fewer studies (a share of them when below 1).")
+@click.option("--db", type=click.Path(dir_okay=False), default=None,
+              help="Corpus file [default: NEUROCHANGE_HOME/corpus.duckdb].")
+def decode_command(region, out, overwrite, cluster, radius, vocabulary, fields, annotation, threshold, prior,
+                   correction, min_studies, db):
+    """Decode REGION: which terms label the studies that report a focus in it, against the other studies.
+
+    \b
+    REGION is one of:
+      a results folder with --cluster N   (its clusters_index.nii.gz)
+      a mask image                        (voxels > 0)
+      "X Y Z"                             (MNI mm; a sphere of --radius mm)
+    \b
+    Neurosynth's decoder (Yarkoni et al. 2011; NiMARE's NeurosynthDecoder) on NeuroQuery's studies, foci and
+    term counts: per term, the association test (zReverse, pReverse, probReverse = P(term | region)) and the
+    uniformity test (zForward, ...), p corrected across terms. Writes decoding.tsv (one row per term,
+    strongest association first), studies.tsv (the studies in the region), region.nii.gz and provenance.json.
+    Decoding says what the literature reports with a region, not what the region does in a given patient.
+    """
+    from neurochange.corpus.store import Corpus
+    from neurochange.results.outdir import check_out
+    from neurochange.results.write import write_output
+    from neurochange.space import Grid, mask_img
+    from neurochange.workflows.decode import decode_region, decoding_output
+    from neurochange.workflows.settings import DecodeSettings
+
+    check_out(out, overwrite)
+    chosen = parse_region(region, radius, cluster)
+    settings = DecodeSettings(vocabulary=vocabulary, fields=tuple(f.strip() for f in fields.split(",") if f.strip()),
+                              annotation=annotation, threshold=threshold, prior=prior, correction=correction,
+                              min_studies=int(min_studies) if float(min_studies).is_integer() else min_studies)
+    with Corpus(db, read_only=True) as corpus:
+        decoding = decode_region(corpus, chosen, settings)
+    write_output(decoding_output(decoding, Grid.from_img(mask_img())), out, overwrite)
+    click.echo(f"{chosen.label}: {count(len(decoding.selected), 'study', 'studies')} of "
+               f"{decoding.n_studies:,} report a focus in it; {count(len(decoding.table), 'term')} tested")
+    top = decoding.top(10)
+    if len(top):
+        click.echo("most associated terms (z, P(term | region)): " + "; ".join(
+            f"{t} ({z:.1f}, {p:.2f})" for t, z, p in zip(top["term"], top["zReverse"], top["probReverse"])))
+    click.echo(f"wrote {out}")
+
+
+@cli.command("macm", context_settings={"ignore_unknown_options": True})
+@click.argument("region")
+@out_options
+@compute_options
+@click.option("--cluster", type=click.IntRange(min=1), default=None,
+              help="With a results folder: the cluster's number.")
+@click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="With 'X Y Z': the sphere's radius in mm.")
+@click.option("--kernel-radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="MKDA sphere radius in mm.")
+@click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
+              show_default=True, help="Uncorrected p that defines clusters for cluster-level FWE.")
+@click.option("--fdr-only", is_flag=True, help="Skip FWE by label permutation (uncorrected and FDR maps only).")
+@click.option("--db", type=click.Path(dir_okay=False), default=None,
+              help="Corpus file [default: NEUROCHANGE_HOME/corpus.duckdb].")
+def macm_command(region, out, overwrite, seed, cores, iters, cluster, radius, kernel_radius, cluster_forming_p,
+                 fdr_only, db):
+    """Coactivation network of REGION (MACM): MKDA chi-square of the studies reporting a focus in it against the rest.
+
+    \b
+    REGION: a results folder with --cluster N, a mask image, or "X Y Z" (MNI mm; a sphere of --radius mm).
+    \b
+    NeuroQuery's studies (one experiment per study), NiMARE's MKDAChi2 (as `neurochange chi2`): the
+    association map shows where the region's studies report foci more often than the others; FDR, and
+    FWE by label permutation unless --fdr-only. network.tsv: the clusters of positive association at
+    FDR q < .05, a row per peak, with atlas labels. Coactivation across tasks is not resting-state
+    connectivity: it cannot show anticorrelation or direct anatomical links.
+    """
+    from neurochange.corpus.store import Corpus
+    from neurochange.results.outdir import check_out
+    from neurochange.workflows.macm import run_macm
+    from neurochange.workflows.settings import KernelSettings
+
+    check_out(out, overwrite)
+    chosen = parse_region(region, radius, cluster)
+    run = run_settings(seed, cores, None, False, overwrite)
+    with Corpus(db, read_only=True) as corpus:
+        done, _ = run_and_write("label permutations", iters, out, overwrite, run_macm, corpus, chosen,
+                                KernelSettings(estimator="mkda", radius=kernel_radius),
+                                inference_settings(iters, cluster_forming_p), run, fwe=not fdr_only, page=False)
+    summary = done.summary
+    click.echo(f"{chosen.label}: {count(summary['n_in_region'], 'study', 'studies')} report a focus in it; "
+               f"positive association at FDR q < .05: {count(summary['network_voxels'], 'voxel')} in "
+               f"{count(summary['network_clusters'], 'cluster')} (network.tsv); foci per study "
+               f"{summary['foci_per_study'][0]:g} in the region's studies, "
+               f"{summary['foci_per_study'][1]:g} in the others"
+               + (f"; {count(summary['n_iters'], 'label permutation')}, seed {summary['seed']}"
+                  if summary["n_iters"] else "") + f"; wrote {out}")
+    peaks = summary["network"].head(6)
+    if len(peaks):
+        click.echo("strongest coactivation peaks (x, y, z; z; Harvard-Oxford): " + "; ".join(
+            f"({x:g}, {y:g}, {z:g}) {v:.1f} {label}" for x, y, z, v, label in zip(
+                peaks["peak_x"], peaks["peak_y"], peaks["peak_z"], peaks["peak_z_association"],
+                peaks["label_harvard_oxford"])))

@@ -1,0 +1,114 @@
+"""A region to decode or to seed a coactivation network, and the studies that report a focus in it.
+
+- a **sphere**: centre in MNI mm and radius in mm; a study is in when one of its foci lies within
+  the radius (NiMARE's ``Dataset.get_studies_by_coordinate``);
+- a **mask image** (any voxel > 0), or **cluster** ``N`` of a results folder's
+  ``clusters_index.nii.gz``: a study is in when one of its foci, rounded to the image's nearest voxel
+  (half to even, as NiMARE's ``mm2vox``), falls on the mask. Foci outside the image are out
+  (NiMARE clips them onto its edge voxels, which masks leave empty).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from neurochange.errors import InputError
+from neurochange.space import Grid
+
+CLUSTER_INDEX = "clusters_index.nii.gz"
+
+
+@dataclass(frozen=True)
+class Region:
+    """A sphere (``centre`` mm, ``radius`` mm) or a mask on a voxel grid (``grid.mask``); ``label`` says which."""
+
+    label: str
+    centre: tuple[float, float, float] | None = None
+    radius: float | None = None
+    grid: Grid | None = None
+
+    def contains(self, xyz: np.ndarray) -> np.ndarray:
+        """Which foci (n, 3) mm lie in the region: bool (n,)."""
+        xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+        if self.grid is None:
+            return np.sqrt(((xyz - np.asarray(self.centre)) ** 2).sum(axis=1)) <= self.radius
+        ijk = self.grid.mm_to_vox(xyz)
+        inside = np.all((ijk >= 0) & (ijk < np.array(self.grid.shape)), axis=1)
+        out = np.zeros(len(xyz), dtype=bool)
+        out[inside] = self.grid.mask[tuple(ijk[inside].T)]
+        return out
+
+    def studies(self, foci: pd.DataFrame) -> np.ndarray:
+        """Sorted ids of the studies with a focus in the region, from ``foci`` (``study_id``, ``x``, ``y``, ``z``)."""
+        return np.array(sorted(set(foci["study_id"][self.contains(foci[["x", "y", "z"]].to_numpy())])),
+                        dtype=object)
+
+    def image(self, grid: Grid) -> nib.Nifti1Image:
+        """The region as a uint8 image on ``grid`` (a sphere: the voxels whose centres lie within it)."""
+        if self.grid is not None:
+            return nib.Nifti1Image(self.grid.mask.astype(np.uint8), self.grid.affine)
+        ijk = np.argwhere(np.ones(grid.shape, dtype=bool))
+        inside = self.contains(grid.vox_to_mm(ijk)).reshape(grid.shape)
+        return nib.Nifti1Image(inside.astype(np.uint8), grid.affine)
+
+
+def sphere(centre, radius: float = 10.0) -> Region:
+    """A sphere of ``radius`` mm at ``centre`` (x, y, z MNI mm)."""
+    centre = tuple(float(c) for c in np.asarray(centre, dtype=np.float64).ravel())
+    if len(centre) != 3 or not np.all(np.isfinite(centre)):
+        raise InputError(f"a sphere's centre is 3 numbers (x y z in MNI mm), got {centre}", field="centre")
+    if any(abs(c) > 128 for c in centre):
+        raise InputError(f"centre {centre} lies outside +-128 mm: not a brain coordinate in MNI space",
+                         field="centre")
+    if not (np.isfinite(radius) and radius > 0):
+        raise InputError(f"the radius is a positive number of mm, got {radius}", field="radius")
+    return Region(f"sphere of {radius:g} mm at ({centre[0]:g}, {centre[1]:g}, {centre[2]:g})", centre=centre,
+                  radius=float(radius))
+
+
+def _read_image(path: Path) -> nib.Nifti1Image:
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+    except FileNotFoundError:
+        raise InputError("no such file", file=path) from None
+    except Exception as exc:  # nibabel's many errors on a file that is not an image
+        raise InputError(f"not a readable NIfTI image ({str(exc).splitlines()[0] if str(exc) else exc!r})",
+                         file=path) from None
+    if data.ndim != 3:
+        raise InputError(f"a region is one 3-D image, this one has shape {data.shape}", file=path)
+    return nib.Nifti1Image(data, img.affine)
+
+
+def mask_region(path: str | Path) -> Region:
+    """The voxels > 0 of the image at ``path``."""
+    path = Path(path)
+    img = _read_image(path)
+    mask = np.asarray(img.dataobj) > 0
+    if not mask.any():
+        raise InputError("the mask is empty (no voxel > 0)", file=path)
+    return Region(f"mask {path.name} ({int(mask.sum()):,} voxels)", grid=Grid(mask, img.affine))
+
+
+def cluster_region(folder: str | Path, cluster: int) -> Region:
+    """Cluster ``cluster`` (1, 2, ...) of the results folder ``folder``, from its ``clusters_index.nii.gz``."""
+    folder = Path(folder)
+    path = folder / CLUSTER_INDEX
+    if not path.is_file():
+        raise InputError(f"not a results folder with clusters: no {CLUSTER_INDEX}", file=folder)
+    img = _read_image(path)
+    index = np.asarray(img.dataobj)
+    n = int(index.max())
+    if not 1 <= cluster <= n:
+        raise InputError(f"cluster {cluster} is not among its {n} clusters" if n else "it has no cluster",
+                         file=path, field="cluster")
+    mask = index == cluster
+    return Region(f"cluster {cluster} of {folder.name} ({int(mask.sum()):,} voxels)", grid=Grid(mask, img.affine))
+
+
+__all__ = ["CLUSTER_INDEX", "Region", "cluster_region", "mask_region", "sphere"]

@@ -1,0 +1,194 @@
+"""Decoding a region (``neurochange decode``): the Neurosynth decoder's numbers equal NiMARE 0.22.1's
+``neurosynth_decode`` on the same studies, annotations and thresholds; regions select the studies they
+should; bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from corpus_helpers import build_corpus, make_subset
+
+from neurochange.cli import cli
+from neurochange.corpus.store import Corpus
+from neurochange.decode.regions import Region, sphere
+from neurochange.decode.terms import TermMatrix, annotate
+from neurochange.errors import InputError
+from neurochange.space import Grid, mask_img
+from neurochange.sources.io.databases import NEUROQUERY
+from neurochange.workflows.decode import decode_region, term_labels
+from neurochange.workflows.settings import DecodeSettings
+
+AMYGDALA = (-24.0, -4.0, -20.0)
+
+
+@pytest.fixture(scope="module")
+def corpus_path(data_mirror, tmp_path_factory):
+    subset = make_subset(data_mirror, tmp_path_factory.mktemp("subset"), first=800)
+    return build_corpus(subset, tmp_path_factory.mktemp("db") / "corpus.duckdb")
+
+
+@pytest.mark.parametrize("settings", [
+    DecodeSettings(),
+    DecodeSettings(annotation="frequency", threshold=0.01, prior=None, correction="bonferroni", min_studies=0.05),
+    DecodeSettings(annotation="count", fields=("abstract", "title"), prior=0.3, correction="none", min_studies=5),
+], ids=["tfidf-bh", "frequency-bonferroni-base-rate", "count-none"])
+def test_decoding_equals_nimare(corpus_path, settings):
+    from nimare.decode.discrete import neurosynth_decode
+
+    with Corpus(corpus_path, read_only=True) as corpus:
+        decoding = decode_region(corpus, sphere(AMYGDALA, 12.0), settings)
+        foci = corpus.source_foci(NEUROQUERY)
+        values = term_labels(corpus, foci["study_id"].unique(), settings)
+    assert 10 < len(decoding.selected) < decoding.n_studies
+    features = [f"neuroquery_tfidf__{t}" for t in values.terms]  # NiMARE's prefixed names ("id" is a term)
+    annotations = pd.DataFrame(values.values.toarray(), columns=features)
+    annotations.insert(0, "id", values.study_ids)
+    coordinates = foci.rename(columns={"study_id": "id"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = neurosynth_decode(coordinates, annotations, ids=list(decoding.selected), features=features,
+                                   frequency_threshold=settings.label_threshold, prior=settings.prior,
+                                   correction=None if settings.correction == "none" else settings.correction,
+                                   min_studies=settings.min_studies)
+    theirs.index = [t.split("__", 1)[1] for t in theirs.index]
+    ours = decoding.table.set_index("term").loc[theirs.index]
+    assert len(ours) == len(theirs) == len(decoding.table)
+    for column in theirs.columns:
+        np.testing.assert_allclose(ours[column].to_numpy(float), theirs[column].to_numpy(float), rtol=1e-10, atol=0,
+                                   equal_nan=True, err_msg=column)
+    assert decoding.table["zReverse"].is_monotonic_decreasing
+
+
+def test_annotations():
+    counts = pd.DataFrame({"study_id": ["a", "a", "b", "c"], "term": ["x", "y", "y", "z"], "count": [3, 1, 2, 5]})
+    matrix = TermMatrix.from_long(counts, ["a", "b", "c", "d"])
+    assert list(matrix.terms) == ["x", "y", "z"] and matrix.values.shape == (4, 3)
+    frequency = annotate(matrix, "frequency").values.toarray()
+    np.testing.assert_allclose(frequency.sum(axis=1), [1, 1, 1, 0])
+    assert frequency[0, 0] == 0.75
+    tfidf = annotate(matrix, "tfidf").values.toarray()
+    np.testing.assert_allclose(np.linalg.norm(tfidf, axis=1), [1, 1, 1, 0])
+    assert (annotate(matrix, "count").values != matrix.values).nnz == 0
+    assert matrix.labels(2).toarray().tolist() == [[True, False, False], [False, True, False], [False, False, True],
+                                                    [False, False, False]]
+
+
+def test_a_sphere_and_its_voxels_select_the_same_foci():
+    grid = Grid.from_img(mask_img())
+    region = sphere(AMYGDALA, 10.0)
+    img = region.image(grid)
+    as_mask = Region("its voxels", grid=Grid(np.asarray(img.dataobj) > 0, img.affine))
+    ijk = np.argwhere(grid.mask)
+    xyz = grid.vox_to_mm(ijk)  # foci on voxel centres
+    np.testing.assert_array_equal(region.contains(xyz), as_mask.contains(xyz))
+    assert 100 < region.contains(xyz).sum() < 600  # about 4/3 pi 5^3 voxels of 2 mm
+    distances = np.sqrt(((xyz - AMYGDALA) ** 2).sum(axis=1))
+    np.testing.assert_array_equal(region.contains(xyz), distances <= 10.0)
+
+
+def test_cli_decodes_a_sphere_and_a_cluster(corpus_path, tmp_path):
+    out = tmp_path / "amygdala"
+    res = CliRunner().invoke(cli, ["decode", "-24 -4 -20", "--out", str(out), "--db", str(corpus_path)])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "decoding.tsv", sep="\t")
+    assert list(table.columns[:7]) == ["term", "pForward", "zForward", "probForward", "pReverse", "zReverse",
+                                       "probReverse"]
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["studies_in_region"] == len(pd.read_csv(out / "studies.tsv", sep="\t"))
+    assert nib.load(out / "region.nii.gz").get_fdata().sum() > 100
+    # a results folder's cluster: the region image written above stands in for clusters_index.nii.gz
+    folder = tmp_path / "results"
+    folder.mkdir()
+    nib.save(nib.load(out / "region.nii.gz"), folder / "clusters_index.nii.gz")
+    res = CliRunner().invoke(cli, ["decode", str(folder), "--cluster", "1", "--out", str(tmp_path / "c1"), "--db",
+                                   str(corpus_path)])
+    assert res.exit_code == 0, res.output
+    # foci rounded onto the sphere's voxels, or within its radius: nearly the same studies
+    near = set(pd.read_csv(out / "studies.tsv", sep="\t", dtype=str)["study_id"])
+    voxels = set(pd.read_csv(tmp_path / "c1" / "studies.tsv", sep="\t", dtype=str)["study_id"])
+    assert len(near & voxels) / len(near | voxels) > 0.85
+
+
+@pytest.mark.parametrize("args, words", [
+    (["0 0 140"], "outside +-128 mm"),
+    (["0 0 120"], "no study reports a focus in the region"),
+    (["1 2"], "is not a results folder, a mask image or 'X Y Z'"),
+    (["RESULTS"], "needs --cluster N"),
+    (["RESULTS", "--cluster", "3"], "cluster 3 is not among its 1 clusters"),
+    (["EMPTY"], "the mask is empty"),
+    (["NOTANIMAGE"], "not a readable NIfTI image"),
+    (["-24 -4 -20", "--fields", "abstract,body"], "fields must be among abstract, title, keywords"),
+    (["-24 -4 -20", "--radius", "0"], "Invalid value for '--radius'"),
+])
+def test_bad_input_is_one_line(corpus_path, tmp_path, args, words):
+    results = tmp_path / "results"
+    results.mkdir()
+    nib.save(nib.Nifti1Image(np.pad(np.ones((2, 2, 2), np.int16), 3), np.eye(4)), results / "clusters_index.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), tmp_path / "empty.nii.gz")
+    (tmp_path / "not.nii.gz").write_text("hello")
+    names = {"RESULTS": str(results), "EMPTY": str(tmp_path / "empty.nii.gz"),
+             "NOTANIMAGE": str(tmp_path / "not.nii.gz")}
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["decode", *[names.get(a, a) for a in args], "--out", str(out), "--db",
+                                   str(corpus_path)])
+    assert res.exit_code == 2, res.output
+    assert words in res.output and res.output.strip().count("\n") <= (0 if "Invalid value" not in words else 3)
+    assert not out.exists()
+
+
+def test_a_corpus_without_neuroquery_is_one_error(data_mirror, tmp_path):
+    subset = make_subset(data_mirror, tmp_path / "subset", first=20)
+    with Corpus(tmp_path / "ns.duckdb") as corpus:
+        corpus.ingest_database("neurosynth", subset["neurosynth"])
+        with pytest.raises(InputError, match="needs NeuroQuery's term counts"):
+            decode_region(corpus, sphere(AMYGDALA))
+
+
+def test_macm_equals_nimare_mkdachi2_on_the_same_two_study_sets(corpus_path, tmp_path):
+    import nimare.meta.cbma.mkda as nm
+    from nimare.correct import FDRCorrector
+
+    from neurochange.workflows.macm import region_split, run_macm
+    from neurochange.workflows.settings import InferenceSettings, KernelSettings, RunSettings
+
+    region = sphere(AMYGDALA, 12.0)
+    with Corpus(corpus_path, read_only=True) as corpus:
+        selection, rest = region_split(corpus, region)
+        done = run_macm(corpus, region, KernelSettings(estimator="mkda"), InferenceSettings(n_iters=10),
+                        RunSettings(seed=1, n_cores=1), fwe=False)
+    ours = done.results[""]
+    assert done.summary["n_in_region"] == len(selection.experiments) > 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = FDRCorrector(method="indep").transform(
+            nm.MKDAChi2(mask=mask_img()).fit(selection.to_nimare_dataset(), rest.to_nimare_dataset()))
+    for name in ("z_desc-association", "p_desc-association", "prob_desc-FgA",
+                 "z_desc-association_level-voxel_corr-FDR_method-indep"):
+        b = np.asarray(theirs.maps[name], dtype=np.float64)
+        # NiMARE keeps float32 maps: its FDR p below float32's normal range (z > 13) has lost digits
+        fine = np.abs(b) < 12 if name.startswith("z_") and "FDR" in name else np.ones(b.shape, dtype=bool)
+        np.testing.assert_allclose(ours.maps[name][fine], b[fine], rtol=1e-5,
+                                   atol=1e-6 * max(1.0, float(np.abs(b).max())), err_msg=name)
+    network = done.output.tables["network.tsv"]
+    main = network[~network["is_subpeak"]]
+    assert main["size_vox"].sum() == done.summary["network_voxels"] > 0
+    assert main["size_vox"].is_monotonic_decreasing
+    assert "label_harvard_oxford" in network
+
+
+def test_macm_cli_writes_its_folder(corpus_path, tmp_path):
+    out = tmp_path / "macm"
+    res = CliRunner().invoke(cli, ["macm", "-24 -4 -20", "--out", str(out), "--db", str(corpus_path), "--iters", "20",
+                                   "--seed", "3", "--cores", "1"])
+    assert res.exit_code == 0, res.output
+    assert (out / "network.tsv").is_file() and (out / "z_desc-association.nii.gz").is_file()
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["command"] == "macm" and record["input"]["studies_in_region"] > 10
+    res = CliRunner().invoke(cli, ["macm", "0 0 120", "--out", str(tmp_path / "none"), "--db", str(corpus_path)])
+    assert res.exit_code == 2 and "no study reports a focus in the region" in res.output
