@@ -45,15 +45,17 @@ def cluster_peaks(
     A candidate is a voxel of the cluster no smaller than any of its 26 neighbours within
     the cluster; candidates closer than ``min_distance`` mm to a stronger kept peak are dropped.
     """
-    inside = labels == cluster
-    vals = np.where(inside, values, -np.inf)
+    box = ndimage.find_objects((labels == cluster).astype(np.int8))[0]
+    box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)  # one voxel around: outside the cluster
+    inside = labels[box] == cluster
+    vals = np.where(inside, values[box], -np.inf)
     local_max = (vals == ndimage.maximum_filter(vals, size=3, mode="constant", cval=-np.inf)) & inside
     ijk = np.argwhere(local_max)
-    ijk = ijk[np.argsort(-vals[tuple(ijk.T)], kind="stable")]
+    ijk = ijk[np.argsort(-vals[tuple(ijk.T)], kind="stable")] + np.array([b.start for b in box])
     xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
     kept: list[int] = []
     for i in range(len(ijk)):
-        if all(np.linalg.norm(xyz[i] - xyz[j]) >= min_distance for j in kept):
+        if not kept or np.all(np.linalg.norm(xyz[kept] - xyz[i], axis=1) >= min_distance):
             kept.append(i)
     return ijk[kept]
 
