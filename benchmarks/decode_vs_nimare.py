@@ -15,25 +15,16 @@ timed apart (``nimare_build_seconds``), and only the core vocabulary fits in mem
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
+from _region_corpus import corpus_path, region_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", default=None)
-    parser.add_argument("--centre", type=float, nargs=3, default=[-24.0, -4.0, -20.0])
-    parser.add_argument("--radius", type=float, default=10.0)
-    parser.add_argument("--mirror", default=os.environ.get(
-        "NEUROCHANGE_DATA_MIRROR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
-    args = parser.parse_args()
+    args = region_parser(__doc__).parse_args()
 
     import pandas as pd
 
@@ -43,16 +34,7 @@ def main() -> None:
     from neurochange.workflows.decode import decode_region, term_labels
     from neurochange.workflows.settings import DecodeSettings
 
-    with tempfile.TemporaryDirectory(prefix="decode-bench-") as tmp:
-        db = args.db
-        if db is None:
-            from neurochange.sources import download
-
-            os.environ["NEUROCHANGE_DATA_MIRROR"] = args.mirror
-            os.environ["NEUROCHANGE_HOME"] = tmp
-            db = Path(tmp) / "corpus.duckdb"
-            with Corpus(db) as corpus:
-                corpus.ingest_database(NEUROQUERY, download.fetch_dataset(NEUROQUERY))
+    with corpus_path(args) as db:
         region = sphere(args.centre, args.radius)
         with Corpus(db, read_only=True) as corpus:
             seconds = {}

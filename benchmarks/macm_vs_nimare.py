@@ -12,43 +12,24 @@ are compared. Not a test: compare numbers from one run only.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
+from _region_corpus import corpus_path, region_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", default=None)
-    parser.add_argument("--centre", type=float, nargs=3, default=[-24.0, -4.0, -20.0])
-    parser.add_argument("--radius", type=float, default=10.0)
-    parser.add_argument("--mirror", default=os.environ.get(
-        "NEUROCHANGE_DATA_MIRROR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
-    args = parser.parse_args()
+    args = region_parser(__doc__).parse_args()
 
     from neurochange.corpus.store import Corpus
     from neurochange.decode.regions import sphere
-    from neurochange.sources.io.databases import NEUROQUERY
     from neurochange.space import mask_img
     from neurochange.workflows.macm import region_split, run_macm
     from neurochange.workflows.settings import InferenceSettings, KernelSettings, RunSettings
 
-    with tempfile.TemporaryDirectory(prefix="macm-bench-") as tmp:
-        db = args.db
-        if db is None:
-            from neurochange.sources import download
-
-            os.environ["NEUROCHANGE_DATA_MIRROR"] = args.mirror
-            os.environ["NEUROCHANGE_HOME"] = tmp
-            db = Path(tmp) / "corpus.duckdb"
-            with Corpus(db) as corpus:
-                corpus.ingest_database(NEUROQUERY, download.fetch_dataset(NEUROQUERY))
+    with corpus_path(args) as db:
         region = sphere(args.centre, args.radius)
         with Corpus(db, read_only=True) as corpus:
             start = time.perf_counter()
