@@ -3,7 +3,7 @@
 A user mistake (any ``NeurochangeError``) prints one line and exits 2. Commands live by
 stage: :mod:`neurochange.cli.data` (data, convert, corpus, select),
 :mod:`neurochange.cli.analysis` (ale, mkda, kda, chi2, contrast, conjunction, diagnose),
-:mod:`neurochange.cli.review` (review, models, atlases), :mod:`neurochange.cli.decode` (decode),
+:mod:`neurochange.cli.review` (review, models, atlases), :mod:`neurochange.cli.decode` (decode, macm),
 :mod:`neurochange.cli.serve` (serve).
 """
 
