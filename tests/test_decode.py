@@ -37,7 +37,8 @@ def corpus_path(data_mirror, tmp_path_factory):
     DecodeSettings(),
     DecodeSettings(annotation="frequency", threshold=0.01, prior=None, correction="bonferroni", min_studies=0.05),
     DecodeSettings(annotation="count", fields=("abstract", "title"), prior=0.3, correction="none", min_studies=5),
-], ids=["tfidf-bh", "frequency-bonferroni-base-rate", "count-none"])
+    DecodeSettings(vocabulary="full", fields=("title", "keywords"), correction="by"),
+], ids=["tfidf-bh", "frequency-bonferroni-base-rate", "count-none", "full-title-keywords-by"])
 def test_decoding_equals_nimare(corpus_path, settings):
     from nimare.decode.discrete import neurosynth_decode
 

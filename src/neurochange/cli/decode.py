@@ -53,8 +53,8 @@ def parse_region(region: str, radius: float, cluster: int | None):
               help="A study is labelled with a term at this value or above [default: 0.001; 1 for counts].")
 @click.option("--prior", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True,
               help="Prior probability of each term (Neurosynth's uniform prior).")
-@click.option("--correction", type=click.Choice(["bh", "bonferroni", "none"]), default="bh", show_default=True,
-              help="Correction of p across terms (bh: Benjamini-Hochberg FDR).")
+@click.option("--correction", type=click.Choice(["bh", "by", "bonferroni", "none"]), default="bh", show_default=True,
+              help="Correction of p across terms (bh: Benjamini-Hochberg FDR; by: Benjamini-Yekutieli).")
 @click.option("--min-studies", type=click.FloatRange(min=0), default=1, show_default=True,
               help="Leave out terms labelling fewer studies (a share of them when below 1).")
 @click.option("--db", type=click.Path(dir_okay=False), default=None,

@@ -9,8 +9,8 @@ the rest of the studies under analysis on whether the term labels them:
 - **association** (``*Reverse``; "reverse inference"): 2 x 2 chi-square of term by selection;
 - ``probForward`` = P(selected | term) and ``probReverse`` = P(term | selected), each with a
   uniform ``prior`` on the term (0.5 by default; ``None``: the term's base rate);
-- p corrected across terms (``correction``: Benjamini-Hochberg ``"bh"``, ``"bonferroni"`` or
-  ``"none"``), two-tailed z signed by the direction of the difference.
+- p corrected across terms (``correction``: Benjamini-Hochberg ``"bh"``, Benjamini-Yekutieli
+  ``"by"``, ``"bonferroni"`` or ``"none"``), two-tailed z signed by the direction of the difference.
 
 Terms labelling fewer than ``min_studies`` studies under analysis (a count, or a share when a
 float in (0, 1)) are left out before testing, as NiMARE does.
@@ -27,15 +27,16 @@ from neurochange.inference.fdr import fdr_bh_nlogp
 from neurochange.inference.stats import nlogp_to_z
 from neurochange.meta.chi2 import chi2_nlogp, one_way, two_way
 
-CORRECTIONS = ("bh", "bonferroni", "none")
+CORRECTIONS = ("bh", "by", "bonferroni", "none")
 #: The columns of a decoding table, after ``term``: NiMARE's six, then the counts behind them.
 COLUMNS = ("pForward", "zForward", "probForward", "pReverse", "zReverse", "probReverse", "n_selected_term",
            "n_term")
 
 
 def _correct(nlogp: np.ndarray, correction: str) -> np.ndarray:
-    if correction == "bh":
-        return fdr_bh_nlogp(nlogp)
+    if correction in ("bh", "by"):  # BY: BH's adjusted p times sum(1 / i), i = 1..n
+        extra = np.log(np.sum(1.0 / np.arange(1, nlogp.size + 1))) if correction == "by" else 0.0
+        return np.minimum(fdr_bh_nlogp(nlogp) + extra, 0.0)
     if correction == "bonferroni":
         return np.minimum(nlogp + np.log(nlogp.size), 0.0)
     return nlogp

@@ -161,7 +161,7 @@ class DecodeSettings:
     """Term decoding (:mod:`neurochange.decode`): NeuroQuery's ``vocabulary`` ("core": its model's 7,547
     terms; "full": 156,521) counted in ``fields``; ``annotation`` ("tfidf", "frequency", "count") labelling a
     study with a term at ``threshold`` or above (None: 0.001, or 1 for counts); ``prior`` on each term (None:
-    its base rate); ``correction`` across terms ("bh", "bonferroni", "none"); terms labelling fewer than
+    its base rate); ``correction`` across terms ("bh", "by", "bonferroni", "none"); terms labelling fewer than
     ``min_studies`` studies (a share when below 1) left out."""
 
     vocabulary: Literal["core", "full"] = "core"
@@ -169,7 +169,7 @@ class DecodeSettings:
     annotation: Literal["tfidf", "frequency", "count"] = "tfidf"
     threshold: float | None = None
     prior: float | None = 0.5
-    correction: Literal["bh", "bonferroni", "none"] = "bh"
+    correction: Literal["bh", "by", "bonferroni", "none"] = "bh"
     min_studies: float = 1
 
     @property
