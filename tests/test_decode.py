@@ -19,8 +19,8 @@ from neurochange.corpus.store import Corpus
 from neurochange.decode.regions import Region, sphere
 from neurochange.decode.terms import TermMatrix, annotate
 from neurochange.errors import InputError
-from neurochange.space import Grid, mask_img
 from neurochange.sources.io.databases import NEUROQUERY
+from neurochange.space import Grid, mask_img
 from neurochange.workflows.decode import decode_region, term_labels
 from neurochange.workflows.settings import DecodeSettings
 
