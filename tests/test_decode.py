@@ -64,6 +64,8 @@ def test_decoding_equals_nimare(corpus_path, settings):
         np.testing.assert_allclose(ours[column].to_numpy(float), theirs[column].to_numpy(float), rtol=1e-10, atol=0,
                                    equal_nan=True, err_msg=column)
     assert decoding.table["zReverse"].is_monotonic_decreasing
+    top = decoding.top(5)
+    assert ((top["pReverse"] < 0.05) & (top["zReverse"] > 0)).all() and len(top) <= 5
 
 
 def test_annotations():

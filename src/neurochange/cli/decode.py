@@ -93,9 +93,12 @@ def decode_command(region, out, overwrite, cluster, radius, vocabulary, fields, 
     click.echo(f"{chosen.label}: {count(len(decoding.selected), 'study', 'studies')} of "
                f"{decoding.n_studies:,} report a focus in it; {count(len(decoding.table), 'term')} tested")
     top = decoding.top(10)
+    which = {"bh": "FDR", "by": "FDR (BY)", "bonferroni": "Bonferroni", "none": "uncorrected"}[correction]
     if len(top):
-        click.echo("most associated terms (z, P(term | region)): " + "; ".join(
+        click.echo(f"most associated terms ({which} p < .05; z, P(term | region)): " + "; ".join(
             f"{t} ({z:.1f}, {p:.2f})" for t, z, p in zip(top["term"], top["zReverse"], top["probReverse"])))
+    else:
+        click.echo(f"no term is associated with the region at {which} p < .05")
     click.echo(f"wrote {out}")
 
 

@@ -36,9 +36,10 @@ class Decoding:
     settings: DecodeSettings
     seconds: float
 
-    def top(self, n: int = 10) -> pd.DataFrame:
-        """The ``n`` terms most associated with the region (positive association z, smallest p first)."""
-        return self.table[self.table["zReverse"] > 0].head(n)
+    def top(self, n: int = 10, alpha: float = 0.05) -> pd.DataFrame:
+        """The ``n`` terms most associated with the region: positive association with (corrected) p < ``alpha``,
+        strongest first."""
+        return self.table[(self.table["zReverse"] > 0) & (self.table["pReverse"] < alpha)].head(n)
 
 
 def term_labels(corpus: Corpus, study_ids, settings: DecodeSettings) -> TermMatrix:
