@@ -118,6 +118,21 @@ def test_cli_decodes_a_sphere_and_a_cluster(corpus_path, tmp_path):
     assert len(near & voxels) / len(near | voxels) > 0.85
 
 
+def test_unquoted_coordinates_and_the_warnings(corpus_path, tmp_path):
+    from neurochange.workflows.decode import region_warnings
+
+    far = region_warnings(sphere((90.0, 0.0, 0.0)), 2)
+    assert len(far) == 2 and "no voxel of the MNI152 brain mask" in far[0] and "only 2 studies" in far[1]
+    assert region_warnings(sphere(AMYGDALA), 30) == ()
+    res = CliRunner().invoke(cli, ["decode", "-24", "-4", "-20", "--radius", "4", "--out", str(tmp_path / "a"),
+                                   "--db", str(corpus_path)])
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    assert record["region"] == "sphere of 4 mm at (-24, -4, -20)" and record["corpus"] == str(corpus_path)
+    assert record["studies_in_region"] < 30 and any("studies report a focus" in w for w in record["warnings"])
+    assert "warning: only" in res.output
+
+
 @pytest.mark.parametrize("args, words", [
     (["0 0 140"], "outside +-128 mm"),
     (["0 0 120"], "no study reports a focus in the region"),

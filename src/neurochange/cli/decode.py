@@ -13,14 +13,19 @@ from neurochange.errors import InputError
 from neurochange.report.numbers import count
 
 
-def parse_region(region: str, radius: float, cluster: int | None):
-    """A results folder (with ``cluster``), a mask image, or ``"X Y Z"`` (MNI mm; a sphere of ``radius``)."""
+def parse_region(words: tuple[str, ...], radius: float, cluster: int | None):
+    """A results folder (with ``cluster``), a mask image, or ``X Y Z`` (MNI mm, quoted or not, commas allowed; a
+    sphere of ``radius``)."""
     from neurochange.decode.regions import cluster_region, mask_region, sphere
 
+    if not words:
+        raise InputError("give a region: a results folder with --cluster N, a mask image, or X Y Z in MNI mm",
+                         field="region")
+    region = " ".join(words)
     path = Path(region)
     if path.is_dir():
         if cluster is None:
-            raise InputError("a results folder needs --cluster N (its cluster to decode)", file=path, field="cluster")
+            raise InputError("a results folder needs --cluster N", file=path, field="cluster")
         return cluster_region(path, cluster)
     if cluster is not None:
         raise InputError("--cluster goes with a results folder", field="cluster")
@@ -36,7 +41,7 @@ def parse_region(region: str, radius: float, cluster: int | None):
 
 
 @cli.command("decode", context_settings={"ignore_unknown_options": True})
-@click.argument("region")
+@click.argument("region", nargs=-1)
 @out_options
 @click.option("--cluster", type=click.IntRange(min=1), default=None,
               help="With a results folder: the cluster's number.")
@@ -67,11 +72,12 @@ def decode_command(region, out, overwrite, cluster, radius, vocabulary, fields, 
     REGION is one of:
       a results folder with --cluster N   (its clusters_index.nii.gz)
       a mask image                        (voxels > 0)
-      "X Y Z"                             (MNI mm; a sphere of --radius mm)
+      X Y Z                               (MNI mm; a sphere of --radius mm)
     \b
     Neurosynth's decoder (Yarkoni et al. 2011; NiMARE's NeurosynthDecoder) on NeuroQuery's studies, foci and
-    term counts: per term, the association test (zReverse, pReverse, probReverse = P(term | region)) and the
-    uniformity test (zForward, ...), p corrected across terms. Writes decoding.tsv (one row per term,
+    term counts: per term, the association test (zReverse, pReverse; probReverse = P(term | region) under
+    --prior) and the uniformity test (zForward, pForward, probForward), p corrected across terms and z from
+    the corrected p. Writes decoding.tsv (one row per term,
     strongest association first), studies.tsv (the studies in the region), region.nii.gz and provenance.json.
     Decoding says what the literature reports with a region, not what the region does in a given patient.
     """
@@ -90,6 +96,8 @@ def decode_command(region, out, overwrite, cluster, radius, vocabulary, fields, 
     with Corpus(db, read_only=True) as corpus:
         decoding = decode_region(corpus, chosen, settings)
     write_output(decoding_output(decoding, Grid.from_img(mask_img())), out, overwrite)
+    for warning in decoding.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{chosen.label}: {count(len(decoding.selected), 'study', 'studies')} of "
                f"{decoding.n_studies:,} report a focus in it; {count(len(decoding.table), 'term')} tested")
     top = decoding.top(10)
@@ -103,7 +111,7 @@ def decode_command(region, out, overwrite, cluster, radius, vocabulary, fields, 
 
 
 @cli.command("macm", context_settings={"ignore_unknown_options": True})
-@click.argument("region")
+@click.argument("region", nargs=-1)
 @out_options
 @compute_options
 @click.option("--cluster", type=click.IntRange(min=1), default=None,
@@ -122,7 +130,7 @@ def macm_command(region, out, overwrite, seed, cores, iters, cluster, radius, ke
     """Coactivation network of REGION (MACM): MKDA chi-square of the studies reporting a focus in it against the rest.
 
     \b
-    REGION: a results folder with --cluster N, a mask image, or "X Y Z" (MNI mm; a sphere of --radius mm).
+    REGION: a results folder with --cluster N, a mask image, or X Y Z (MNI mm; a sphere of --radius mm).
     \b
     NeuroQuery's studies (one experiment per study), NiMARE's MKDAChi2 (as `neurochange chi2`): the
     association map shows where the region's studies report foci more often than the others; FDR, and
@@ -143,16 +151,19 @@ def macm_command(region, out, overwrite, seed, cores, iters, cluster, radius, ke
                                 KernelSettings(estimator="mkda", radius=kernel_radius),
                                 inference_settings(iters, cluster_forming_p), run, fwe=not fdr_only, page=False)
     summary = done.summary
+    for warning in summary["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{chosen.label}: {count(summary['n_in_region'], 'study', 'studies')} report a focus in it; "
-               f"positive association at FDR q < .05: {count(summary['network_voxels'], 'voxel')} in "
-               f"{count(summary['network_clusters'], 'cluster')} (network.tsv); foci per study "
-               f"{summary['foci_per_study'][0]:g} in the region's studies, "
+               f"positive association at FDR q < .05: {count(summary['network_voxels'], 'voxel')} "
+               f"({summary['network_share']:.0%} of the mask) in {count(summary['network_clusters'], 'cluster')} "
+               f"(network.tsv); foci per study {summary['foci_per_study'][0]:g} in the region's studies, "
                f"{summary['foci_per_study'][1]:g} in the others"
                + (f"; {count(summary['n_iters'], 'label permutation')}, seed {summary['seed']}"
                   if summary["n_iters"] else "") + f"; wrote {out}")
-    peaks = summary["network"].head(6)
+    peaks = summary["network"].sort_values("peak_z_association", ascending=False, kind="stable").head(6)
     if len(peaks):
-        click.echo("strongest coactivation peaks (x, y, z; z; Harvard-Oxford): " + "; ".join(
-            f"({x:g}, {y:g}, {z:g}) {v:.1f} {label}" for x, y, z, v, label in zip(
-                peaks["peak_x"], peaks["peak_y"], peaks["peak_z"], peaks["peak_z_association"],
-                peaks["label_harvard_oxford"])))
+        click.echo("strongest peaks (x, y, z; uncorrected association z; Harvard-Oxford; a peak in the region "
+                   "itself is there by construction): " + "; ".join(
+                       f"({x:g}, {y:g}, {z:g}) {v:.1f} {label}" for x, y, z, v, label in zip(
+                           peaks["peak_x"], peaks["peak_y"], peaks["peak_z"], peaks["peak_z_association"],
+                           peaks["label_harvard_oxford"])))

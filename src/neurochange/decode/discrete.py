@@ -7,8 +7,9 @@ the rest of the studies under analysis on whether the term labels them:
   term's count among the selected studies against the mean count of all terms; its ranking mostly
   follows how common a term is, so prefer the association columns to say what a region does;
 - **association** (``*Reverse``; "reverse inference"): 2 x 2 chi-square of term by selection;
-- ``probForward`` = P(selected | term) and ``probReverse`` = P(term | selected), each with a
-  uniform ``prior`` on the term (0.5 by default; ``None``: the term's base rate);
+- ``probReverse`` = P(term | selected) with a ``prior`` on the term (0.5 by default; ``None``: the
+  term's base rate), and ``probForward`` = prior x P(selected | term) + (1 - prior) x P(selected | no
+  term), NiMARE's prior-weighted P(selected);
 - p corrected across terms (``correction``: Benjamini-Hochberg ``"bh"``, Benjamini-Yekutieli
   ``"by"``, ``"bonferroni"`` or ``"none"``), two-tailed z signed by the direction of the difference.
 

@@ -8,7 +8,7 @@ NeuroQuery reports; the region selects those with a focus in it (:mod:`neurochan
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -18,16 +18,21 @@ from neurochange.corpus.store import Corpus
 from neurochange.decode.discrete import decode_studies
 from neurochange.decode.regions import Region
 from neurochange.decode.terms import TermMatrix, annotate, check_choices
+from neurochange.results import provenance
 from neurochange.results.write import Output
 from neurochange.sources.io.databases import NEUROQUERY
 from neurochange.space import Grid
 from neurochange.workflows.settings import DecodeSettings
 
+#: Fewer studies in a region than this, or a top term carried by fewer of them, and the association
+#: statistics rest on a handful of studies: the run says so.
+FEW_STUDIES, FEW_CARRIERS = 30, 5
+
 
 @dataclass(frozen=True)
 class Decoding:
     """A region's decoding: ``table`` (one row per term, strongest association first), the studies in the
-    region (``selected``) and under analysis (``n_studies``), and how it was run."""
+    region (``selected``) and under analysis (``n_studies``), how it was run, and ``warnings``."""
 
     region: Region
     table: pd.DataFrame
@@ -35,6 +40,8 @@ class Decoding:
     n_studies: int
     settings: DecodeSettings
     seconds: float
+    corpus: str = ""
+    warnings: tuple[str, ...] = ()
 
     def top(self, n: int = 10, alpha: float = 0.05) -> pd.DataFrame:
         """The ``n`` terms most associated with the region: positive association with (corrected) p < ``alpha``,
@@ -59,14 +66,44 @@ def decode_region(corpus: Corpus, region: Region, settings: DecodeSettings = Dec
     table = decode_studies(values.labels(settings.label_threshold), values.terms, selected, prior=settings.prior,
                            correction=settings.correction, min_studies=settings.min_studies)
     table = table.sort_values(["zReverse", "term"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    return Decoding(region, table, selected_ids, len(values.study_ids), settings, time.perf_counter() - start)
+    decoding = Decoding(region, table, selected_ids, len(values.study_ids), settings, time.perf_counter() - start,
+                        str(corpus.path))
+    return replace(decoding, warnings=region_warnings(region, len(selected_ids)) + carrier_warnings(decoding))
+
+
+def region_warnings(region: Region, n_selected: int) -> tuple[str, ...]:
+    """What a reader should know of a region before reading its statistics."""
+    out = []
+    if region.centre is not None and not region.contains(_brain_xyz()).any():
+        out.append(f"no voxel of the MNI152 brain mask lies in the {region.label}")
+    if n_selected < FEW_STUDIES:
+        out.append(f"only {n_selected} studies report a focus in the region: its statistics rest on few studies")
+    return tuple(out)
+
+
+def carrier_warnings(decoding: Decoding) -> tuple[str, ...]:
+    top = decoding.top(10)
+    few = top["term"][top["n_selected_term"] < FEW_CARRIERS].tolist()
+    if not few:
+        return ()
+    return (f"{len(few)} of the top terms ({', '.join(few[:5])}) label fewer than {FEW_CARRIERS} studies in the "
+            "region",)
+
+
+def _brain_xyz() -> np.ndarray:
+    from neurochange.space import mni_2mm
+
+    grid = mni_2mm()
+    return grid.vox_to_mm(np.argwhere(grid.mask))
 
 
 def decoding_output(decoding: Decoding, grid: Grid) -> Output:
     """``decoding.tsv``, ``region.nii.gz`` (on ``grid``), ``studies.tsv`` (the studies in the region) and
     ``provenance.json``."""
     record = {
+        "command": "decode",
         "neurochange": __version__,
+        "corpus": decoding.corpus,
         "region": decoding.region.label,
         "studies_in_region": int(len(decoding.selected)),
         "studies_analysed": decoding.n_studies,
@@ -75,6 +112,8 @@ def decoding_output(decoding: Decoding, grid: Grid) -> Output:
         "decoder": "Neurosynth's (Yarkoni et al. 2011), as NiMARE 0.22.1's NeurosynthDecoder",
         "settings": decoding.settings.to_dict(),
         "terms_tested": int(len(decoding.table)),
+        "warnings": list(decoding.warnings),
+        "versions": provenance.versions(),
     }
     return Output(tables={"decoding.tsv": decoding.table, "studies.tsv": pd.DataFrame({"study_id": decoding.selected})},
                   images={"region.nii.gz": decoding.region.image(grid)}, records={"provenance.json": record},

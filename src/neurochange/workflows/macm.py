@@ -22,6 +22,7 @@ from neurochange.sources.io.databases import NEUROQUERY
 from neurochange.space import load_grid
 from neurochange.workflows.analysis import AnalysisRun
 from neurochange.workflows.chi2 import chi2_analysis
+from neurochange.workflows.decode import region_warnings
 from neurochange.workflows.settings import InferenceSettings, KernelSettings, RunSettings
 
 
@@ -42,7 +43,8 @@ def region_split(corpus: Corpus, region: Region):
 
 def network_table(result: MetaResult, q: float = 0.05) -> tuple[pd.DataFrame, int]:
     """Where the network lies: the clusters of positive association (z > 0) at FDR ``q``, a row per peak
-    with its atlas labels (``network.tsv``); and how many voxels they hold."""
+    (``peak_z_association``: the uncorrected association z; ``size_vox``: its cluster's size, repeated on
+    each of its peaks) with atlas labels (``network.tsv``); and how many voxels they hold."""
     z = result.get_volume("z_desc-association")
     supra = result.grid.mask & (z > 0) & (result.get_volume(f"p_desc-association_level-voxel{FDR_SUFFIX}") < q)
     labels, sizes = label_clusters(supra)
@@ -57,21 +59,25 @@ def run_macm(corpus: Corpus, region: Region, kernel: KernelSettings, inference: 
     """The coactivation network of ``region``: MKDA chi-square of its studies against the rest."""
     selection, rest = region_split(corpus, region)
     per_study = [round(len(s.foci) / len(s.experiments), 2) for s in (selection, rest)]
-    record = {"command": "macm", "input": {"region": region.label, "source": NEUROQUERY,
+    record = {"command": "macm", "input": {"region": region.label, "corpus": str(corpus.path), "source": NEUROQUERY,
                                            "studies_in_region": int(len(selection.experiments)),
                                            "studies_outside": int(len(rest.experiments)),
                                            "foci_per_study": {"in_region": per_study[0], "outside": per_study[1]}},
               "note": "studies that report more foci are more likely to report one in the region, and then "
                       "associate positively with it wherever they report foci: with many studies, positive "
-                      "association can cover much of the brain; its strongest peaks locate the network",
+                      "association can cover much of the brain; its strongest peaks locate the network, and the "
+                      "strongest of all is the region itself, by construction (not evidence of coactivation)",
               "pooled": {"selection": "a study's tables pooled (one experiment per study)",
                          "rest": "a study's tables pooled (one experiment per study)"}}
     done = chi2_analysis(selection, rest, load_grid(run.mask), kernel, inference, run, fwe, progress, record)
     network, n_voxels = network_table(done.results[""])
     done.output.tables["network.tsv"] = network
+    warnings = list(region_warnings(region, len(selection.experiments)))
+    done.record["warnings"] = warnings
     done.summary.update(region=region.label, n_in_region=int(len(selection.experiments)), network_voxels=n_voxels,
+                        network_share=n_voxels / int(done.results[""].grid.mask.sum()),
                         network_clusters=int(network["cluster_id"].nunique()) if len(network) else 0,
-                        foci_per_study=per_study, network=network)
+                        foci_per_study=per_study, network=network, warnings=warnings)
     return done
 
 
