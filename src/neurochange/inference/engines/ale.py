@@ -69,9 +69,8 @@ SLAB_PLANES = 8
 #: Padded-grid rows: their compact mask spans, the rows holding mask voxels, and per row the
 #: offset of k = 0 in the extended layout (see module docstring; rows no cube reaches: 0).
 Geometry = namedtuple("Geometry", "ny row_lo row_hi row_off outside mask_rows ext_base")
-#: Kernel cubes: values (float32) and ``keep`` = 1 - value (float64), concatenated; per kernel
-#: its first value and radius.
-KernelTable = namedtuple("KernelTable", "values keep start radius")
+#: Kernel cubes: values (float32), concatenated; per kernel its first value and radius.
+KernelTable = namedtuple("KernelTable", "values start radius")
 #: Stage-1 bound: per kernel and alignment (i, j, k parity) of the focus, the 2 x 2 x 2 blocks
 #: its core reaches, as flat offsets from the focus's block and factors ``1 - block max``;
 #: entries of (kernel, alignment) ``a`` are ``start[a]:start[a + 1]``; ``shape``: block grid.
@@ -147,10 +146,8 @@ class NullPlan:
 
 def _kernel_table(kernel_list: list[kernels.KernelCube]) -> KernelTable:
     """The kernels' cubes concatenated."""
-    values = np.concatenate([k.values for k in kernel_list]).astype(np.float32)
     return KernelTable(
-        values=values,
-        keep=1.0 - values.astype(np.float64),
+        values=np.concatenate([k.values for k in kernel_list]).astype(np.float32),
         start=np.concatenate([[0], np.cumsum([len(k.values) for k in kernel_list])]).astype(np.int64),
         radius=np.array([k.radius for k in kernel_list], dtype=np.int64),
     )
@@ -344,13 +341,11 @@ def _slab_buckets(foci_i, foci_r, n_slabs, slab_focus, slab_start):
 
 
 @njit(cache=True)
-def _accumulate(foci_i, foci_row, foci_k, foci_r, foci_kernel, focus_exp, exp_offsets, values, keep, kstart, ny,
-                ext_base, prod, scratch, slab_focus, slab_start):
-    """prod *= 1 - MA_e for every experiment e, over the whole extended layout, slab by slab.
-
-    An experiment with one focus is folded in directly (``keep`` = 1 - value); otherwise its MA
-    is built in ``scratch`` from its foci reaching the slab, then folded in and cleared by a
-    second walk over the same cube rows.
+def _accumulate(foci_i, foci_row, foci_k, foci_r, foci_kernel, focus_exp, values, kstart, ny, ext_base, prod,
+                scratch, slab_focus, slab_start):
+    """prod *= 1 - MA_e for every experiment e, over the whole extended layout, slab by slab: its MA is
+    built in ``scratch`` from its foci reaching the slab, then folded in and cleared by a second walk
+    over the same cube rows.
     """
     n_slabs = slab_start.shape[0] - 1
     _slab_buckets(foci_i, foci_r, n_slabs, slab_focus, slab_start)
@@ -362,17 +357,13 @@ def _accumulate(foci_i, foci_row, foci_k, foci_r, foci_kernel, focus_exp, exp_of
             while q_end < slab_start[s + 1] and focus_exp[slab_focus[q_end]] == e:
                 q_end += 1
             group = slab_focus[q:q_end]
-            if exp_offsets[e + 1] - exp_offsets[e] == 1:
-                _fold_kernels(group, s * SLAB_PLANES, foci_i, foci_row, foci_k, foci_r, foci_kernel, keep, kstart, ny,
-                              ext_base, prod)
-            else:
-                _max_kernels(group, s * SLAB_PLANES, foci_i, foci_row, foci_k, foci_r, foci_kernel, values, kstart, ny,
-                             ext_base, scratch)
-                _fold_scratch(group, s * SLAB_PLANES, foci_i, foci_row, foci_k, foci_r, ny, ext_base, prod, scratch)
+            _max_kernels(group, s * SLAB_PLANES, foci_i, foci_row, foci_k, foci_r, foci_kernel, values, kstart, ny,
+                         ext_base, scratch)
+            _fold_scratch(group, s * SLAB_PLANES, foci_i, foci_row, foci_k, foci_r, ny, ext_base, prod, scratch)
             q = q_end
 
 
-# The three walks over the cube rows of a group of foci inside the slab starting at plane ilo
+# The two walks over the cube rows of a group of foci inside the slab starting at plane ilo
 # differ only in their innermost loop (kept apart: a branch there stops vectorization).
 @njit(cache=True)
 def _max_kernels(group, ilo, foci_i, foci_row, foci_k, foci_r, foci_kernel, values, kstart, ny, ext_base, scratch):
@@ -407,23 +398,6 @@ def _fold_scratch(group, ilo, foci_i, foci_row, foci_k, foci_r, ny, ext_base, pr
                 for t in range(side):
                     p[t] *= 1.0 - sc[t]
                     sc[t] = 0.0
-
-
-@njit(cache=True)
-def _fold_kernels(group, ilo, foci_i, foci_row, foci_k, foci_r, foci_kernel, keep, kstart, ny, ext_base, prod):
-    """prod *= 1 - kernel over the group's cube rows."""
-    for f in group:
-        r = foci_r[f]
-        side = 2 * r + 1
-        first_row, kfirst, k0 = foci_row[f] - r * ny - r, foci_k[f] - r, kstart[foci_kernel[f]]
-        for a in range(max(0, ilo - foci_i[f] + r), min(side, ilo + SLAB_PLANES - foci_i[f] + r)):
-            for b in range(side):
-                start = ext_base[first_row + a * ny + b] + kfirst
-                kfrom = k0 + (a * side + b) * side
-                p = prod[start: start + side]
-                kk = keep[kfrom: kfrom + side]
-                for t in range(side):
-                    p[t] *= kk[t]
 
 
 @njit(cache=True)
@@ -698,10 +672,10 @@ def largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row
 
 # ---------------------------------------------------------------------------- iterations
 @njit(cache=True)
-def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, table, bound, geo, threshold, tail_keep,
+def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, table, bound, geo, threshold, tail_keep,
                two_stage, work, w):
     ny, row_lo, row_hi, row_off, outside, mask_rows, ext_base = geo
-    values, keep_values, kstart, kradius = table
+    values, kstart, kradius = table
     supra_idx = work.supra_idx[w]
     supra_row = work.supra_row[w]
     supra_val = work.supra_val[w]
@@ -746,8 +720,8 @@ def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, ta
         done = n_supra > 0
     if not done:
         prod = work.prod[w]
-        _accumulate(foci_i, foci_row, foci_k, foci_r, foci_kernel, focus_exp, exp_offsets, values, keep_values, kstart,
-                    ny, ext_base, prod, work.scratch[w], work.slab_focus[w], work.slab_start[w])
+        _accumulate(foci_i, foci_row, foci_k, foci_r, foci_kernel, focus_exp, values, kstart, ny, ext_base, prod,
+                    work.scratch[w], work.slab_focus[w], work.slab_start[w])
         max_ale, n_supra = _collect(mask_rows, row_lo, row_hi, row_off, ext_base, outside, threshold, prod, supra_idx,
                                     supra_row, supra_val)
     max_size, max_mass = largest_cluster(supra_idx, supra_row, supra_val, n_supra, threshold, ny, row_lo, row_hi,
@@ -756,7 +730,7 @@ def _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, ta
 
 
 @njit(cache=True, nogil=True)
-def _run_worker(w, first, step, draws, null_row, null_k, foci_kernel, foci_r, focus_exp, exp_offsets, table, bound,
+def _run_worker(w, first, step, draws, null_row, null_k, foci_kernel, foci_r, focus_exp, table, bound,
                 geo, threshold, tail_keep, two_stage, work, out_voxel, out_size, out_mass):
     """Iterations first, first + step, ... of ``draws`` on work space ``w`` (releases the GIL)."""
     n_it, n_foci = draws.shape
@@ -766,7 +740,7 @@ def _run_worker(w, first, step, draws, null_row, null_k, foci_kernel, foci_r, fo
         for f in range(n_foci):
             foci_row[f] = null_row[draws[it, f]]
             foci_k[f] = null_k[draws[it, f]]
-        v, s, m = _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, exp_offsets, table, bound, geo,
+        v, s, m = _iteration(foci_row, foci_k, foci_kernel, foci_r, focus_exp, table, bound, geo,
                              threshold, tail_keep, two_stage, work, w)
         out_voxel[it] = v
         out_size[it] = s
@@ -805,7 +779,7 @@ def _iterate(plan: NullPlan, w: int, first: int, step: int, draws: np.ndarray, t
     """Iterations ``first, first + step, ...`` of ``draws`` (int32, C order) on work space ``w``, into
     ``out`` = (max ALE, largest cluster size, largest cluster mass)."""
     focus_exp, foci_kernel, foci_r = plan.focus_tables
-    _run_worker(w, first, step, draws, plan.null_row, plan.null_k, foci_kernel, foci_r, focus_exp, plan.exp_offsets,
+    _run_worker(w, first, step, draws, plan.null_row, plan.null_k, foci_kernel, foci_r, focus_exp,
                 plan.kernels, plan.bound, plan.geometry, plan.threshold, plan.tail_keep, two_stage, work, *out)
 
 
