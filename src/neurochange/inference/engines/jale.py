@@ -51,11 +51,9 @@ def _null_ale(draw, sample, focus_exp, exp_kernel, kvalues, kradius, shape, ma, 
         centres = sample[draw[first:f]]
         kern = exp_kernel[e]
         _max_kernels(centres, kvalues[kern], kradius[kern], shape, ma)
-        if count_hist:
-            in_prior = _fold_counting(centres, kradius[kern], shape, ma, keep, row_flag, prior, edges, hist[e])
-            hist[e, 0] += n_prior - in_prior  # the prior's voxels this experiment left at 0
-        else:
-            _fold(centres, kradius[kern], shape, ma, keep, row_flag)
+        in_prior = _fold(centres, kradius[kern], shape, ma, keep, row_flag, count_hist, prior, edges, hist[e])
+        if count_hist:  # the prior's voxels this experiment left at 0
+            hist[e, 0] += n_prior - in_prior
     n_touched = 0
     top = 0.0
     for row in range(nx * ny):
@@ -70,8 +68,8 @@ def _null_ale(draw, sample, focus_exp, exp_kernel, kvalues, kradius, shape, ma, 
     return n_touched, top
 
 
-# The walks over the cube rows of an experiment's foci (flat voxel ``centres``), clipped to the
-# volume, differ only in their innermost loop (kept apart: a branch there stops vectorization).
+# The two walks over the cube rows of an experiment's foci (flat voxel ``centres``), clipped to the
+# volume: the maximum, and the fold (with the per-null histogram's count before it in each row).
 @numba.njit(cache=True, nogil=True)
 def _cube(v, r, shape):
     """Cube of radius ``r`` around flat voxel ``v``, clipped: (first flat voxel of cube row (0, 0) at
@@ -103,26 +101,10 @@ def _max_kernels(centres, kvalues, r, shape, ma):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fold(centres, r, shape, ma, keep, row_flag):
-    """keep *= 1 - ma, ma = 0 over the cubes; their rows flagged."""
-    ny, nz = shape[1], shape[2]
-    for v in centres:
-        origin, c_lo, n, a_lo, a_hi, b_lo, b_hi = _cube(v, r, shape)
-        for a in range(a_lo, a_hi):
-            for b in range(b_lo, b_hi):
-                start = origin + (a * ny + b) * nz
-                row_flag[start // nz] = 1
-                mv = ma[start: start + n]
-                kp = keep[start: start + n]
-                for t in range(n):
-                    kp[t] *= 1.0 - mv[t]
-                    mv[t] = 0.0
-
-
-@numba.njit(cache=True, nogil=True)
-def _fold_counting(centres, r, shape, ma, keep, row_flag, prior, edges, hist):
-    """:func:`_fold`, counting each voxel's MA once into ``hist`` (bins ``edges``, evenly spaced) where
-    ``prior``; returns how many prior voxels were counted."""
+def _fold(centres, r, shape, ma, keep, row_flag, count_hist, prior, edges, hist):
+    """keep *= 1 - ma, ma = 0 over the cubes; their rows flagged. With ``count_hist``, each voxel's MA is
+    counted once into ``hist`` (bins ``edges``, evenly spaced) where ``prior``; returns how many prior
+    voxels were counted."""
     ny, nz = shape[1], shape[2]
     inv = 1.0 / (edges[1] - edges[0])
     in_prior = 0
@@ -133,11 +115,12 @@ def _fold_counting(centres, r, shape, ma, keep, row_flag, prior, edges, hist):
                 start = origin + (a * ny + b) * nz
                 row_flag[start // nz] = 1
                 mv = ma[start: start + n]
-                pv = prior[start: start + n]
-                for t in range(n):
-                    if mv[t] > 0.0 and pv[t]:  # > 0: the voxel's first visit in this experiment
-                        hist[_bin(edges, inv, mv[t])] += 1.0
-                        in_prior += 1
+                if count_hist:
+                    pv = prior[start: start + n]
+                    for t in range(n):
+                        if mv[t] > 0.0 and pv[t]:  # > 0: the voxel's first visit in this experiment
+                            hist[_bin(edges, inv, mv[t])] += 1.0
+                            in_prior += 1
                 kp = keep[start: start + n]
                 for t in range(n):
                     kp[t] *= 1.0 - mv[t]
