@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from neurochange.errors import InputError
-from neurochange.space import Grid
+from neurochange.space import COORDINATE_LIMIT_MM, Grid, out_of_bounds
 
 CLUSTER_INDEX = "clusters_index.nii.gz"
 
@@ -37,11 +37,7 @@ class Region:
         xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
         if self.grid is None:
             return np.sqrt(((xyz - np.asarray(self.centre)) ** 2).sum(axis=1)) <= self.radius
-        ijk = self.grid.mm_to_vox(xyz)
-        inside = np.all((ijk >= 0) & (ijk < np.array(self.grid.shape)), axis=1)
-        out = np.zeros(len(xyz), dtype=bool)
-        out[inside] = self.grid.mask[tuple(ijk[inside].T)]
-        return out
+        return self.grid.in_mask(xyz)
 
     def studies(self, foci: pd.DataFrame) -> np.ndarray:
         """Sorted ids of the studies with a focus in the region, from ``foci`` (``study_id``, ``x``, ``y``, ``z``)."""
@@ -62,9 +58,9 @@ def sphere(centre, radius: float = 10.0) -> Region:
     centre = tuple(float(c) for c in np.asarray(centre, dtype=np.float64).ravel())
     if len(centre) != 3 or not np.all(np.isfinite(centre)):
         raise InputError(f"a sphere's centre is 3 numbers (x y z in MNI mm), got {centre}", field="centre")
-    if any(abs(c) > 128 for c in centre):
-        raise InputError(f"centre {centre} lies outside +-128 mm: not a brain coordinate in MNI space",
-                         field="centre")
+    if out_of_bounds(np.array(centre)).any():
+        raise InputError(f"centre {centre} lies outside +-{COORDINATE_LIMIT_MM:g} mm: not a brain coordinate in MNI "
+                         "space", field="centre")
     if not (np.isfinite(radius) and radius > 0):
         raise InputError(f"the radius is a positive number of mm, got {radius}", field="radius")
     return Region(f"sphere of {radius:g} mm at ({centre[0]:g}, {centre[1]:g}, {centre[2]:g})", centre=centre,
