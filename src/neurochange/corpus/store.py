@@ -306,8 +306,8 @@ class Corpus:
                              "`neurochange corpus build --source neuroquery`", field="vocabulary")
         marks = ", ".join("?" for _ in fields)
         return self.con.execute(
-            "SELECT c.study_id, t.term, sum(c.count)::INTEGER AS count FROM term_counts c "
-            f"JOIN terms t USING (term_id) WHERE c.field IN ({marks}) {'AND t.core' if core_only else ''} GROUP BY 1, 2 ORDER BY 1, 2",
+            "SELECT c.study_id, t.term, sum(c.count)::INTEGER AS count FROM term_counts c JOIN terms t USING (term_id) "
+            f"WHERE c.field IN ({marks}) {'AND t.core' if core_only else ''} GROUP BY 1, 2 ORDER BY 1, 2",
             list(fields)).df()
 
     def source_foci(self, source: str) -> pd.DataFrame:

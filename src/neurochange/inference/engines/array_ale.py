@@ -90,6 +90,13 @@ def largest_cluster(xp, volume, threshold: float) -> tuple[int, float]:
     return int(sizes.max()), float(masses.max())
 
 
+def place(xp, centres, offsets, shape: tuple):
+    """Voxels ``offsets`` (K, 3) around each centre (F, 3): (inside the volume ``shape``, flat index), each (F, K)."""
+    pos = centres[:, None, :] + offsets[None, :, :]
+    inside = xp.all((pos >= 0) & (pos < xp.asarray(shape)), axis=2)
+    return inside, (pos[..., 0] * shape[1] + pos[..., 1]) * shape[2] + pos[..., 2]
+
+
 def _scatter_max(xp, buffer, index, values) -> None:
     if xp is np:
         np.maximum.at(buffer, index, values)
@@ -137,12 +144,9 @@ class ArrayAleNullEngine:
     def _entries(self, ijk):
         """(experiment, flat voxel, value) of every kernel entry of every focus inside the volume."""
         xp = self.xp
-        shape = xp.asarray(self.shape)
         exps, flats, vals = [], [], []
         for foci, offsets, values, experiment in self.groups:
-            pos = ijk[foci][:, None, :] + offsets[None, :, :]  # (F, K, 3)
-            inside = xp.all((pos >= 0) & (pos < shape), axis=2)
-            flat = (pos[..., 0] * self.shape[1] + pos[..., 1]) * self.shape[2] + pos[..., 2]
+            inside, flat = place(xp, ijk[foci], offsets, self.shape)
             exps.append(xp.broadcast_to(experiment[:, None], inside.shape)[inside])
             flats.append(flat[inside])
             vals.append(xp.broadcast_to(values[None, :], inside.shape)[inside])
@@ -179,5 +183,5 @@ def run_volumes(xp, volume_of, shape: tuple, threshold: float, draws: np.ndarray
     return out
 
 
-__all__ = ["ArrayAleNullEngine", "gpu_namespace", "resolve_device", "run_volumes", "BATCH", "DEVICES",
+__all__ = ["ArrayAleNullEngine", "gpu_namespace", "place", "resolve_device", "run_volumes", "BATCH", "DEVICES",
            "AUTO_MIN_EXPERIMENTS"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurochange.inference.engines.array_ale import run_volumes
+from neurochange.inference.engines.array_ale import place, run_volumes
 from neurochange.meta.inputs import AnalysisInputs
 from neurochange.meta.spheres import sphere_offsets
 
@@ -63,9 +63,7 @@ class ArraySphereNullEngine:
         ijk = self.null_ijk[xp.asarray(draw)]
         counts = xp.zeros(n_vox, dtype=xp.int64)
         for first, last in zip(self.bounds[:-1], self.bounds[1:]):
-            pos = ijk[first:last, None, :] + self.offsets[None, :, :]  # (F, S, 3)
-            inside = xp.all((pos >= 0) & (pos < xp.asarray(self.shape)), axis=2)
-            flat = (pos[..., 0] * self.shape[1] + pos[..., 1]) * self.shape[2] + pos[..., 2]
+            inside, flat = place(xp, ijk[first:last], self.offsets, self.shape)
             if self.sum_overlap:
                 voxels = flat[inside]
             else:  # an experiment counts once per voxel: its distinct (experiment, voxel) pairs
