@@ -92,6 +92,22 @@ def cluster_options(func):
     return func
 
 
+def chi2_options(func):
+    """``--cluster-forming-p`` and ``--fdr-only``, shared by the MKDA chi-square commands (``chi2``, ``macm``)."""
+    func = click.option("--fdr-only", is_flag=True,
+                        help="Skip FWE by label permutation (uncorrected and FDR maps only).")(func)
+    func = click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                        default=0.001, show_default=True,
+                        help="Uncorrected p that defines clusters for cluster-level FWE.")(func)
+    return func
+
+
+def db_option(func):
+    """``--db``: the corpus file, shared by the commands that read the corpus."""
+    return click.option("--db", type=click.Path(dir_okay=False), default=None,
+                        help="Corpus file [default: NEUROCHANGE_HOME/corpus.duckdb].")(func)
+
+
 def threshold_options(func):
     """``--fdr`` and ``--uncorrected-p``: voxel thresholds written beside the FWE results."""
     func = click.option("--uncorrected-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from neurochange.cli._common import (
+    chi2_options,
     cli,
     cluster_options,
     compute_options,
@@ -207,9 +208,7 @@ kda_command = _analysis_command("kda")
 @out_options
 @compute_options
 @RADIUS_OPTION
-@click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
-              show_default=True, help="Uncorrected p that defines clusters for cluster-level FWE.")
-@click.option("--fdr-only", is_flag=True, help="Skip FWE by label permutation (uncorrected and FDR maps only).")
+@chi2_options
 @mask_option
 @keep_contrasts_option
 def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cluster_forming_p, fdr_only, mask,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from neurochange.cli._common import cli, out_options
+from neurochange.cli._common import cli, db_option, out_options
 from neurochange.report.numbers import count, plural
 
 # --- data: fetch, verify and locate the public databases ---
@@ -115,11 +115,6 @@ def convert(source, target, overwrite, tal_transform):
 # --- corpus: databases and imported files in one DuckDB store ---
 
 
-def _db_option(func):
-    return click.option("--db", type=click.Path(dir_okay=False), default=None,
-                        help="Corpus file [default: NEUROCHANGE_HOME/corpus.duckdb].")(func)
-
-
 def _source_line(report: dict) -> str:
     return (f"{report['source']:<12} {report['status']:<10} {report['studies']:>7,} "
             f"{plural(report['studies'], 'study', 'studies'):<7} {report['experiments']:>7,} "
@@ -134,7 +129,7 @@ def corpus_group():
 
 
 @corpus_group.command("build")
-@_db_option
+@db_option
 @click.option("--source", type=click.Choice(["all", "neurosynth", "neuroquery"]), default="all",
               show_default=True, help="Which database to fetch and ingest.")
 @click.option("--tal-transform", type=click.Choice(["icbm_other", "icbm_spm"]), default="icbm_other",
@@ -164,7 +159,7 @@ def corpus_build(db, source, tal_transform):
 
 @corpus_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
-@_db_option
+@db_option
 def corpus_import(file, db):
     """Import FILE (Sleuth .txt, NiMARE .json, table .tsv/.csv/.xlsx) as source <file name>.
 
@@ -188,7 +183,7 @@ _EXPERIMENTS_OPTION = click.option(
 
 @corpus_group.command("query")
 @click.argument("text", default="")
-@_db_option
+@db_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the selection: NiMARE JSON (.json), table (.tsv, .csv, .xlsx) or Sleuth (.txt).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
@@ -237,7 +232,7 @@ def corpus_query(text, db, out, overwrite, source, drop_duplicates, experiments)
 
 
 @corpus_group.command("info")
-@_db_option
+@db_option
 def corpus_info(db):
     """Counts by source: studies, experiments, foci, flagged foci; studies in both databases."""
     from neurochange.corpus.store import Corpus
@@ -267,7 +262,7 @@ def _tag_line(report: dict) -> str:
 
 
 @corpus_group.command("tag")
-@_db_option
+@db_option
 @click.option("--rules", type=click.Path(dir_okay=False), default=None,
               help="Tagging rules file [default: the packaged resources/tagging_rules.toml].")
 def corpus_tag(db, rules):
@@ -289,7 +284,7 @@ def corpus_tag(db, rules):
 @cli.command("select")
 @click.argument("text", default="")
 @out_options
-@_db_option
+@db_option
 @click.option("--curation", type=click.Path(dir_okay=False), default=None,
               help="Curation table (.tsv, .csv, .xlsx): include/exclude with reasons, tags, direction, n and dose "
                    "by study or experiment id; focus flags (see docs/curation.md).")

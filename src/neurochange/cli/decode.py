@@ -8,7 +8,16 @@ from pathlib import Path
 
 import click
 
-from neurochange.cli._common import cli, compute_options, inference_settings, out_options, run_and_write, run_settings
+from neurochange.cli._common import (
+    chi2_options,
+    cli,
+    compute_options,
+    db_option,
+    inference_settings,
+    out_options,
+    run_and_write,
+    run_settings,
+)
 from neurochange.errors import InputError
 from neurochange.report.numbers import count
 
@@ -29,24 +38,29 @@ def parse_region(words: tuple[str, ...], radius: float, cluster: int | None):
         return cluster_region(path, cluster)
     if cluster is not None:
         raise InputError("--cluster goes with a results folder", field="cluster")
-    numbers = [t for t in re.split(r"[,\s]+", region.strip()) if t]
-    if len(numbers) == 3:
-        try:
-            return sphere([float(t) for t in numbers], radius)
-        except ValueError:
-            pass
+    try:
+        centre = [float(t) for t in re.split(r"[,\s]+", region.strip()) if t]
+    except ValueError:
+        centre = []
+    if len(centre) == 3:
+        return sphere(centre, radius)
     if path.suffix in (".nii", ".gz") or path.exists():
         return mask_region(path)
     raise InputError(f"{region!r} is not a results folder, a mask image or 'X Y Z' in MNI mm", field="region")
 
 
+def region_options(func):
+    """REGION (a results folder, a mask image or X Y Z), ``--cluster`` and ``--radius``, shared by decode and macm."""
+    func = click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+                        help="With 'X Y Z': the sphere's radius in mm.")(func)
+    func = click.option("--cluster", type=click.IntRange(min=1), default=None,
+                        help="With a results folder: the cluster's number.")(func)
+    return click.argument("region", nargs=-1)(func)
+
+
 @cli.command("decode", context_settings={"ignore_unknown_options": True})
-@click.argument("region", nargs=-1)
+@region_options
 @out_options
-@click.option("--cluster", type=click.IntRange(min=1), default=None,
-              help="With a results folder: the cluster's number.")
-@click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="With 'X Y Z': the sphere's radius in mm.")
 @click.option("--vocabulary", type=click.Choice(["core", "full"]), default="core", show_default=True,
               help="NeuroQuery's 7,547-term model vocabulary, or all its 156,521 terms.")
 @click.option("--fields", default="abstract", show_default=True,
@@ -62,9 +76,8 @@ def parse_region(words: tuple[str, ...], radius: float, cluster: int | None):
               help="Correction of p across terms (bh: Benjamini-Hochberg FDR; by: Benjamini-Yekutieli).")
 @click.option("--min-studies", type=click.FloatRange(min=0), default=1, show_default=True,
               help="Leave out terms labelling fewer studies (a share of them when below 1).")
-@click.option("--db", type=click.Path(dir_okay=False), default=None,
-              help="Corpus file [default: NEUROCHANGE_HOME/corpus.duckdb].")
-def decode_command(region, out, overwrite, cluster, radius, vocabulary, fields, annotation, threshold, prior,
+@db_option
+def decode_command(region, cluster, radius, out, overwrite, vocabulary, fields, annotation, threshold, prior,
                    correction, min_studies, db):
     """Decode REGION: which terms label the studies that report a focus in it, against the other studies.
 
@@ -111,21 +124,14 @@ def decode_command(region, out, overwrite, cluster, radius, vocabulary, fields, 
 
 
 @cli.command("macm", context_settings={"ignore_unknown_options": True})
-@click.argument("region", nargs=-1)
+@region_options
 @out_options
 @compute_options
-@click.option("--cluster", type=click.IntRange(min=1), default=None,
-              help="With a results folder: the cluster's number.")
-@click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="With 'X Y Z': the sphere's radius in mm.")
 @click.option("--kernel-radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="MKDA sphere radius in mm.")
-@click.option("--cluster-forming-p", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
-              show_default=True, help="Uncorrected p that defines clusters for cluster-level FWE.")
-@click.option("--fdr-only", is_flag=True, help="Skip FWE by label permutation (uncorrected and FDR maps only).")
-@click.option("--db", type=click.Path(dir_okay=False), default=None,
-              help="Corpus file [default: NEUROCHANGE_HOME/corpus.duckdb].")
-def macm_command(region, out, overwrite, seed, cores, iters, cluster, radius, kernel_radius, cluster_forming_p,
+@chi2_options
+@db_option
+def macm_command(region, cluster, radius, out, overwrite, seed, cores, iters, kernel_radius, cluster_forming_p,
                  fdr_only, db):
     """Coactivation network of REGION (MACM): MKDA chi-square of the studies reporting a focus in it against the rest.
 
