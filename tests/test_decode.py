@@ -136,7 +136,13 @@ def test_unquoted_coordinates_and_the_warnings(corpus_path, tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["0 0 140"], "outside +-128 mm"),
     (["0 0 120"], "no study reports a focus in the region"),
-    (["1 2"], "is not a results folder, a mask image or 'X Y Z'"),
+    (["1 2"], "is not a results folder, a mask image, ATLAS:LABEL or 'X Y Z'"),
+    (["harvard_oxford:Left_Amygdal"], "unknown harvard_oxford label 'Left_Amygdal'"),
+    (["brodmann:BA9"], "unknown atlas 'brodmann'"),
+    (["--map", "RESULTS"], "has no z.nii.gz"),
+    (["--map", "NOTANIMAGE"], "not a NIfTI image"),
+    (["--map", "FLAT"], "has no variance in the brain mask"),
+    (["--map", "FOURD"], "a map to decode is one 3-D image"),
     (["RESULTS"], "needs --cluster N"),
     (["RESULTS", "--cluster", "3"], "cluster 3 is not among its 1 clusters"),
     (["EMPTY"], "the mask is empty"),
@@ -150,8 +156,11 @@ def test_bad_input_is_one_line(corpus_path, tmp_path, args, words):
     nib.save(nib.Nifti1Image(np.pad(np.ones((2, 2, 2), np.int16), 3), np.eye(4)), results / "clusters_index.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), tmp_path / "empty.nii.gz")
     (tmp_path / "not.nii.gz").write_text("hello")
+    nib.save(nib.Nifti1Image(np.ones((91, 109, 91), np.float32), mask_img().affine), tmp_path / "flat.nii.gz")
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((4, 4, 4, 2)), np.eye(4)), tmp_path / "4d.nii.gz")
     names = {"RESULTS": str(results), "EMPTY": str(tmp_path / "empty.nii.gz"),
-             "NOTANIMAGE": str(tmp_path / "not.nii.gz")}
+             "NOTANIMAGE": str(tmp_path / "not.nii.gz"), "FLAT": str(tmp_path / "flat.nii.gz"),
+             "FOURD": str(tmp_path / "4d.nii.gz")}
     out = tmp_path / "out"
     res = CliRunner().invoke(cli, ["decode", *[names.get(a, a) for a in args], "--out", str(out), "--db",
                                    str(corpus_path)])
@@ -210,3 +219,116 @@ def test_macm_cli_writes_its_folder(corpus_path, tmp_path):
     assert record["command"] == "macm" and record["input"]["studies_in_region"] > 10
     res = CliRunner().invoke(cli, ["macm", "0 0 120", "--out", str(tmp_path / "none"), "--db", str(corpus_path)])
     assert res.exit_code == 2 and "no study reports a focus in the region" in res.output
+
+
+def _blob(centre=AMYGDALA, fwhm=8.0):
+    """A smooth map peaking at ``centre``: a 12 mm sphere smoothed by ``fwhm`` mm."""
+    from nilearn.image import smooth_img
+
+    from neurochange.space import mni_2mm
+
+    img = sphere(centre, 12.0).image(mni_2mm())
+    return smooth_img(nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine), fwhm)
+
+
+def test_map_decoding_equals_nimare_correlation_decoder(corpus_path, tmp_path, monkeypatch):
+    from nimare.decode.continuous import CorrelationDecoder
+
+    from neurochange.decode.maps import correlate, term_maps
+    from neurochange.space import mni_2mm
+    from neurochange.workflows.decode import decode_map, map_values
+    from neurochange.workflows.term_maps import study_maps
+
+    monkeypatch.setenv("NEUROCHANGE_HOME", str(tmp_path / "home"))
+    settings = DecodeSettings(map_min_studies=40)
+    img = _blob()
+    with Corpus(corpus_path, read_only=True) as corpus:
+        decoding = decode_map(corpus, img, "blob", settings)
+        cached = decode_map(corpus, img, "blob", settings)
+        ids, ma = study_maps(corpus, mni_2mm(), settings.map_radius)
+        values = term_labels(corpus, ids, settings)
+        studyset = corpus.query(f"source={NEUROQUERY}", source=NEUROQUERY)
+    assert decoding.built and not cached.built and decoding.maps_folder == cached.maps_folder
+    pd.testing.assert_frame_equal(decoding.table, cached.table)
+    labels = values.labels(settings.label_threshold)
+    exact = term_maps(ma, labels, values.terms, settings.map_min_studies, dtype=np.float64)
+    assert len(exact.terms) == len(decoding.table) > 20
+    assert (exact.n_studies >= 40).all()
+    r_exact = pd.Series(correlate(exact.maps, map_values(img, mni_2mm(), "blob")[0]), index=exact.terms)
+    # the cache's float16 maps: each value within 2**-11 of its own size, so r within about 1e-3
+    r_cached = decoding.table.set_index("term")["r"].loc[r_exact.index]
+    assert np.abs(r_cached - r_exact).max() < 1e-3
+    assert r_exact.idxmax() == decoding.table["term"].iloc[0]
+
+    picked = list(r_exact.sort_values().index[[0, 1, len(r_exact) // 2, -2, -1]])
+    dataset = studyset.to_nimare_dataset()
+    annotations = dataset.annotations[["id", "study_id", "contrast_id"]].copy()
+    rows = pd.Index(values.study_ids).get_indexer(annotations["study_id"])
+    assert (rows >= 0).all()
+    dense = values.values[rows][:, pd.Index(values.terms).get_indexer(picked)].toarray()
+    for j, term in enumerate(picked):
+        annotations[f"nq__{term}"] = dense[:, j]
+    dataset.annotations = annotations
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decoder = CorrelationDecoder(features=[f"nq__{t}" for t in picked],
+                                     frequency_threshold=settings.label_threshold)
+        decoder.fit(dataset)
+        theirs = decoder.transform(img)["r"]
+    theirs.index = [t.split("__", 1)[1] for t in theirs.index]
+    np.testing.assert_allclose(r_exact.loc[theirs.index].to_numpy(), theirs.to_numpy(float), rtol=1e-6, atol=1e-9)
+
+
+def test_cli_decodes_a_map_and_an_atlas_label(corpus_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROCHANGE_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "group"
+    folder.mkdir()
+    nib.save(_blob(), folder / "z.nii.gz")
+    out = tmp_path / "map"
+    res = CliRunner().invoke(cli, ["decode", "--map", str(folder), "--map-min-studies", "40", "--out", str(out),
+                                   "--db", str(corpus_path)])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "decoding.tsv", sep="\t")
+    assert list(table.columns) == ["term", "r", "n_studies"] and table["r"].is_monotonic_decreasing
+    assert (table["n_studies"] >= 40).all() and "highest r: " + table["term"][0] in res.output
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["term_maps"]["built_by_this_run"] and record["map"] == str(folder / "z.nii.gz")
+    res = CliRunner().invoke(cli, ["decode", "harvard_oxford:Left_Amygdala", "--out", str(tmp_path / "atlas"),
+                                   "--db", str(corpus_path)])
+    assert res.exit_code == 0, res.output
+    region = nib.load(tmp_path / "atlas" / "region.nii.gz").get_fdata() > 0
+    from neurochange.results.atlas import region_mask
+
+    np.testing.assert_array_equal(region, region_mask("harvard_oxford", ["Left_Amygdala"]))
+
+
+def test_site_meets_the_models_and_a_review(corpus_path, tmp_path):
+    from neurochange.workflows.site import overlap_table
+
+    review = tmp_path / "review"
+    (review / "g_est-ale").mkdir(parents=True)
+    (review / "review.json").write_text(json.dumps({"groups": [{"name": "g", "folder": "g_est-ale"}]}))
+    nib.save(sphere(AMYGDALA, 8.0).image(Grid.from_img(mask_img())), review / "g_est-ale" / "clusters_index.nii.gz")
+    out = tmp_path / "site"
+    res = CliRunner().invoke(cli, ["site", "-24", "-4", "-20", "--fdr-only", "--review", str(review), "--out",
+                                   str(out), "--db", str(corpus_path)])
+    assert res.exit_code == 0, res.output
+    assert (out / "decode" / "decoding.tsv").is_file() and (out / "macm" / "network.tsv").is_file()
+    overlap = pd.read_csv(out / "overlap.tsv", sep="\t")
+    assert {"rtms_dlpfc_sgacc", "review"} <= set(overlap["source"])
+    row = overlap[overlap["source"] == "review"].iloc[0]
+    assert row["target"] == "g" and row["n_voxels"] == (nib.load(review / "g_est-ale" / "clusters_index.nii.gz")
+                                                        .get_fdata() > 0).sum()
+    assert "not resting-state connectivity" in res.output
+    # the table's arithmetic on a known layout: a network of 10 voxels, a target of 4 with 2 inside
+    mask = np.ones((4, 5, 1), dtype=bool)
+    network = np.zeros_like(mask)
+    network.flat[:10] = True
+    target = np.zeros_like(mask)
+    target.flat[8:12] = True
+    z = np.arange(20, dtype=float).reshape(mask.shape)
+    from neurochange.workflows.site import Target
+
+    row = overlap_table(network, z, mask, [Target("model", "m", "t", target)]).iloc[0]
+    assert (row["n_in_network"], row["share_of_target"], row["share_of_network"]) == (2, 0.5, 0.2)
+    assert row["dice"] == 2 * 2 / 14 and row["mean_z_association"] == 9.5 and row["z_percentile"] == 50.0

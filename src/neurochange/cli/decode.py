@@ -23,12 +23,13 @@ from neurochange.report.numbers import count
 
 
 def parse_region(words: tuple[str, ...], radius: float, cluster: int | None):
-    """A results folder (with ``cluster``), a mask image, or ``X Y Z`` (MNI mm, quoted or not, commas allowed; a
-    sphere of ``radius``)."""
-    from neurochange.decode.regions import cluster_region, mask_region, sphere
+    """A results folder (with ``cluster``), a mask image, ``ATLAS:LABEL[+LABEL...]`` (e.g.
+    ``harvard_oxford:Left_Amygdala``), or ``X Y Z`` (MNI mm, quoted or not, commas allowed; a sphere of ``radius``)."""
+    from neurochange.decode.regions import atlas_region, cluster_region, mask_region, sphere
 
     if not words:
-        raise InputError("give a region: a results folder with --cluster N, a mask image, or X Y Z in MNI mm",
+        raise InputError("give a region: a results folder with --cluster N, a mask image, ATLAS:LABEL or X Y Z in "
+                         "MNI mm",
                          field="region")
     region = " ".join(words)
     path = Path(region)
@@ -46,11 +47,20 @@ def parse_region(words: tuple[str, ...], radius: float, cluster: int | None):
         return sphere(centre, radius)
     if path.suffix in (".nii", ".gz") or path.exists():
         return mask_region(path)
-    raise InputError(f"{region!r} is not a results folder, a mask image or 'X Y Z' in MNI mm", field="region")
+    atlas, _, labels = region.partition(":")
+    if labels:
+        from neurochange.results.atlas import ATLASES
+
+        if atlas not in ATLASES:
+            raise InputError(f"unknown atlas {atlas!r}; known: {', '.join(ATLASES)}", field="region")
+        return atlas_region(atlas, [label.strip() for label in labels.split("+")])
+    raise InputError(f"{region!r} is not a results folder, a mask image, ATLAS:LABEL or 'X Y Z' in MNI mm",
+                     field="region")
 
 
 def region_options(func):
-    """REGION (a results folder, a mask image or X Y Z), ``--cluster`` and ``--radius``, shared by decode and macm."""
+    """REGION (a results folder, a mask image, ATLAS:LABEL or X Y Z), ``--cluster`` and ``--radius``, shared by
+    decode, macm and site."""
     func = click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
                         help="With 'X Y Z': the sphere's radius in mm.")(func)
     func = click.option("--cluster", type=click.IntRange(min=1), default=None,
@@ -58,9 +68,36 @@ def region_options(func):
     return click.argument("region", nargs=-1)(func)
 
 
+def read_map(words: tuple[str, ...]):
+    """The map to decode: a NIfTI image, or a results folder's ``z.nii.gz`` (``z_desc-association.nii.gz`` for
+    chi-square folders); returns the image and a label naming it."""
+    import nibabel as nib
+
+    if len(words) != 1:
+        raise InputError("--map takes one map: a NIfTI image or a results folder", field="map")
+    path = Path(words[0])
+    if path.is_dir():
+        found = [path / name for name in ("z.nii.gz", "z_desc-association.nii.gz") if (path / name).is_file()]
+        if not found:
+            raise InputError("the results folder has no z.nii.gz (nor z_desc-association.nii.gz) to decode",
+                             file=path, field="map")
+        path = found[0]
+    try:
+        return nib.load(path), str(path)
+    except FileNotFoundError:
+        raise InputError("no such map", file=path, field="map") from None
+    except Exception as exc:  # nibabel's errors for files that are not images
+        raise InputError(f"not a NIfTI image ({exc})", file=path, field="map") from None
+
+
 @cli.command("decode", context_settings={"ignore_unknown_options": True})
 @region_options
 @out_options
+@click.option("--map", "whole_map", is_flag=True,
+              help="Decode REGION as a whole map (a NIfTI image or a results folder's z.nii.gz) by its correlation "
+                   "with every term's meta-analytic map.")
+@click.option("--map-min-studies", type=click.IntRange(min=1), default=100, show_default=True,
+              help="With --map: the terms with maps are those labelling at least this many studies.")
 @click.option("--vocabulary", type=click.Choice(["core", "full"]), default="core", show_default=True,
               help="NeuroQuery's 7,547-term model vocabulary, or all its 156,521 terms.")
 @click.option("--fields", default="abstract", show_default=True,
@@ -77,14 +114,15 @@ def region_options(func):
 @click.option("--min-studies", type=click.FloatRange(min=0), default=1, show_default=True,
               help="Leave out terms labelling fewer studies (a share of them when below 1).")
 @db_option
-def decode_command(region, cluster, radius, out, overwrite, vocabulary, fields, annotation, threshold, prior,
-                   correction, min_studies, db):
+def decode_command(region, cluster, radius, out, overwrite, whole_map, map_min_studies, vocabulary, fields,
+                   annotation, threshold, prior, correction, min_studies, db):
     """Decode REGION: which terms label the studies that report a focus in it, against the other studies.
 
     \b
     REGION is one of:
       a results folder with --cluster N   (its clusters_index.nii.gz)
       a mask image                        (voxels > 0)
+      ATLAS:LABEL[+LABEL]                 (e.g. harvard_oxford:Left_Amygdala)
       X Y Z                               (MNI mm; a sphere of --radius mm)
     \b
     Neurosynth's decoder (Yarkoni et al. 2011; NiMARE's NeurosynthDecoder) on NeuroQuery's studies, foci and
@@ -93,6 +131,13 @@ def decode_command(region, cluster, radius, out, overwrite, vocabulary, fields, 
     the corrected p. Writes decoding.tsv (one row per term,
     strongest association first), studies.tsv (the studies in the region), region.nii.gz and provenance.json.
     Decoding says what the literature reports with a region, not what the region does in a given patient.
+
+    \b
+    With --map, REGION is a map (a NIfTI image, or a results folder's z.nii.gz): its Pearson r with each
+    term's MKDA chi-square association map (NiMARE's CorrelationDecoder), over the brain mask. The term
+    maps are built once per corpus and settings (about 30 s on the whole corpus) and cached in
+    NEUROCHANGE_HOME/term_maps. Writes decoding.tsv (term, r, n_studies; highest r first) and
+    provenance.json. r describes similarity; it is not a test.
     """
     from neurochange.corpus.store import Corpus
     from neurochange.results.outdir import check_out
@@ -102,10 +147,13 @@ def decode_command(region, cluster, radius, out, overwrite, vocabulary, fields, 
     from neurochange.workflows.settings import DecodeSettings
 
     check_out(out, overwrite)
-    chosen = parse_region(region, radius, cluster)
     settings = DecodeSettings(vocabulary=vocabulary, fields=tuple(f.strip() for f in fields.split(",") if f.strip()),
                               annotation=annotation, threshold=threshold, prior=prior, correction=correction,
-                              min_studies=int(min_studies) if float(min_studies).is_integer() else min_studies)
+                              min_studies=int(min_studies) if float(min_studies).is_integer() else min_studies,
+                              map_min_studies=map_min_studies)
+    if whole_map:
+        return _decode_map(region, settings, out, overwrite, db)
+    chosen = parse_region(region, radius, cluster)
     with Corpus(db, read_only=True) as corpus:
         decoding = decode_region(corpus, chosen, settings)
     write_output(decoding_output(decoding, Grid.from_img(mask_img())), out, overwrite)
@@ -123,6 +171,25 @@ def decode_command(region, cluster, radius, out, overwrite, vocabulary, fields, 
     click.echo(f"wrote {out}")
 
 
+def _decode_map(words, settings, out, overwrite, db) -> None:
+    from neurochange.cli._common import with_progress
+    from neurochange.corpus.store import Corpus
+    from neurochange.results.write import write_output
+    from neurochange.workflows.decode import decode_map, map_decoding_output
+
+    img, label = read_map(words)
+    with Corpus(db, read_only=True) as corpus:
+        decoding = with_progress("term maps (built once)", 1, decode_map, corpus, img, label, settings)
+    write_output(map_decoding_output(decoding), out, overwrite)
+    for warning in decoding.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    top = decoding.top(10)
+    click.echo(f"{label}: correlated with the maps of {count(len(decoding.table), 'term')} ("
+               f"{'built now and cached' if decoding.built else 'cached'}: {decoding.maps_folder})")
+    click.echo("highest r: " + ("; ".join(f"{t} ({r:.2f})" for t, r in zip(top["term"], top["r"])) or "none above 0"))
+    click.echo(f"wrote {out}")
+
+
 @cli.command("macm", context_settings={"ignore_unknown_options": True})
 @region_options
 @out_options
@@ -136,7 +203,8 @@ def macm_command(region, cluster, radius, out, overwrite, seed, cores, iters, ke
     """Coactivation network of REGION (MACM): MKDA chi-square of the studies reporting a focus in it against the rest.
 
     \b
-    REGION: a results folder with --cluster N, a mask image, or X Y Z (MNI mm; a sphere of --radius mm).
+    REGION: a results folder with --cluster N, a mask image, ATLAS:LABEL, or X Y Z (MNI mm; a sphere of
+    --radius mm).
     \b
     NeuroQuery's studies (one experiment per study), NiMARE's MKDAChi2 (as `neurochange chi2`): the
     association map shows where the region's studies report foci more often than the others; FDR, and
@@ -173,3 +241,60 @@ def macm_command(region, cluster, radius, out, overwrite, seed, cores, iters, ke
                        f"({x:g}, {y:g}, {z:g}) {v:.1f} {label}" for x, y, z, v, label in zip(
                            peaks["peak_x"], peaks["peak_y"], peaks["peak_z"], peaks["peak_z_association"],
                            peaks["label_harvard_oxford"])))
+
+
+@cli.command("site", context_settings={"ignore_unknown_options": True})
+@region_options
+@out_options
+@compute_options
+@click.option("--review", "review", type=click.Path(file_okay=False), default=None,
+              help="A review's results folder: the network's overlap with each group's significant clusters.")
+@click.option("--kernel-radius", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="MKDA sphere radius in mm.")
+@chi2_options
+@db_option
+def site_command(region, cluster, radius, out, overwrite, seed, cores, iters, review, kernel_radius,
+                 cluster_forming_p, fdr_only, db):
+    """A stimulation site: its decoding, its coactivation network, and where the network meets the models.
+
+    \b
+    SITE (REGION): X Y Z (MNI mm; a sphere of --radius mm, e.g. a TMS target), a mask image, ATLAS:LABEL,
+    or a results folder with --cluster N.
+    \b
+    Writes decode/ (as `neurochange decode`), macm/ (as `neurochange macm`) and overlap.tsv: for each region
+    of the built-in neural models (and, with --review, each group's significant clusters) its voxels in
+    the network (positive association at FDR q < .05), their share, the Dice coefficient and the mean and
+    peak association z. Coactivation across tasks (Robinson et al. 2010; Laird et al. 2013) is not
+    resting-state connectivity: it cannot show the anticorrelation by which TMS targets are often chosen
+    (Fox et al. 2012), nor that stimulating the site changes these regions.
+    """
+    from neurochange.corpus.store import Corpus
+    from neurochange.results.outdir import check_out
+    from neurochange.workflows.settings import KernelSettings
+    from neurochange.workflows.site import SCOPE, run_site
+
+    check_out(out, overwrite)
+    chosen = parse_region(region, radius, cluster)
+    run = run_settings(seed, cores, None, False, overwrite)
+    with Corpus(db, read_only=True) as corpus:
+        done, _ = run_and_write("label permutations", iters, out, overwrite, run_site, corpus, chosen,
+                                KernelSettings(estimator="mkda", radius=kernel_radius),
+                                inference_settings(iters, cluster_forming_p), run, review=review,
+                                fwe=not fdr_only, page=False)
+    for warning in done.output.records["provenance.json"]["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    top = done.decoding.top(8)
+    summary = done.macm.summary
+    click.echo(f"{chosen.label}: {count(summary['n_in_region'], 'study', 'studies')} report a focus in it")
+    click.echo("terms (FDR p < .05; z): " + ("; ".join(f"{t} ({z:.1f})" for t, z in zip(top["term"], top["zReverse"]))
+                                             or "none"))
+    click.echo(f"network: {count(summary['network_voxels'], 'voxel')} ({summary['network_share']:.0%} of the mask) "
+               "at FDR q < .05")
+    ranked = done.overlap.sort_values("z_percentile", ascending=False, kind="stable").head(8)
+    click.echo("regions ranked by mean association z (its percentile among the mask's voxels; share of the region "
+               "in the network): " + "; ".join(
+                   f"{s}/{t} {z:.1f} (p{pct:.0f}; {share:.0%})" for s, t, z, pct, share in zip(
+                       ranked["source"], ranked["target"], ranked["mean_z_association"], ranked["z_percentile"],
+                       ranked["share_of_target"])) + " (all in overlap.tsv)")
+    click.echo(f"note: {SCOPE}")
+    click.echo(f"wrote {out}")

@@ -310,6 +310,12 @@ class Corpus:
             f"WHERE c.field IN ({marks}) {'AND t.core' if core_only else ''} GROUP BY 1, 2 ORDER BY 1, 2",
             list(fields)).df()
 
+    def source_files(self, source: str) -> list[tuple[str, str, str]]:
+        """What ``source`` was built from: ``(file, sha256, options)`` of each of its files, sorted; it names
+        the build, so caches of what is computed from it (term maps) know when to be remade."""
+        return [tuple(r) for r in self._rows(
+            "SELECT file, sha256, coalesce(options, '') FROM sources WHERE source = ? ORDER BY 1, 2", [source])]
+
     def source_foci(self, source: str) -> pd.DataFrame:
         """Every focus ``source`` reports: ``study_id``, ``x``, ``y``, ``z`` (MNI mm), in study order."""
         return self.con.execute(

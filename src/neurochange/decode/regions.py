@@ -2,8 +2,9 @@
 
 - a **sphere**: centre in MNI mm and radius in mm; a study is in when one of its foci lies within
   the radius (NiMARE's ``Dataset.get_studies_by_coordinate``);
-- a **mask image** (any voxel > 0), or **cluster** ``N`` of a results folder's
-  ``clusters_index.nii.gz``: a study is in when one of its foci, rounded to the image's nearest voxel
+- a **mask image** (any voxel > 0), an **atlas label** (its voxels in the MNI152 2 mm brain mask), or
+  **cluster** ``N`` of a results folder's ``clusters_index.nii.gz``: a study is in when one of its foci,
+  rounded to the image's nearest voxel
   (half to even, as NiMARE's ``mm2vox``), falls on the mask. Foci outside the image are out
   (NiMARE clips them onto its edge voxels, which masks leave empty).
 """
@@ -107,4 +108,18 @@ def cluster_region(folder: str | Path, cluster: int) -> Region:
     return Region(f"cluster {cluster} of {folder.name} ({int(mask.sum()):,} voxels)", grid=Grid(mask, img.affine))
 
 
-__all__ = ["CLUSTER_INDEX", "Region", "cluster_region", "mask_region", "sphere"]
+def atlas_region(atlas: str, labels) -> Region:
+    """The voxels of the MNI152 2 mm brain mask in an atlas label (or any of several), e.g.
+    ``atlas_region("harvard_oxford", "Left_Amygdala")`` (:func:`neurochange.results.atlas.region_mask`)."""
+    from neurochange.results.atlas import region_mask
+    from neurochange.space import mni_2mm
+
+    labels = [labels] if isinstance(labels, str) else list(labels)
+    grid = mni_2mm()
+    mask = region_mask(atlas, labels, grid)
+    if not mask.any():
+        raise InputError(f"{atlas} {' + '.join(labels)} holds no voxel of the brain mask", field="region")
+    return Region(f"{atlas} {' + '.join(labels)} ({int(mask.sum()):,} voxels)", grid=Grid(mask, grid.affine))
+
+
+__all__ = ["CLUSTER_INDEX", "Region", "atlas_region", "cluster_region", "mask_region", "sphere"]

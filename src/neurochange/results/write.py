@@ -151,8 +151,8 @@ def write_analysed(result: MetaResult, folder: Path, cluster_p: float, studyset=
 
 
 #: ``float_format`` of the tables written with rounded floats (others: full precision).
-TABLE_FLOATS = {"decoding.tsv": "%.6g", "experiments.tsv": "%.6g", "clusters.tsv": "%.6g", "cluster_foci.tsv": "%.6g",
-                "clusters_corr-FDR.tsv": "%.6g", "clusters_corr-none.tsv": "%.6g"}
+TABLE_FLOATS = {"decoding.tsv": "%.6g", "overlap.tsv": "%.6g", "experiments.tsv": "%.6g", "clusters.tsv": "%.6g",
+                "cluster_foci.tsv": "%.6g", "clusters_corr-FDR.tsv": "%.6g", "clusters_corr-none.tsv": "%.6g"}
 
 
 @dataclass
@@ -187,6 +187,18 @@ class Output:
     timings: dict | None = None
     timings_extra: dict = field(default_factory=dict)
     cluster_p: float = 0.05
+
+
+def combine(outputs: dict[str, Output], **extra) -> Output:
+    """One Output of several, each under its subfolder (``{"macm": ..., "decode": ...}``), plus ``extra``
+    fields (``tables``, ``records``, ...) at the top; timings are named ``<subfolder>/<step>``."""
+    out = Output(**extra)
+    for sub, part in outputs.items():
+        for name in ("results", "maps", "images", "tables", "records"):
+            getattr(out, name).update({f"{sub}/{key}".rstrip("/"): value for key, value in getattr(part, name).items()})
+        if part.timings is not None:
+            out.timings = {**(out.timings or {}), **{f"{sub}/{k}": v for k, v in part.timings.items()}}
+    return out
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:

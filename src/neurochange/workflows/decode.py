@@ -18,6 +18,7 @@ from neurochange.corpus.store import Corpus
 from neurochange.decode.discrete import decode_studies
 from neurochange.decode.regions import Region
 from neurochange.decode.terms import TermMatrix, annotate, check_choices
+from neurochange.errors import InputError
 from neurochange.results import provenance
 from neurochange.results.write import Output
 from neurochange.sources.io.databases import NEUROQUERY
@@ -120,4 +121,92 @@ def decoding_output(decoding: Decoding, grid: Grid) -> Output:
                   timings={"decode": decoding.seconds})
 
 
-__all__ = ["Decoding", "decode_region", "decoding_output", "term_labels"]
+@dataclass(frozen=True)
+class MapDecoding:
+    """A whole map's decoding: ``table`` (``term``, ``r``, ``n_studies`` the term labels; highest r first)
+    against the term maps of ``n_studies`` studies cached in ``maps_folder`` (``built``: made by this run)."""
+
+    label: str
+    table: pd.DataFrame
+    n_studies: int
+    settings: DecodeSettings
+    seconds: float
+    maps_folder: str
+    built: bool
+    corpus: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def top(self, n: int = 10) -> pd.DataFrame:
+        """The ``n`` terms whose maps correlate most (positively) with the map."""
+        return self.table[self.table["r"] > 0].head(n)
+
+
+def decode_map(corpus: Corpus, img, label: str, settings: DecodeSettings = DecodeSettings(), grid: Grid | None = None,
+               progress=None) -> MapDecoding:
+    """Decode the map ``img`` (a NIfTI image) by its correlation with the corpus's term maps (cached; built on
+    first use, ``progress(done, total)``), over the mask of ``grid`` (default: the MNI152 2 mm brain mask)."""
+    from neurochange.decode.maps import correlate
+    from neurochange.space import mni_2mm
+    from neurochange.workflows.term_maps import corpus_term_maps
+
+    start = time.perf_counter()
+    grid = grid or mni_2mm()
+    values, warnings = map_values(img, grid, label)
+    maps, folder, built = corpus_term_maps(corpus, settings, grid, progress)
+    table = pd.DataFrame({"term": maps.terms, "r": correlate(maps.maps, values), "n_studies": maps.n_studies})
+    table = table.sort_values(["r", "term"], ascending=[False, True], kind="stable", na_position="last")
+    return MapDecoding(label, table.reset_index(drop=True), maps.n_total, settings, time.perf_counter() - start,
+                       str(folder), built, str(corpus.path), warnings)
+
+
+def map_values(img, grid: Grid, label: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``img``'s values at ``grid``'s mask voxels (n_mask,), resampled (continuous) when on another grid; NaN
+    read as 0. Raises InputError for a map other than 3-D or with no variance in the mask."""
+    import nibabel as nib
+
+    warnings = []
+    if len(img.shape) != 3 and not (len(img.shape) == 4 and img.shape[3] == 1):
+        raise InputError(f"{label}: a map to decode is one 3-D image, not of shape {img.shape}", field="map")
+    img = nib.funcs.squeeze_image(img)
+    if img.shape != grid.shape or not np.allclose(img.affine, grid.affine):
+        from nilearn.image import resample_to_img
+
+        img = resample_to_img(img, grid.to_img(np.ones(grid.n_voxels), np.uint8), interpolation="continuous",
+                              force_resample=True, copy_header=True)
+        warnings.append(f"{label} was resampled (continuous interpolation) onto the {grid.shape} grid of the mask")
+    values = np.asarray(img.dataobj, dtype=np.float64)[grid.mask]
+    if np.isnan(values).any():
+        warnings.append(f"{label}: {int(np.isnan(values).sum()):,} NaN voxels in the mask were read as 0")
+        values = np.nan_to_num(values, nan=0.0)
+    if not np.ptp(values) > 0:
+        raise InputError(f"{label} has no variance in the brain mask: nothing to correlate", field="map")
+    return values, tuple(warnings)
+
+
+def map_decoding_output(decoding: MapDecoding) -> Output:
+    """``decoding.tsv`` (term, r, n_studies) and ``provenance.json``."""
+    record = {
+        "command": "decode --map",
+        "neurochange": __version__,
+        "corpus": decoding.corpus,
+        "map": decoding.label,
+        "studies_analysed": decoding.n_studies,
+        "source": f"{NEUROQUERY}: its studies, their foci and the term counts of their "
+                  f"{', '.join(decoding.settings.fields)}",
+        "decoder": "Pearson r with each term's MKDA chi-square association z map, as NiMARE 0.22.1's "
+                   "CorrelationDecoder with MKDAChi2; r is descriptive (no p: nearly every r over a whole "
+                   "mask of smooth maps would pass a test)",
+        "term_maps": {"folder": decoding.maps_folder, "built_by_this_run": decoding.built,
+                      "min_studies": decoding.settings.map_min_studies, "radius_mm": decoding.settings.map_radius,
+                      "dtype": "float16 (r within about 1e-3 of exact maps)"},
+        "settings": decoding.settings.to_dict(),
+        "terms_tested": int(len(decoding.table)),
+        "warnings": list(decoding.warnings),
+        "versions": provenance.versions(),
+    }
+    return Output(tables={"decoding.tsv": decoding.table}, records={"provenance.json": record},
+                  timings={"decode": decoding.seconds})
+
+
+__all__ = ["Decoding", "MapDecoding", "decode_map", "decode_region", "decoding_output", "map_decoding_output",
+           "map_values", "term_labels"]

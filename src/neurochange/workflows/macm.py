@@ -9,6 +9,7 @@ with it across tasks, which is not resting-state connectivity (nor its anticorre
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from neurochange.corpus.store import Corpus
@@ -41,12 +42,18 @@ def region_split(corpus: Corpus, region: Region):
     return studyset.filter_experiments(ids[member]), studyset.filter_experiments(ids[~member])
 
 
+def network_mask(result: MetaResult, q: float = 0.05) -> np.ndarray:
+    """The network: voxels of positive association (z > 0) at FDR ``q``, 3-D bool."""
+    return (result.grid.mask & (result.get_volume("z_desc-association") > 0)
+            & (result.get_volume(f"p_desc-association_level-voxel{FDR_SUFFIX}") < q))
+
+
 def network_table(result: MetaResult, q: float = 0.05) -> tuple[pd.DataFrame, int]:
-    """Where the network lies: the clusters of positive association (z > 0) at FDR ``q``, a row per peak
-    (``peak_z_association``: the uncorrected association z; ``size_vox``: its cluster's size, repeated on
-    each of its peaks) with atlas labels (``network.tsv``); and how many voxels they hold."""
+    """Where the network lies: the clusters of :func:`network_mask`, a row per peak (``peak_z_association``:
+    the uncorrected association z; ``size_vox``: its cluster's size, repeated on each of its peaks) with atlas
+    labels (``network.tsv``); and how many voxels they hold."""
     z = result.get_volume("z_desc-association")
-    supra = result.grid.mask & (z > 0) & (result.get_volume(f"p_desc-association_level-voxel{FDR_SUFFIX}") < q)
+    supra = network_mask(result, q)
     labels, sizes = label_clusters(supra)
     table = cluster_table(z, z, labels, sizes, result.grid.affine).drop(columns=["p_fwe", "n_experiments",
                                                                                  "experiments"])
@@ -81,4 +88,4 @@ def run_macm(corpus: Corpus, region: Region, kernel: KernelSettings, inference: 
     return done
 
 
-__all__ = ["region_split", "run_macm"]
+__all__ = ["network_mask", "network_table", "region_split", "run_macm"]

@@ -162,7 +162,9 @@ class DecodeSettings:
     terms; "full": 156,521) counted in ``fields``; ``annotation`` ("tfidf", "frequency", "count") labelling a
     study with a term at ``threshold`` or above (None: 0.001, or 1 for counts); ``prior`` on each term (None:
     its base rate); ``correction`` across terms ("bh", "by", "bonferroni", "none"); terms labelling fewer than
-    ``min_studies`` studies (a share when below 1) left out."""
+    ``min_studies`` studies (a share when below 1) left out. Whole-map decoding correlates with the term maps
+    (MKDA chi-square, spheres of ``map_radius`` mm) of the terms labelling at least ``map_min_studies``
+    studies."""
 
     vocabulary: Literal["core", "full"] = "core"
     fields: tuple[str, ...] = ("abstract",)
@@ -171,6 +173,8 @@ class DecodeSettings:
     prior: float | None = 0.5
     correction: Literal["bh", "by", "bonferroni", "none"] = "bh"
     min_studies: float = 1
+    map_min_studies: int = 100
+    map_radius: float = 10.0
 
     @property
     def label_threshold(self) -> float:
