@@ -332,3 +332,66 @@ def test_site_meets_the_models_and_a_review(corpus_path, tmp_path):
     row = overlap_table(network, z, mask, [Target("model", "m", "t", target)]).iloc[0]
     assert (row["n_in_network"], row["share_of_target"], row["share_of_network"]) == (2, 0.5, 0.2)
     assert row["dice"] == 2 * 2 / 14 and row["mean_z_association"] == 9.5 and row["z_percentile"] == 50.0
+
+
+def _decoding_spec(tmp_path, **flags):
+    """The example review spec (its file copied beside it) with ``flags`` in [analysis], diagnostics off."""
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    (tmp_path / "simulated_treatments.tsv").write_bytes((examples / "simulated_treatments.tsv").read_bytes())
+    extra = "".join(f"{k} = {str(v).lower()}\n" for k, v in flags.items())
+    text = (examples / "simulated_review.toml").read_text().replace("diagnostics = true\n", extra)
+    (tmp_path / "spec.toml").write_text(text)
+    return tmp_path / "spec.toml"
+
+
+def test_review_decodes_each_cluster_and_maps_its_network(corpus_path, tmp_path, monkeypatch):
+    import shutil
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(corpus_path, home / "corpus.duckdb")  # a file review decodes against the default corpus
+    monkeypatch.setenv("NEUROCHANGE_HOME", str(home))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["review", str(_decoding_spec(tmp_path, decode=True, macm=True)), "--out", str(out),
+                                   "--iters", "100", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    review = json.loads((out / "review.json").read_text())
+    assert {"yarkoni2011", "dockes2020", "robinson2010", "laird2013"} <= set(review["references"])
+    for group in review["groups"]:
+        decoding, folder = group["decoding"], out / group["folder"] / "decoding"
+        assert len(decoding["clusters"]) == group["n_clusters"] > 0
+        terms = pd.read_csv(folder / "cluster_terms.tsv", sep="\t", keep_default_na=False)
+        assert ((terms["n_selected_term"] >= 5) & (terms["pReverse"] < 0.05) & (terms["zReverse"] > 0)).all()
+        for cluster in decoding["clusters"]:
+            mine = terms[terms["cluster_id"] == cluster["cluster_id"]]
+            assert [t for t, _ in cluster["terms"]] == mine["term"].tolist()
+            network = nib.load(folder / cluster["macm_map"]).get_fdata()
+            assert (network > 0).sum() == cluster["network_voxels"] and (network >= 0).all()
+        mapped = pd.read_csv(folder / "map_terms.tsv", sep="\t", keep_default_na=False)
+        assert [t for t, _ in decoding["map_terms"]] == mapped["term"].head(len(decoding["map_terms"])).tolist()
+        assert mapped["r"].is_monotonic_decreasing
+    # the review's first cluster decodes as `neurochange decode FOLDER --cluster 1` does
+    group = review["groups"][0]
+    res = CliRunner().invoke(cli, ["decode", str(out / group["folder"]), "--cluster", "1", "--out",
+                                   str(tmp_path / "c1"), "--db", str(home / "corpus.duckdb")])
+    assert res.exit_code == 0, res.output
+    alone = pd.read_csv(tmp_path / "c1" / "decoding.tsv", sep="\t", keep_default_na=False)
+    alone = alone[(alone["zReverse"] > 0) & (alone["pReverse"] < 0.05) & (alone["n_selected_term"] >= 5)].head(10)
+    assert [t for t, _ in group["decoding"]["clusters"][0]["terms"]] == alone["term"].tolist()
+    assert group["decoding"]["clusters"][0]["n_studies"] == len(pd.read_csv(tmp_path / "c1" / "studies.tsv",
+                                                                            sep="\t"))
+    html = (out / "report.html").read_text()
+    assert "what the clusters' studies report, and where else they report foci" in html
+    assert "meta-analytic connectivity modelling (Robinson et al., 2010; Laird et al., 2013)" in html
+
+
+def test_review_decoding_without_neuroquery_is_one_line_before_computing(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROCHANGE_HOME", str(tmp_path / "empty_home"))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["review", str(_decoding_spec(tmp_path, decode=True)), "--out", str(out),
+                                   "--iters", "100"])
+    assert res.exit_code == 2, res.output
+    assert "decode and macm read NeuroQuery's studies and terms" in res.output
+    assert res.output.strip().count("\n") == 0 and not out.exists()

@@ -11,8 +11,9 @@ report. The public API, by stage (``docs/architecture.md`` maps the package):
 - comparisons: :class:`Subtraction`, :class:`BalancedSubtraction`, :func:`conjunction`, :func:`overlap`;
 - diagnostics: :func:`contributions`, :func:`focus_counts`, :func:`jackknife`, :func:`fail_safe_n`,
   :func:`diagnose`;
-- decoding: :func:`sphere`, :func:`mask_region`, :func:`cluster_region` (regions), :func:`decode_region`
-  (Neurosynth's decoder on NeuroQuery's terms), :func:`run_macm` (coactivation);
+- decoding: :func:`sphere`, :func:`mask_region`, :func:`atlas_region`, :func:`cluster_region` (regions),
+  :func:`decode_region` (Neurosynth's decoder on NeuroQuery's terms), :func:`decode_map` (a whole map, by
+  correlation with cached term maps), :func:`run_macm` (coactivation), :func:`run_site` (a stimulation site);
 - workflows: :func:`run_analysis`, :func:`run_contrast`, :func:`run_review`, their typed settings
   (:class:`KernelSettings`, :class:`InferenceSettings`, :class:`RunSettings`,
   :class:`DiagnosticsSettings`, :class:`BalancedSettings`, :class:`DecodeSettings`), and :func:`write_output`,
@@ -64,8 +65,11 @@ _API = {
     "sphere": "neurochange.decode.regions",
     "mask_region": "neurochange.decode.regions",
     "cluster_region": "neurochange.decode.regions",
+    "atlas_region": "neurochange.decode.regions",
     "decode_region": "neurochange.workflows.decode",
+    "decode_map": "neurochange.workflows.decode",
     "run_macm": "neurochange.workflows.macm",
+    "run_site": "neurochange.workflows.site",
     "DecodeSettings": "neurochange.workflows.settings",
     "write_output": "neurochange.results.write",
     "InputError": "neurochange.errors",

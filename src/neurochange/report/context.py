@@ -397,7 +397,28 @@ def _group_entry(out: Path, i: int, g: dict, settings: dict, stat: str, atlas_ti
             signed.append(_analysis(out, sfolder, f"{label}: {direction}s after treatment", stat, atlas_titles,
                                     monte_carlo_run(None, sfolder, settings), direction=direction))
     return {**g, "label": label, "main": main, "signed_analyses": signed, "run": run, "run_text": main["run_text"],
-            "signed_title": f"{label}: increases and decreases after treatment"}
+            "signed_title": f"{label}: increases and decreases after treatment",
+            "decoding": _decoding_entry(folder, g.get("decoding"))}
+
+
+def _decoding_entry(folder: Path, decoding: dict | None) -> dict | None:
+    """A group's decoding (``review.json``'s ``decoding``) as the template shows it: a row per cluster, the map's
+    top terms, warnings, and the folder the figures are drawn from."""
+    if not decoding:
+        return None
+    rows = []
+    for c in decoding["clusters"]:
+        terms = "; ".join(f"{t} ({numbers.decimals(z, 1)})" for t, z in c.get("terms", [])[:6])
+        rows.append({"cluster": c["cluster_id"], "voxels": numbers.integer(c["n_voxels"]),
+                     "studies": numbers.integer(c["n_studies"]) if "n_studies" in c else "–",
+                     "terms": terms or "none at corrected p < .05 by 5 or more studies",
+                     "network": (f"{numbers.integer(c['network_voxels'])} ({c['network_share']:.0%} of the mask)"
+                                 if "network_voxels" in c else "–")})
+    return {"folder": folder / decoding["folder"], "rows": rows,
+            "macm": any("macm_map" in c for c in decoding["clusters"]),
+            "map_terms": "; ".join(f"{t} ({numbers.decimals(r, 2)})" for t, r in decoding.get("map_terms", [])),
+            "warnings": decoding.get("warnings", []), "decoded": bool(decoding.get("map_terms")) or any(
+                "terms" in c for c in decoding["clusters"])}
 
 
 def _comparison_entry(out: Path, i: int, c: dict, labels: dict, groups: list, stat: str, atlas_titles: dict,

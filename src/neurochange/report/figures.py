@@ -143,6 +143,61 @@ def _write_map_figure(img, cuts, out, title, label, *, signed, empty_message, cm
         return _save(fig, out)
 
 
+# --------------------------------------------------------------------------- decoding
+def terms_figure(cluster_terms: str | Path, out: str | Path, title: str, n: int = 8, most: int = 6) -> Path:
+    """Bars of the association z of each cluster's top ``n`` terms (``cluster_terms.tsv``), a panel per cluster
+    (the ``most`` largest clusters)."""
+    table = pd.read_csv(cluster_terms, sep="\t", keep_default_na=False)
+    clusters = sorted(table["cluster_id"].unique())[:most]
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(10, 0.6 + 2.1 * max(1, (len(clusters) + 2) // 3))
+        fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
+        if not clusters:
+            fig.text(0.5, 0.45, "No cluster has a term associated at corrected p < .05 by 5 or more of its studies",
+                     ha="center", fontsize=11, color="#444444", fontweight="bold")
+        rows = max(1, (len(clusters) + 2) // 3)
+        for i, cluster in enumerate(clusters):
+            top = table[table["cluster_id"] == cluster].head(n)
+            ax = fig.add_subplot(rows, 3, i + 1)
+            ax.barh(np.arange(len(top))[::-1], top["zReverse"], color="#4A6275")
+            ax.set_yticks(np.arange(len(top))[::-1], [textwrap.shorten(t, 26, placeholder="…") for t in top["term"]],
+                          fontsize=7.5)
+            ax.set_title(f"cluster {cluster} ({int(top['n_studies_in_cluster'].iloc[0]):,} studies)", fontsize=8.5)
+            ax.set_xlabel("association z", fontsize=7.5)
+            ax.tick_params(axis="x", labelsize=7)
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(False)
+        fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.55 / fig.get_figheight(), bottom=0.12, wspace=0.85,
+                            hspace=0.6)
+        return _save(fig, out)
+
+
+def macm_figure(folder: str | Path, clusters: list[int], out: str | Path, title: str, most: int = 6) -> Path:
+    """Glass brains of each cluster's coactivation network (``macm_cluster-<N>.nii.gz`` in ``folder``), a row per
+    cluster (the ``most`` largest)."""
+    from nilearn.plotting import plot_glass_brain
+
+    folder = Path(folder)
+    clusters = list(clusters)[:most]
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(10, 0.5 + 2.0 * max(1, len(clusters)))
+        fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
+        height = 2.0 / fig.get_figheight()
+        for i, cluster in enumerate(clusters):
+            img = nib.load(folder / f"macm_cluster-{cluster}.nii.gz")
+            rect = (0.0, 1 - 0.5 / fig.get_figheight() - (i + 1) * height, 1.0, height * 0.92)
+            if not _nonzero(img):
+                _empty_panel(fig, rect, f"cluster {cluster}: no voxel of positive association at FDR q < .05")
+                continue
+            data = np.asarray(img.dataobj, dtype=np.float64)
+            vmax = float(np.ceil(np.percentile(data[data > 0], 99) * 10) / 10)
+            ax = fig.add_axes(rect)
+            plot_glass_brain(img, display_mode="lyrz", figure=fig, axes=ax, colorbar=True, plot_abs=False,
+                             threshold=float(data[data > 0].min()) * 0.999, vmax=vmax, vmin=0, cmap="YlOrRd",
+                             alpha=0.75, cbar_tick_format="%.0f", annotate=False, title=f"cluster {cluster}")
+        return _save(fig, out)
+
+
 # --------------------------------------------------------------------------- analyses
 def _threshold_text(name: str) -> str:
     """``.05`` from a GingerALE-style ``..._thresh-05`` map name."""

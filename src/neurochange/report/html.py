@@ -62,6 +62,8 @@ def draw_figures(ctx: dict, out: Path) -> None:
                                  figures.analysis_sources(a["folder"]))
         if g["signed_analyses"]:
             g["signed_figure"] = _signed_image(g, out, ctx["settings"].get("cluster_p") or 0.05)
+        if g.get("decoding"):
+            _decoding_images(g, out)
     for c in ctx["comparisons"]:
         if c["folder"] is None:
             continue
@@ -99,6 +101,27 @@ def _signed_image(group: dict, out: Path, cluster_p: float) -> dict:
                   else "") + f". {PANELS}")
     maps = [m for f in folders.values() for m in figures.analysis_sources(f)]
     return _image(path, caption, title, out, maps)
+
+
+def _decoding_images(group: dict, out: Path) -> None:
+    """The bars of each cluster's top terms and the glass brains of its coactivation network."""
+    d, label = group["decoding"], group["label"]
+    folder = d["folder"]
+    if (folder / "cluster_terms.tsv").is_file():
+        path = _drawn(folder / "terms.png", lambda: figures.terms_figure(
+            folder / "cluster_terms.tsv", folder / "terms.png", f"{label}: terms of each cluster's studies"))
+        d["terms_figure"] = _image(path, f"{label}: for each cluster, the terms most associated with the studies "
+                                         "that report a focus in it (association z; corrected p < .05, terms "
+                                         "labelling 5 or more of those studies).", "cluster terms", out)
+    if d["macm"]:
+        clusters = [int(r["cluster"]) for r in d["rows"] if (folder / f"macm_cluster-{r['cluster']}.nii.gz").is_file()]
+        path = _drawn(folder / "macm.png", lambda: figures.macm_figure(
+            folder, clusters, folder / "macm.png", f"{label}: coactivation network of each cluster"))
+        d["macm_figure"] = _image(path, f"{label}: where the studies reporting a focus in each cluster report foci "
+                                        "more often than the other studies (MKDA chi-square association z, "
+                                        "positive at FDR q < .05). Coactivation across tasks, not resting-state "
+                                        "connectivity.", "coactivation networks", out,
+                                  [folder / f"macm_cluster-{c}.nii.gz" for c in clusters])
 
 
 def _drawn(path: Path, draw) -> Path:

@@ -44,10 +44,11 @@ class Decoding:
     corpus: str = ""
     warnings: tuple[str, ...] = ()
 
-    def top(self, n: int = 10, alpha: float = 0.05) -> pd.DataFrame:
+    def top(self, n: int = 10, alpha: float = 0.05, min_carriers: int = 1) -> pd.DataFrame:
         """The ``n`` terms most associated with the region: positive association with (corrected) p < ``alpha``,
-        strongest first."""
-        return self.table[(self.table["zReverse"] > 0) & (self.table["pReverse"] < alpha)].head(n)
+        labelling at least ``min_carriers`` of its studies, strongest first."""
+        t = self.table
+        return t[(t["zReverse"] > 0) & (t["pReverse"] < alpha) & (t["n_selected_term"] >= min_carriers)].head(n)
 
 
 def term_labels(corpus: Corpus, study_ids, settings: DecodeSettings) -> TermMatrix:

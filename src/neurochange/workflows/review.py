@@ -24,7 +24,7 @@ the review seed (``numpy.random.SeedSequence``), recorded in ``provenance.json``
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,7 +44,9 @@ from neurochange.results.outdir import atomic_dir, check_out
 from neurochange.results.write import Output, fill_folder, thresh_name
 from neurochange.studyset import StudySet
 from neurochange.workflows.analysis import analyse, analysis_grid
+from neurochange.workflows.group_decode import decode_group
 from neurochange.workflows.settings import (
+    DecodeSettings,
     DiagnosticsSettings,
     InferenceSettings,
     KernelSettings,
@@ -79,6 +81,7 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
 
     with ExitStack() as stack:
         corpus = stack.enter_context(_open_corpus(spec, spec_path, log, settings.kernel.space_transform))
+        decoder = stack.enter_context(_decoding_corpus(corpus)) if settings.decode or settings.macm else None
         selections = _select_groups(corpus, spec, spec_path)
         _check_comparisons(spec, spec_path, selections)
         models = _load_models(spec, spec_path)
@@ -101,6 +104,13 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
                                                      progress, log, done.get(g.name, {}))
                 groups.append(entry)
                 timings[f"group:{g.name}"] = time.perf_counter() - clock
+                if decoder is not None and entry["folder"]:
+                    clock = time.perf_counter()
+                    entry["decoding"], output = decode_group(
+                        decoder, analysed[g.name]["results"]["all"], g.name, settings.inference.cluster_p,
+                        settings.decode, settings.macm, RunSettings(seed=seeds[g.name], n_cores=n_cores), log)
+                    fill_folder(output, tmp / entry["folder"])
+                    timings[f"decoding:{g.name}"] = time.perf_counter() - clock
             by_name = {g["name"]: g for g in groups}
             comparisons = []
             for c in spec.comparisons:
@@ -160,6 +170,8 @@ def review_settings(spec: ReviewSpec, n_iters: int | None, seed: int | None) -> 
         source=spec.corpus.source,
         selection=spec.selection,
         diagnostics_iters=diagnostics_iters,
+        decode=DecodeSettings() if a.decode else None,
+        macm=a.macm,
     )
 
 
@@ -201,6 +213,26 @@ class _open_corpus:
     def __exit__(self, *exc):
         self.corpus.close()
         return False
+
+
+@contextmanager
+def _decoding_corpus(corpus):
+    """The corpus that decoding and MACM read: the review's own when it holds NeuroQuery, else the default corpus
+    (``NEUROCHANGE_HOME/corpus.duckdb``, read-only); one InputError, before any analysis, when neither does."""
+    from neurochange.corpus.store import Corpus, default_path
+    from neurochange.sources.io.databases import NEUROQUERY
+
+    if NEUROQUERY in corpus.sources():
+        yield corpus
+        return
+    path = default_path()
+    if path.is_file() and str(corpus.path) != str(path):
+        with Corpus(path, read_only=True) as other:
+            if NEUROQUERY in other.sources():
+                yield other
+                return
+    raise InputError("decode and macm read NeuroQuery's studies and terms, which neither the review's corpus nor "
+                     f"{path} holds; build it with `neurochange corpus build`", field="analysis.decode")
 
 
 def _tagged(path: Path) -> bool:
@@ -256,7 +288,11 @@ def _write_analysis(result, studyset: StudySet, folder: Path, title: str, settin
     cluster_p = settings.inference.cluster_p
     clusters = fill_folder(Output(results={"": (result, studyset)}, cluster_p=cluster_p), folder)[""]
     if settings.diagnostics is not None and len(clusters):
-        from neurochange.workflows.diagnose import analysis_of, diagnose_analysis, write_diagnostics
+        from neurochange.workflows.diagnose import (
+            analysis_of,
+            diagnose_analysis,
+            write_diagnostics,
+        )
 
         labels, _, _, _ = significant_clusters(result, cluster_p)
         analysis = analysis_of(result, labels, clusters, settings.inference.corrector(seed, n_cores), cluster_p,
@@ -481,7 +517,11 @@ def _run_hypothesis(h, model, groups: dict, analysed: dict, grid, settings: Revi
                     n_cores, progress, log) -> dict:
     from neurochange.hypotheses.models import region_masks
     from neurochange.hypotheses.specificity import specificity_test
-    from neurochange.hypotheses.verdict import test_model, verdict_label, write_model_test
+    from neurochange.hypotheses.verdict import (
+        test_model,
+        verdict_label,
+        write_model_test,
+    )
 
     g = groups[h.group]
     entry = {"name": model.name, "title": model.title, "group": h.group, "verdict": "not enough data",
@@ -559,6 +599,10 @@ def _summary(spec: ReviewSpec, settings: ReviewSettings, groups, comparisons, te
 
     atlases = atlas.atlas_info()
     cited = {"turkeltaub2012", "eickhoff2016"} | ESTIMATOR_REFERENCES[settings.kernel.estimator]
+    if settings.decode is not None:
+        cited |= {"yarkoni2011", "dockes2020"}
+    if settings.macm:
+        cited |= {"robinson2010", "laird2013", "dockes2020"}
     for m in tested:
         cited.update(m["references"])
     for a in atlases:

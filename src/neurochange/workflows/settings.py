@@ -183,6 +183,12 @@ class DecodeSettings:
     def to_dict(self) -> dict:
         return {**asdict(self), "fields": list(self.fields), "threshold": self.label_threshold}
 
+    def describe(self) -> str:
+        """One line for a report's settings."""
+        return (f"NeuroQuery's {self.vocabulary} vocabulary in {', '.join(self.fields)}; {self.annotation} >= "
+                f"{self.label_threshold:g} labels a study; p corrected by {self.correction}; term maps of terms "
+                f"labelling >= {self.map_min_studies} studies")
+
 
 @dataclass(frozen=True)
 class BalancedSettings:
@@ -232,7 +238,8 @@ class ReviewSettings:
     ``model_iters``: Monte Carlo iterations of each model test; ``diagnostics_iters``: of each
     diagnostic re-analysis (recorded even when diagnostics are off); ``min_experiments``: groups
     with fewer are marked underpowered; ``signed``: "auto" (increase/decrease maps where
-    signed experiments exist) or "no".
+    signed experiments exist) or "no"; ``decode``: how each group's clusters and map are decoded (None:
+    not); ``macm``: each cluster's coactivation network.
     """
 
     kernel: KernelSettings
@@ -247,6 +254,8 @@ class ReviewSettings:
     source: str
     selection: str
     diagnostics_iters: int = 0
+    decode: DecodeSettings | None = None
+    macm: bool = False
 
     def to_dict(self) -> dict:
         """As ``review.json`` and ``provenance.json`` record them."""
@@ -279,4 +288,8 @@ class ReviewSettings:
                        space="JALE 0.2.10's grey-matter prior (GM probability > 0.1, 211,590 voxels, MNI152 2 mm)")
         if self.kernel.estimator != "ale":
             out["radius_mm"] = self.kernel.radius
+        if self.decode is not None:
+            out["decode"] = self.decode.describe()
+        if self.macm:
+            out["macm"] = True
         return out

@@ -78,6 +78,8 @@ class AnalysisSpec(_Strict):
     failsafe: bool = False
     moderators: list[str] = []
     diagnostics_iters: int = Field(default=1000, ge=10)
+    decode: bool = False  # each group's clusters and map decoded against NeuroQuery's studies and terms
+    macm: bool = False  # each group cluster's coactivation network (MKDA chi-square, FDR)
     seed: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
