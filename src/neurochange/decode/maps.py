@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from scipy import sparse
 
 from neurochange.meta.chi2 import two_way
@@ -35,11 +35,11 @@ class TermMaps:
     maps: np.ndarray
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _term_counts(ma_indptr, ma_indices, label_indptr, label_studies, terms, n_mask):
     """(len(terms), n_mask) uint32: per term, how many of its studies' MKDA maps cover each voxel."""
     out = np.zeros((len(terms), n_mask), dtype=np.uint32)
-    for k in prange(len(terms)):
+    for k in range(len(terms)):
         row = out[k]
         t = terms[k]
         for j in range(label_indptr[t], label_indptr[t + 1]):

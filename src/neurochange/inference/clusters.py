@@ -38,14 +38,16 @@ def label_clusters(supra: np.ndarray, min_size: int = 1) -> tuple[np.ndarray, np
 
 
 def cluster_peaks(
-    values: np.ndarray, labels: np.ndarray, cluster: int, affine: np.ndarray, min_distance: float = 8.0
+    values: np.ndarray, labels: np.ndarray, cluster: int, affine: np.ndarray, min_distance: float = 8.0,
+    box: tuple[slice, ...] | None = None,
 ) -> np.ndarray:
     """Peak and sub-peaks of one cluster: voxel indices (k, 3), strongest first.
 
     A candidate is a voxel of the cluster no smaller than any of its 26 neighbours within
     the cluster; candidates closer than ``min_distance`` mm to a stronger kept peak are dropped.
+    ``box``: the cluster's bounding box (``ndimage.find_objects(labels)[cluster - 1]``), when known.
     """
-    box = ndimage.find_objects((labels == cluster).astype(np.int8))[0]
+    box = box or ndimage.find_objects((labels == cluster).astype(np.int8))[0]
     box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)  # one voxel around: outside the cluster
     inside = labels[box] == cluster
     vals = np.where(inside, values[box], -np.inf)
@@ -106,8 +108,9 @@ def cluster_table(
         else [np.zeros(0, dtype=int)] * len(sizes)
     )
     rows = []
+    boxes = ndimage.find_objects(labels, max_label=len(sizes))  # every cluster's bounding box in one pass
     for c in range(1, len(sizes) + 1):
-        peaks = cluster_peaks(stat if peak_on is None else peak_on, labels, c, affine, min_distance)
+        peaks = cluster_peaks(stat if peak_on is None else peak_on, labels, c, affine, min_distance, boxes[c - 1])
         exps = contrib[c - 1]
         for k, ijk in enumerate(peaks):
             x, y, zz = ijk @ affine[:3, :3].T + affine[:3, 3]

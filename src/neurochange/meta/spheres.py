@@ -11,6 +11,7 @@ The hot loops (:func:`sphere_counts`, :func:`mkda_ma_csr`) are numba-compiled;
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from numba import njit
 
 from neurochange import space as _space
@@ -40,37 +41,87 @@ def masked_index(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def sphere_rows(offsets: np.ndarray) -> np.ndarray:
+    """The offsets of a sphere as rows along the last axis: (n_rows, 4) int64 of (di, dj, first dk, last dk)."""
+    rows = []
+    for (di, dj), part in pd.DataFrame(offsets, columns=["i", "j", "k"]).groupby(["i", "j"], sort=True):
+        ks = np.sort(part["k"].to_numpy())
+        if not np.array_equal(ks, np.arange(ks[0], ks[-1] + 1)):  # a sphere's rows are unbroken
+            raise ValueError("offsets are not a sphere: a row along k has a gap")
+        rows.append((di, dj, ks[0], ks[-1]))
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
 @njit(cache=True, nogil=True)
-def _sphere_counts(offsets, ijk, indptr, shape, to_masked, n_mask, sum_overlap, width):
-    n_exp = len(indptr) - 1
-    stat = np.zeros(n_mask, dtype=np.int64)
-    hist = np.zeros((n_exp, width), dtype=np.int64)
-    counts = np.zeros(n_mask, dtype=np.int64)
-    touched = np.empty(n_mask, dtype=np.int64)
-    for e in range(n_exp):
-        n_touched = 0
+def _stamp_counts(rows, ijk, indptr, shape, in_mask, sum_overlap, dense, flag, hist, spans):
+    """Add every experiment's sphere map to ``dense`` (flat volume): the union of its spheres (1 inside), or with
+    ``sum_overlap`` the count of its spheres; ``hist[e, v]``: experiment e's mask voxels of value v.
+
+    Each focus stamps its sphere's rows into ``flag`` (contiguous runs: vectorized), then the experiment's
+    rows are added and cleared; a row stamped twice adds its values once, since the first pass clears
+    them. ``flag`` is zero on entry and on exit; ``spans``: scratch (at least foci x rows, 2).
+    """
+    nx, ny, nz = shape[0], shape[1], shape[2]
+    for e in range(len(indptr) - 1):
+        n_spans = 0
         for f in range(indptr[e], indptr[e + 1]):
-            for o in range(offsets.shape[0]):
-                i = ijk[f, 0] + offsets[o, 0]
-                j = ijk[f, 1] + offsets[o, 1]
-                k = ijk[f, 2] + offsets[o, 2]
-                if i < 0 or j < 0 or k < 0 or i >= shape[0] or j >= shape[1] or k >= shape[2]:
+            for r in range(rows.shape[0]):
+                i = ijk[f, 0] + rows[r, 0]
+                j = ijk[f, 1] + rows[r, 1]
+                if i < 0 or j < 0 or i >= nx or j >= ny:
                     continue
-                m = to_masked[(i * shape[1] + j) * shape[2] + k]
-                if m < 0:
+                k0 = max(ijk[f, 2] + rows[r, 2], 0)
+                k1 = min(ijk[f, 2] + rows[r, 3], nz - 1)
+                if k0 > k1:
                     continue
-                if counts[m] == 0:
-                    touched[n_touched] = m
-                    n_touched += 1
-                    counts[m] = 1
-                elif sum_overlap:
-                    counts[m] += 1
-        for t in range(n_touched):
-            m = touched[t]
-            stat[m] += counts[m]
-            hist[e, counts[m]] += 1
-            counts[m] = 0
-    return stat, hist
+                base = (i * ny + j) * nz
+                if sum_overlap:
+                    flag[base + k0:base + k1 + 1] += 1
+                else:
+                    flag[base + k0:base + k1 + 1] = 1
+                spans[n_spans, 0] = base + k0
+                spans[n_spans, 1] = base + k1 + 1
+                n_spans += 1
+        covered = 0
+        for t in range(n_spans):
+            a, b = spans[t, 0], spans[t, 1]
+            if sum_overlap:
+                for v in range(a, b):
+                    if flag[v] > 0 and in_mask[v]:
+                        hist[e, flag[v]] += 1
+            else:
+                for v in range(a, b):
+                    covered += flag[v] * in_mask[v]
+            for v in range(a, b):
+                dense[v] += flag[v]
+                flag[v] = 0
+        if not sum_overlap:
+            hist[e, 1] = covered
+
+
+class SphereStamp:
+    """The sphere kernel on a grid, ready to stamp experiments (:meth:`counts`); one per thread (its buffers)."""
+
+    def __init__(self, grid: _space.Grid, radius: float = DEFAULT_RADIUS_MM, sum_overlap: bool = False):
+        self.rows = sphere_rows(sphere_offsets(radius, grid.voxel_size))
+        self.shape = np.array(grid.shape, dtype=np.int64)
+        self.in_mask = np.ascontiguousarray(grid.mask.ravel(), dtype=np.int32)
+        self.mask_flat = np.flatnonzero(grid.mask.ravel())
+        self.sum_overlap = bool(sum_overlap)
+        self.dense = np.zeros(grid.mask.size, dtype=np.int32)
+        self.flag = np.zeros(grid.mask.size, dtype=np.int32)
+
+    def counts(self, ijk: np.ndarray, indptr: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """``stat`` (n_mask,) int64 and ``hist`` (n_experiments, width) of the foci ``ijk`` (n, 3) int64, experiment
+        e's foci at ``indptr[e]:indptr[e + 1]``."""
+        most = int(np.diff(indptr).max()) if len(indptr) > 1 else 0
+        spans = np.empty((max(most, 1) * len(self.rows), 2), dtype=np.int64)
+        hist = np.zeros((len(indptr) - 1, width), dtype=np.int64)
+        _stamp_counts(self.rows, ijk, indptr, self.shape, self.in_mask, self.sum_overlap, self.dense, self.flag, hist,
+                      spans)
+        stat = self.dense[self.mask_flat].astype(np.int64)
+        self.dense[:] = 0
+        return stat, hist
 
 
 def sphere_counts(
@@ -92,10 +143,7 @@ def sphere_counts(
     per_exp = np.bincount(focus_experiment, minlength=n_experiments)
     indptr = np.concatenate([[0], np.cumsum(per_exp)]).astype(np.int64)
     width = int(per_exp.max()) + 1 if sum_overlap and n_experiments else 2
-    return _sphere_counts(
-        sphere_offsets(radius, grid.voxel_size), np.ascontiguousarray(foci_ijk, dtype=np.int64), indptr,
-        np.array(grid.shape, dtype=np.int64), masked_index(grid.mask), grid.n_voxels, bool(sum_overlap), width,
-    )
+    return SphereStamp(grid, radius, sum_overlap).counts(np.ascontiguousarray(foci_ijk, dtype=np.int64), indptr, width)
 
 
 @njit(cache=True, nogil=True)

@@ -58,19 +58,37 @@ def term_labels(corpus: Corpus, study_ids, settings: DecodeSettings) -> TermMatr
     return annotate(TermMatrix.from_long(counts, study_ids), settings.annotation)
 
 
+class RegionDecoder:
+    """NeuroQuery's studies, their foci and term labels, read from the corpus once; :meth:`decode` then takes
+    any number of regions (the review's clusters, a site) at a few tens of ms each."""
+
+    def __init__(self, corpus: Corpus, settings: DecodeSettings = DecodeSettings()):
+        foci = corpus.source_foci(NEUROQUERY)
+        self.settings, self.corpus = settings, str(corpus.path)
+        self.values = term_labels(corpus, foci["study_id"].unique(), settings)
+        self.labels = self.values.labels(settings.label_threshold)
+        self.xyz = foci[["x", "y", "z"]].to_numpy(np.float64)
+        self.focus_study = pd.Index(self.values.study_ids).get_indexer(foci["study_id"])  # (n_foci,) row of each
+
+    def decode(self, region: Region) -> Decoding:
+        """Decode ``region``: its studies (a focus in it) against the other studies."""
+        start = time.perf_counter()
+        selected = np.zeros(len(self.values.study_ids), dtype=bool)
+        selected[self.focus_study[region.contains(self.xyz)]] = True
+        s = self.settings
+        table = decode_studies(self.labels, self.values.terms, selected, prior=s.prior, correction=s.correction,
+                               min_studies=s.min_studies)
+        table = table.sort_values(["zReverse", "term"], ascending=[False, True], kind="stable").reset_index(drop=True)
+        ids = self.values.study_ids[selected]
+        decoding = Decoding(region, table, ids, len(selected), s, time.perf_counter() - start, self.corpus)
+        return replace(decoding, warnings=region_warnings(region, len(ids)) + carrier_warnings(decoding))
+
+
 def decode_region(corpus: Corpus, region: Region, settings: DecodeSettings = DecodeSettings()) -> Decoding:
-    """Decode ``region`` against the corpus's NeuroQuery studies."""
+    """Decode ``region`` against the corpus's NeuroQuery studies (one region; for several, a :class:`RegionDecoder`)."""
     start = time.perf_counter()
-    foci = corpus.source_foci(NEUROQUERY)
-    values = term_labels(corpus, foci["study_id"].unique(), settings)
-    selected_ids = region.studies(foci)
-    selected = np.isin(values.study_ids, selected_ids)
-    table = decode_studies(values.labels(settings.label_threshold), values.terms, selected, prior=settings.prior,
-                           correction=settings.correction, min_studies=settings.min_studies)
-    table = table.sort_values(["zReverse", "term"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    decoding = Decoding(region, table, selected_ids, len(values.study_ids), settings, time.perf_counter() - start,
-                        str(corpus.path))
-    return replace(decoding, warnings=region_warnings(region, len(selected_ids)) + carrier_warnings(decoding))
+    decoding = RegionDecoder(corpus, settings).decode(region)
+    return replace(decoding, seconds=time.perf_counter() - start)
 
 
 def region_warnings(region: Region, n_selected: int) -> tuple[str, ...]:
@@ -209,5 +227,5 @@ def map_decoding_output(decoding: MapDecoding) -> Output:
                   timings={"decode": decoding.seconds})
 
 
-__all__ = ["Decoding", "MapDecoding", "decode_map", "decode_region", "decoding_output", "map_decoding_output",
-           "map_values", "term_labels"]
+__all__ = ["Decoding", "MapDecoding", "RegionDecoder", "decode_map", "decode_region", "decoding_output",
+           "map_decoding_output", "map_values", "term_labels"]

@@ -27,7 +27,7 @@ from neurochange.inference.clusters import significant_clusters
 from neurochange.meta.result import MetaResult
 from neurochange.results.write import Output
 from neurochange.space import Grid
-from neurochange.workflows.decode import FEW_CARRIERS, decode_map, decode_region, region_warnings
+from neurochange.workflows.decode import FEW_CARRIERS, RegionDecoder, decode_map, region_warnings
 from neurochange.workflows.macm import network_mask, run_macm
 from neurochange.workflows.settings import (
     DecodeSettings,
@@ -55,11 +55,12 @@ def decode_group(corpus: Corpus, result: MetaResult, name: str, cluster_p: float
     log = log or (lambda message: None)
     entry = {"folder": FOLDER, "clusters": [], "map_terms": [], "warnings": []}
     term_rows, network_rows, images = [], [], {}
+    decoder = RegionDecoder(corpus, decode) if decode is not None else None
     for n, region in enumerate(cluster_regions(result, cluster_p, name), start=1):
         row = {"cluster_id": n, "n_voxels": int(region.grid.mask.sum())}
         try:
-            if decode is not None:
-                decoding = decode_region(corpus, region, decode)
+            if decoder is not None:
+                decoding = decoder.decode(region)
                 top = decoding.top(TOP_TERMS, min_carriers=FEW_CARRIERS)
                 row.update(n_studies=int(len(decoding.selected)),
                            terms=[[t, round(float(z), 2)] for t, z in zip(top["term"], top["zReverse"])])

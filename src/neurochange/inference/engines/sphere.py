@@ -19,7 +19,7 @@ import numpy as np
 
 from neurochange.inference.unionfind import max_clusters, neighbour_table
 from neurochange.meta.inputs import AnalysisInputs
-from neurochange.meta.spheres import _sphere_counts, masked_index, sphere_offsets
+from neurochange.meta.spheres import SphereStamp
 
 
 class SphereNullEngine:
@@ -40,9 +40,7 @@ class SphereNullEngine:
         self.n_foci = int(per_exp.sum())
         self.indptr = np.concatenate([[0], np.cumsum(per_exp)]).astype(np.int64)
         self.width = int(per_exp.max()) + 1 if sum_overlap else 2
-        self.offsets = sphere_offsets(radius, grid.voxel_size)
-        self.shape = np.array(grid.shape, dtype=np.int64)
-        self.to_masked = masked_index(grid.mask)
+        self.radius = float(radius)
         self.neighbours = neighbour_table(np.arange(grid.n_voxels), grid.mask)
 
     @property
@@ -60,10 +58,9 @@ class SphereNullEngine:
         parent, size, mass = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n)
         n_it = draws.shape[0]
         out_voxel, out_size, out_mass = np.zeros(n_it), np.zeros(n_it), np.zeros(n_it)
+        stamp = SphereStamp(self.grid, self.radius, self.sum_overlap)  # this call's buffers
         for it in range(n_it):
-            ijk = self.null_ijk[draws[it]]
-            counts, _ = _sphere_counts(self.offsets, ijk, self.indptr, self.shape, self.to_masked, n,
-                                       self.sum_overlap, self.width)
+            counts, _ = stamp.counts(self.null_ijk[draws[it]], self.indptr, self.width)
             stat = counts * self.value
             out_voxel[it] = stat.max()
             out_size[it], out_mass[it] = max_clusters(stat, self.threshold, self.neighbours, parent, size, mass)
