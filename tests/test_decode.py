@@ -121,8 +121,8 @@ def test_cli_decodes_a_sphere_and_a_cluster(corpus_path, tmp_path):
 def test_unquoted_coordinates_and_the_warnings(corpus_path, tmp_path):
     from neurochange.workflows.decode import region_warnings
 
-    far = region_warnings(sphere((90.0, 0.0, 0.0)), 2)
-    assert len(far) == 2 and "no voxel of the MNI152 brain mask" in far[0] and "only 2 studies" in far[1]
+    assert region_warnings(sphere(AMYGDALA), 2) == ("only 2 studies report a focus in the region: its statistics "
+                                                     "rest on few studies",)
     assert region_warnings(sphere(AMYGDALA), 30) == ()
     res = CliRunner().invoke(cli, ["decode", "-24", "-4", "-20", "--radius", "4", "--out", str(tmp_path / "a"),
                                    "--db", str(corpus_path)])
@@ -133,9 +133,24 @@ def test_unquoted_coordinates_and_the_warnings(corpus_path, tmp_path):
     assert "warning: only" in res.output
 
 
+def _unreported(corpus_path) -> str:
+    """'X Y Z' of a brain voxel with no focus of the corpus within 2 mm (the corpus's emptiest voxel)."""
+    from scipy.spatial import cKDTree
+
+    from neurochange.space import mni_2mm
+
+    with Corpus(corpus_path, read_only=True) as corpus:
+        foci = corpus.source_foci(NEUROQUERY)[["x", "y", "z"]].to_numpy()
+    grid = mni_2mm()
+    xyz = grid.vox_to_mm(np.argwhere(grid.mask))
+    far = xyz[np.argmax(cKDTree(foci).query(xyz)[0])]
+    return " ".join(f"{v:g}" for v in far)
+
+
 @pytest.mark.parametrize("args, words", [
     (["0 0 140"], "outside +-128 mm"),
-    (["0 0 120"], "no study reports a focus in the region"),
+    (["90 0 0"], "holds no voxel of the MNI152 brain mask: it lies outside the brain"),
+    (["NOSTUDY", "--radius", "2"], "no study reports a focus in the region"),
     (["1 2"], "is not a results folder, a mask image, ATLAS:LABEL or 'X Y Z'"),
     (["harvard_oxford:Left_Amygdal"], "unknown harvard_oxford label 'Left_Amygdal'"),
     (["brodmann:BA9"], "unknown atlas 'brodmann'"),
@@ -158,7 +173,7 @@ def test_bad_input_is_one_line(corpus_path, tmp_path, args, words):
     (tmp_path / "not.nii.gz").write_text("hello")
     nib.save(nib.Nifti1Image(np.ones((91, 109, 91), np.float32), mask_img().affine), tmp_path / "flat.nii.gz")
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((4, 4, 4, 2)), np.eye(4)), tmp_path / "4d.nii.gz")
-    names = {"RESULTS": str(results), "EMPTY": str(tmp_path / "empty.nii.gz"),
+    names = {"RESULTS": str(results), "EMPTY": str(tmp_path / "empty.nii.gz"), "NOSTUDY": _unreported(corpus_path),
              "NOTANIMAGE": str(tmp_path / "not.nii.gz"), "FLAT": str(tmp_path / "flat.nii.gz"),
              "FOURD": str(tmp_path / "4d.nii.gz")}
     out = tmp_path / "out"
@@ -217,7 +232,8 @@ def test_macm_cli_writes_its_folder(corpus_path, tmp_path):
     assert (out / "network.tsv").is_file() and (out / "z_desc-association.nii.gz").is_file()
     record = json.loads((out / "provenance.json").read_text())
     assert record["command"] == "macm" and record["input"]["studies_in_region"] > 10
-    res = CliRunner().invoke(cli, ["macm", "0 0 120", "--out", str(tmp_path / "none"), "--db", str(corpus_path)])
+    res = CliRunner().invoke(cli, ["macm", _unreported(corpus_path), "--radius", "2", "--out", str(tmp_path / "none"),
+                                   "--db", str(corpus_path)])
     assert res.exit_code == 2 and "no study reports a focus in the region" in res.output
 
 

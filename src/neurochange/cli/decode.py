@@ -270,6 +270,7 @@ def site_command(region, cluster, radius, out, overwrite, seed, cores, iters, re
     """
     from neurochange.corpus.store import Corpus
     from neurochange.results.outdir import check_out
+    from neurochange.workflows.decode import FEW_CARRIERS
     from neurochange.workflows.settings import KernelSettings
     from neurochange.workflows.site import SCOPE, run_site
 
@@ -283,11 +284,11 @@ def site_command(region, cluster, radius, out, overwrite, seed, cores, iters, re
                                 fwe=not fdr_only, page=False)
     for warning in done.output.records["provenance.json"]["warnings"]:
         click.echo(f"warning: {warning}", err=True)
-    top = done.decoding.top(8)
+    top = done.decoding.top(8, min_carriers=FEW_CARRIERS)
     summary = done.macm.summary
     click.echo(f"{chosen.label}: {count(summary['n_in_region'], 'study', 'studies')} report a focus in it")
-    click.echo("terms (FDR p < .05; z): " + ("; ".join(f"{t} ({z:.1f})" for t, z in zip(top["term"], top["zReverse"]))
-                                             or "none"))
+    click.echo(f"terms (FDR p < .05, labelling {FEW_CARRIERS} or more of its studies; z): " + (
+        "; ".join(f"{t} ({z:.1f})" for t, z in zip(top["term"], top["zReverse"])) or "none"))
     click.echo(f"network: {count(summary['network_voxels'], 'voxel')} ({summary['network_share']:.0%} of the mask) "
                "at FDR q < .05")
     ranked = done.overlap.sort_values("z_percentile", ascending=False, kind="stable").head(8)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
@@ -64,8 +65,21 @@ def sphere(centre, radius: float = 10.0) -> Region:
                          "space", field="centre")
     if not (np.isfinite(radius) and radius > 0):
         raise InputError(f"the radius is a positive number of mm, got {radius}", field="radius")
-    return Region(f"sphere of {radius:g} mm at ({centre[0]:g}, {centre[1]:g}, {centre[2]:g})", centre=centre,
-                  radius=float(radius))
+    region = Region(f"sphere of {radius:g} mm at ({centre[0]:g}, {centre[1]:g}, {centre[2]:g})", centre=centre,
+                    radius=float(radius))
+    if not region.contains(_brain_xyz()).any():
+        raise InputError(f"the {region.label} holds no voxel of the MNI152 brain mask: it lies outside the brain",
+                         field="centre")
+    return region
+
+
+@lru_cache(maxsize=1)
+def _brain_xyz() -> np.ndarray:
+    """The centres (mm) of the MNI152 2 mm brain mask's voxels, (228,483, 3)."""
+    from neurochange.space import mni_2mm
+
+    grid = mni_2mm()
+    return grid.vox_to_mm(np.argwhere(grid.mask))
 
 
 def _read_image(path: Path) -> nib.Nifti1Image:

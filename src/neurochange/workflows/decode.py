@@ -93,12 +93,9 @@ def decode_region(corpus: Corpus, region: Region, settings: DecodeSettings = Dec
 
 def region_warnings(region: Region, n_selected: int) -> tuple[str, ...]:
     """What a reader should know of a region before reading its statistics."""
-    out = []
-    if region.centre is not None and not region.contains(_brain_xyz()).any():
-        out.append(f"no voxel of the MNI152 brain mask lies in the {region.label}")
     if n_selected < FEW_STUDIES:
-        out.append(f"only {n_selected} studies report a focus in the region: its statistics rest on few studies")
-    return tuple(out)
+        return (f"only {n_selected} studies report a focus in the region: its statistics rest on few studies",)
+    return ()
 
 
 def carrier_warnings(decoding: Decoding) -> tuple[str, ...]:
@@ -108,13 +105,6 @@ def carrier_warnings(decoding: Decoding) -> tuple[str, ...]:
         return ()
     return (f"{len(few)} of the top terms ({', '.join(few[:5])}) label fewer than {FEW_CARRIERS} studies in the "
             "region",)
-
-
-def _brain_xyz() -> np.ndarray:
-    from neurochange.space import mni_2mm
-
-    grid = mni_2mm()
-    return grid.vox_to_mm(np.argwhere(grid.mask))
 
 
 def decoding_output(decoding: Decoding, grid: Grid) -> Output:
