@@ -58,9 +58,9 @@ def decode_studies(labels: sparse.spmatrix, terms, selected: np.ndarray, unselec
         raise InputError("no study reports a focus in the region: nothing to decode", field="region")
     if n_unsel == 0:
         raise InputError("every study is selected: no others to compare with", field="region")
-    labels = sparse.csr_matrix(labels, dtype=np.float64)
-    sel_term = np.asarray(labels[selected].sum(axis=0)).ravel()
-    unsel_term = np.asarray(labels[unselected].sum(axis=0)).ravel()
+    labels_t = sparse.csr_matrix(labels, dtype=np.float64).T  # (n_terms, n_studies): counts are products
+    sel_term = labels_t @ selected.astype(np.float64)
+    unsel_term = labels_t @ unselected.astype(np.float64)
     n_term = sel_term + unsel_term
     floor = min_studies * (n_sel + n_unsel) if isinstance(min_studies, float) and 0 < min_studies < 1 else min_studies
     keep = n_term >= floor

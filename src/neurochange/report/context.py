@@ -384,7 +384,7 @@ def _group_entry(out: Path, i: int, g: dict, settings: dict, stat: str, atlas_ti
     """One group: its run, main analysis and signed analyses (increase, decrease)."""
     label = g.get("label", g["name"])
     if not g.get("folder"):  # not analysed (too few experiments): the note says why
-        return {**g, "label": label, "main": None, "signed_analyses": [], "run_text": ""}
+        return {**g, "label": label, "main": None, "signed_analyses": [], "run_text": "", "decoding": None}
     folder = _folder(out, g.get("folder"), f"groups[{i}].folder")
     run = monte_carlo_run(g, folder, settings)
     main = _analysis(out, folder, f"{label} ({numbers.count(g.get('n_experiments', 0), 'experiment')}, {stat})",

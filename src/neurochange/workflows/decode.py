@@ -66,7 +66,7 @@ class RegionDecoder:
         foci = corpus.source_foci(NEUROQUERY)
         self.settings, self.corpus = settings, str(corpus.path)
         self.values = term_labels(corpus, foci["study_id"].unique(), settings)
-        self.labels = self.values.labels(settings.label_threshold)
+        self.labels = self.values.labels(settings.label_threshold).astype(np.float64)  # float: sums are products
         self.xyz = foci[["x", "y", "z"]].to_numpy(np.float64)
         self.focus_study = pd.Index(self.values.study_ids).get_indexer(foci["study_id"])  # (n_foci,) row of each
 
@@ -78,7 +78,8 @@ class RegionDecoder:
         s = self.settings
         table = decode_studies(self.labels, self.values.terms, selected, prior=s.prior, correction=s.correction,
                                min_studies=s.min_studies)
-        table = table.sort_values(["zReverse", "term"], ascending=[False, True], kind="stable").reset_index(drop=True)
+        # terms come sorted, so a stable sort on z alone breaks ties by term; NaN last
+        table = table.iloc[np.argsort(-table["zReverse"].to_numpy(), kind="stable")].reset_index(drop=True)
         ids = self.values.study_ids[selected]
         decoding = Decoding(region, table, ids, len(selected), s, time.perf_counter() - start, self.corpus)
         return replace(decoding, warnings=region_warnings(region, len(ids)) + carrier_warnings(decoding))
