@@ -14,6 +14,8 @@ report. The public API, by stage (``docs/architecture.md`` maps the package):
 - decoding: :func:`sphere`, :func:`mask_region`, :func:`atlas_region`, :func:`cluster_region` (regions),
   :func:`decode_region` (Neurosynth's decoder on NeuroQuery's terms), :func:`decode_map` (a whole map, by
   correlation with cached term maps), :func:`run_macm` (coactivation), :func:`run_site` (a stimulation site);
+- genes: :func:`load_expression` (AHBA expression by DK region), :func:`run_genes` (a map's genes and gene sets
+  against CBMA and spin nulls), :class:`GeneSettings`;
 - workflows: :func:`run_analysis`, :func:`run_contrast`, :func:`run_review`, their typed settings
   (:class:`KernelSettings`, :class:`InferenceSettings`, :class:`RunSettings`,
   :class:`DiagnosticsSettings`, :class:`BalancedSettings`, :class:`DecodeSettings`), and :func:`write_output`,
@@ -70,6 +72,9 @@ _API = {
     "decode_map": "neurochange.workflows.decode",
     "run_macm": "neurochange.workflows.macm",
     "run_site": "neurochange.workflows.site",
+    "load_expression": "neurochange.genes.expression",
+    "run_genes": "neurochange.workflows.genes",
+    "GeneSettings": "neurochange.workflows.settings",
     "DecodeSettings": "neurochange.workflows.settings",
     "write_output": "neurochange.results.write",
     "InputError": "neurochange.errors",

@@ -3,7 +3,7 @@
 A user mistake (any ``NeurochangeError``) prints one line and exits 2. Commands live by
 stage: :mod:`neurochange.cli.data` (data, convert, corpus, select),
 :mod:`neurochange.cli.analysis` (ale, mkda, kda, chi2, contrast, conjunction, diagnose),
-:mod:`neurochange.cli.review` (review, models, atlases), :mod:`neurochange.cli.decode` (decode, macm),
+:mod:`neurochange.cli.review` (review, models, atlases), :mod:`neurochange.cli.decode` (decode, macm, site), :mod:`neurochange.cli.genes` (genes),
 :mod:`neurochange.cli.serve` (serve).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from neurochange.cli import analysis, data, decode, review, serve  # noqa: F401  (each registers its commands)
+from neurochange.cli import analysis, data, decode, genes, review, serve  # noqa: F401  (each registers its commands)
 from neurochange.cli._common import cli
 
 __all__ = ["cli", "main"]

@@ -191,6 +191,24 @@ class DecodeSettings:
 
 
 @dataclass(frozen=True)
+class GeneSettings:
+    """Imaging transcriptomics (:mod:`neurochange.genes`): ``n_null`` CBMA null maps and ``n_spin`` rotations of the
+    cortex, drawn from ``seed``; the expression of the ``hemisphere`` ("left": 34 cortical + 7 subcortical DK
+    regions; "both": all 83); gene sets from ``sets`` (a GMT file; None: the built-in sets); ``n_random`` random
+    gene sets for the naive null shown beside the ensemble nulls."""
+
+    n_null: int = 1000
+    n_spin: int = 1000
+    seed: int = 0
+    hemisphere: Literal["left", "both"] = "left"
+    sets: str | None = None
+    n_random: int = 1000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class BalancedSettings:
     """The balanced subtraction (NiMARE's ``BalancedALESubtraction``): matched group size
     ``target_n`` (None: the smaller group), ``n_subsamples`` per group, ``difference_iterations``
