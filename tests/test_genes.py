@@ -197,3 +197,33 @@ def test_cli_writes_both_tables_and_bad_input_is_one_line(tmp_path):
         assert not (tmp_path / "g3").exists()
     with pytest.raises(InputError, match="line 1"):
         read_gmt("only-a-name\n", file="x.gmt")
+
+
+def test_review_with_genes_writes_and_reports_them(tmp_path):
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    (tmp_path / "simulated_treatments.tsv").write_bytes((examples / "simulated_treatments.tsv").read_bytes())
+    text = (examples / "simulated_review.toml").read_text().replace("diagnostics = true\n", "genes = true\n")
+    (tmp_path / "spec.toml").write_text(text)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["review", str(tmp_path / "spec.toml"), "--out", str(out), "--iters", "100",
+                                   "--seed", "4"])
+    assert res.exit_code == 0, res.output
+    review = json.loads((out / "review.json").read_text())
+    assert {"hawrylycz2012", "markello2021", "alexanderbloch2018", "fulcher2021"} <= set(review["references"])
+    for group in review["groups"]:
+        entry, folder = group["genes"], out / group["folder"] / "genes"
+        assert entry["n_null"] == entry["n_spin"] == 100  # capped by --iters
+        genes = pd.read_csv(folder / "genes.tsv", sep="\t", keep_default_na=False)
+        assert [g for g, *_ in entry["top"]] == genes["gene"].head(10).tolist()
+        assert entry["n_fdr_both"] == int(((genes["q_cbma"] < 0.05) & (genes["q_spin"] < 0.05)).sum())
+        sets = pd.read_csv(folder / "gene_sets.tsv", sep="\t")
+        nulls = pd.read_csv(folder / "gene_set_nulls.tsv", sep="\t")
+        assert len(nulls) == len(sets) * 200
+        for row in sets.itertuples(index=False):  # the p of gene_sets.tsv is the share of its null at least as far
+            null = nulls[(nulls["set"] == row.set) & (nulls["null"] == "cbma")]["score"].to_numpy()
+            assert row.p_cbma == pytest.approx((1 + (np.abs(null) >= abs(row.score) - 1e-12).sum()) / 101)
+        assert (folder / "gene_sets.png").is_file()
+    html = (out / "report.html").read_text()
+    assert "which genes' expression follows the map" in html and "Hawrylycz et al., 2012" in html

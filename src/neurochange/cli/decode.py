@@ -190,6 +190,25 @@ def _decode_map(words, settings, out, overwrite, db) -> None:
     click.echo(f"wrote {out}")
 
 
+def _network_run(workflow, words, radius, cluster, out, overwrite, seed, cores, iters, kernel_radius,
+                 cluster_forming_p, fdr_only, db, **extra):
+    """Run ``workflow`` (run_macm, run_site) on the region of ``words`` and write its folder; returns the region
+    and the run."""
+    from neurochange.corpus.store import Corpus
+    from neurochange.results.outdir import check_out
+    from neurochange.workflows.settings import KernelSettings
+
+    check_out(out, overwrite)
+    chosen = parse_region(words, radius, cluster)
+    run = run_settings(seed, cores, None, False, overwrite)
+    with Corpus(db, read_only=True) as corpus:
+        done, _ = run_and_write("label permutations", iters, out, overwrite, workflow, corpus, chosen,
+                                KernelSettings(estimator="mkda", radius=kernel_radius),
+                                inference_settings(iters, cluster_forming_p), run, fwe=not fdr_only, page=False,
+                                **extra)
+    return chosen, done
+
+
 @cli.command("macm", context_settings={"ignore_unknown_options": True})
 @region_options
 @out_options
@@ -212,18 +231,10 @@ def macm_command(region, cluster, radius, out, overwrite, seed, cores, iters, ke
     FDR q < .05, a row per peak, with atlas labels. Coactivation across tasks is not resting-state
     connectivity: it cannot show anticorrelation or direct anatomical links.
     """
-    from neurochange.corpus.store import Corpus
-    from neurochange.results.outdir import check_out
     from neurochange.workflows.macm import run_macm
-    from neurochange.workflows.settings import KernelSettings
 
-    check_out(out, overwrite)
-    chosen = parse_region(region, radius, cluster)
-    run = run_settings(seed, cores, None, False, overwrite)
-    with Corpus(db, read_only=True) as corpus:
-        done, _ = run_and_write("label permutations", iters, out, overwrite, run_macm, corpus, chosen,
-                                KernelSettings(estimator="mkda", radius=kernel_radius),
-                                inference_settings(iters, cluster_forming_p), run, fwe=not fdr_only, page=False)
+    chosen, done = _network_run(run_macm, region, radius, cluster, out, overwrite, seed, cores, iters, kernel_radius,
+                                cluster_forming_p, fdr_only, db)
     summary = done.summary
     for warning in summary["warnings"]:
         click.echo(f"warning: {warning}", err=True)
@@ -268,20 +279,11 @@ def site_command(region, cluster, radius, out, overwrite, seed, cores, iters, re
     resting-state connectivity: it cannot show the anticorrelation by which TMS targets are often chosen
     (Fox et al. 2012), nor that stimulating the site changes these regions.
     """
-    from neurochange.corpus.store import Corpus
-    from neurochange.results.outdir import check_out
     from neurochange.workflows.decode import FEW_CARRIERS
-    from neurochange.workflows.settings import KernelSettings
     from neurochange.workflows.site import SCOPE, run_site
 
-    check_out(out, overwrite)
-    chosen = parse_region(region, radius, cluster)
-    run = run_settings(seed, cores, None, False, overwrite)
-    with Corpus(db, read_only=True) as corpus:
-        done, _ = run_and_write("label permutations", iters, out, overwrite, run_site, corpus, chosen,
-                                KernelSettings(estimator="mkda", radius=kernel_radius),
-                                inference_settings(iters, cluster_forming_p), run, review=review,
-                                fwe=not fdr_only, page=False)
+    chosen, done = _network_run(run_site, region, radius, cluster, out, overwrite, seed, cores, iters, kernel_radius,
+                                cluster_forming_p, fdr_only, db, review=review)
     for warning in done.output.records["provenance.json"]["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     top = done.decoding.top(8, min_carriers=FEW_CARRIERS)

@@ -89,11 +89,10 @@ def _stamp_counts(rows, ijk, indptr, shape, in_mask, sum_overlap, dense, flag, h
                 for v in range(a, b):
                     if flag[v] > 0 and in_mask[v]:
                         hist[e, flag[v]] += 1
-            else:
-                for v in range(a, b):
-                    covered += flag[v] * in_mask[v]
             for v in range(a, b):
-                dense[v] += flag[v]
+                c = flag[v]
+                covered += c * in_mask[v]
+                dense[v] += c
                 flag[v] = 0
         if not sum_overlap:
             hist[e, 1] = covered
@@ -105,11 +104,11 @@ class SphereStamp:
     def __init__(self, grid: _space.Grid, radius: float = DEFAULT_RADIUS_MM, sum_overlap: bool = False):
         self.rows = sphere_rows(sphere_offsets(radius, grid.voxel_size))
         self.shape = np.array(grid.shape, dtype=np.int64)
-        self.in_mask = np.ascontiguousarray(grid.mask.ravel(), dtype=np.int32)
+        self.in_mask = np.ascontiguousarray(grid.mask.ravel(), dtype=np.uint8)
         self.mask_flat = np.flatnonzero(grid.mask.ravel())
         self.sum_overlap = bool(sum_overlap)
         self.dense = np.zeros(grid.mask.size, dtype=np.int32)
-        self.flag = np.zeros(grid.mask.size, dtype=np.int32)
+        self.flag = np.zeros(grid.mask.size, dtype=np.int16)  # counts of one experiment: <= its foci
 
     def counts(self, ijk: np.ndarray, indptr: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
         """``stat`` (n_mask,) int64 and ``hist`` (n_experiments, width) of the foci ``ijk`` (n, 3) int64, experiment

@@ -384,7 +384,8 @@ def _group_entry(out: Path, i: int, g: dict, settings: dict, stat: str, atlas_ti
     """One group: its run, main analysis and signed analyses (increase, decrease)."""
     label = g.get("label", g["name"])
     if not g.get("folder"):  # not analysed (too few experiments): the note says why
-        return {**g, "label": label, "main": None, "signed_analyses": [], "run_text": "", "decoding": None}
+        return {**g, "label": label, "main": None, "signed_analyses": [], "run_text": "", "decoding": None,
+                "genes": None}
     folder = _folder(out, g.get("folder"), f"groups[{i}].folder")
     run = monte_carlo_run(g, folder, settings)
     main = _analysis(out, folder, f"{label} ({numbers.count(g.get('n_experiments', 0), 'experiment')}, {stat})",
@@ -398,7 +399,19 @@ def _group_entry(out: Path, i: int, g: dict, settings: dict, stat: str, atlas_ti
                                     monte_carlo_run(None, sfolder, settings), direction=direction))
     return {**g, "label": label, "main": main, "signed_analyses": signed, "run": run, "run_text": main["run_text"],
             "signed_title": f"{label}: increases and decreases after treatment",
-            "decoding": _decoding_entry(folder, g.get("decoding"))}
+            "decoding": _decoding_entry(folder, g.get("decoding")), "genes": _genes_entry(folder, g.get("genes"))}
+
+
+def _genes_entry(folder: Path, genes: dict | None) -> dict | None:
+    """A group's imaging transcriptomics (``review.json``'s ``genes``) as the template shows it."""
+    if not genes:
+        return None
+    p = lambda value: numbers.significant(value, 2)  # noqa: E731
+    top = [{"gene": g, "r": numbers.decimals(r, 2), "p_cbma": p(pc), "p_spin": p(ps)} for g, r, pc, ps in genes["top"]]
+    sets = [{"set": s["set"].replace("_", " "), "n_genes": s["n_genes"], "score": numbers.decimals(s["score"], 3),
+             "p_cbma": p(s["p_cbma"]), "p_spin": p(s["p_spin"]), "p_random_genes": p(s["p_random_genes"])}
+            for s in genes["sets"]]
+    return {**genes, "folder": folder / genes["folder"], "top_rows": top, "set_rows": sets}
 
 
 def _decoding_entry(folder: Path, decoding: dict | None) -> dict | None:

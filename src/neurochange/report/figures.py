@@ -198,6 +198,35 @@ def macm_figure(folder: str | Path, clusters: list[int], out: str | Path, title:
         return _save(fig, out)
 
 
+def gene_set_figure(nulls: str | Path, sets: str | Path, out: str | Path, title: str) -> Path:
+    """Per gene set, histograms of its score over the CBMA null maps and over the spins, with the observed scores
+    (``gene_set_nulls.tsv``, ``gene_sets.tsv``)."""
+    nulls = pd.read_csv(nulls, sep="\t")
+    table = pd.read_csv(sets, sep="\t")
+    names = list(table["set"])
+    with matplotlib.rc_context(STYLE):
+        rows = max(1, (len(names) + 2) // 3)
+        fig = _figure(10, 0.6 + 2.0 * rows)
+        fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
+        for i, row in enumerate(table.itertuples(index=False)):
+            ax = fig.add_subplot(rows, 3, i + 1)
+            for kind, colour, observed in (("cbma", "#0072B2", row.score), ("spin", "#E69F00", row.score_cortex)):
+                values = nulls[(nulls["set"] == row.set) & (nulls["null"] == kind)]["score"]
+                ax.hist(values, bins=30, color=colour, alpha=0.55, label=f"{kind} null")
+                ax.axvline(observed, color=colour, lw=1.6)
+            ax.set_title(textwrap.shorten(f"{row.set.replace('_', ' ')} ({row.n_genes})", 40, placeholder="…"),
+                         fontsize=8.5)
+            ax.set_xlabel("mean r", fontsize=7.5)
+            ax.tick_params(labelsize=7)
+            if i == 0:
+                ax.legend(fontsize=7, frameon=False)
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(False)
+        fig.subplots_adjust(left=0.06, right=0.98, top=1 - 0.55 / fig.get_figheight(), bottom=0.12, wspace=0.3,
+                            hspace=0.75)
+        return _save(fig, out)
+
+
 # --------------------------------------------------------------------------- analyses
 def _threshold_text(name: str) -> str:
     """``.05`` from a GingerALE-style ``..._thresh-05`` map name."""

@@ -64,6 +64,15 @@ def draw_figures(ctx: dict, out: Path) -> None:
             g["signed_figure"] = _signed_image(g, out, ctx["settings"].get("cluster_p") or 0.05)
         if g.get("decoding"):
             _decoding_images(g, out)
+        if g.get("genes"):
+            folder = g["genes"]["folder"]
+            path = _drawn(folder / "gene_sets.png", lambda folder=folder, g=g: figures.gene_set_figure(
+                folder / "gene_set_nulls.tsv", folder / "gene_sets.tsv", folder / "gene_sets.png",
+                f"{g['label']}: gene sets against their nulls"))
+            g["genes"]["figure"] = _image(path, f"{g['label']}: each gene set's score (mean Spearman r of its genes "
+                                                "with the map across regions; line) against the same score over "
+                                                "the CBMA's null maps (all regions) and over rotations of the "
+                                                "cortex (spin test; cortical regions).", "gene sets", out)
     for c in ctx["comparisons"]:
         if c["folder"] is None:
             continue

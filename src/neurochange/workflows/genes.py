@@ -11,8 +11,8 @@ For a results folder (ALE, MKDA or KDA, with its foci and Monte Carlo settings):
    - ``p_spin``: rotations of the cortex (:mod:`neurochange.genes.spin`), the cortical regions only
      (``r_cortex``);
 4. gene sets (:mod:`neurochange.genes.sets`): the mean r of the set's genes against the same two
-   nulls, and beside them the naive p against random gene sets, which ignores spatial
-   autocorrelation (Fulcher et al. 2021).
+   nulls (``gene_set_nulls.tsv`` holds both distributions), and beside them the naive p against
+   random gene sets, which ignores spatial autocorrelation (Fulcher et al. 2021).
 """
 
 from __future__ import annotations
@@ -100,17 +100,20 @@ def run_genes(result: MetaResult, null_which: str, settings: GeneSettings = Gene
     genes = genes.sort_values(["r", "gene"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
     rng = np.random.default_rng(settings.seed)
-    rows, skipped = [], []
+    rows, skipped, null_rows = [], [], []
     for gene_set in sets:
         cols = set_columns(gene_set, expression.genes)
         if len(cols) < MIN_GENES:
             skipped.append(gene_set.name)
             continue
         score, score_cortex = r[cols].mean(), r_cortex[cols].mean()
+        null_cbma, null_spin = r_null[:, cols].mean(axis=1), r_spin[:, cols].mean(axis=1)
+        null_rows += [pd.DataFrame({"set": gene_set.name, "null": kind, "score": values})
+                      for kind, values in (("cbma", null_cbma), ("spin", null_spin))]
         rows.append({"set": gene_set.name, "n_genes": len(cols), "n_listed": len(gene_set.genes), "score": score,
-                     "p_cbma": float(null_p(np.array([score]), r_null[:, cols].mean(axis=1)[:, None])[0]),
+                     "p_cbma": float(null_p(np.array([score]), null_cbma[:, None])[0]),
                      "score_cortex": score_cortex,
-                     "p_spin": float(null_p(np.array([score_cortex]), r_spin[:, cols].mean(axis=1)[:, None])[0]),
+                     "p_spin": float(null_p(np.array([score_cortex]), null_spin[:, None])[0]),
                      "p_random_genes": float(null_p(np.array([score]), random_set_scores(
                          r, len(cols), settings.n_random, rng)[:, None])[0]),
                      "description": gene_set.description})
@@ -137,7 +140,9 @@ def run_genes(result: MetaResult, null_which: str, settings: GeneSettings = Gene
         "references": ["hawrylycz2012", "markello2021", "alexanderbloch2018", "vasa2018", "fulcher2021"],
         "versions": provenance.versions(),
     }
-    output = Output(tables={"genes.tsv": genes, "gene_sets.tsv": set_table},
+    nulls_table = (pd.concat(null_rows, ignore_index=True) if null_rows
+                   else pd.DataFrame(columns=["set", "null", "score"]))
+    output = Output(tables={"genes.tsv": genes, "gene_sets.tsv": set_table, "gene_set_nulls.tsv": nulls_table},
                     records={"provenance.json": record}, timings=timings)
     summary = {"top": genes.head(TOP), "sets": set_table, "regions": int(len(regions)), "n_genes": len(genes),
                "n_null": settings.n_null, "n_spin": settings.n_spin}

@@ -41,13 +41,14 @@ from neurochange.inference.executors import resolve_seed, scheduled_executor
 from neurochange.report.numbers import count, plural
 from neurochange.results import provenance
 from neurochange.results.outdir import atomic_dir, check_out
-from neurochange.results.write import Output, fill_folder, thresh_name
+from neurochange.results.write import Output, combine, fill_folder, thresh_name
 from neurochange.studyset import StudySet
 from neurochange.workflows.analysis import analyse, analysis_grid
 from neurochange.workflows.group_decode import decode_group
 from neurochange.workflows.settings import (
     DecodeSettings,
     DiagnosticsSettings,
+    GeneSettings,
     InferenceSettings,
     KernelSettings,
     ReviewSettings,
@@ -60,6 +61,8 @@ ESTIMATOR_REFERENCES = {"ale": {"turkeltaub2002", "eickhoff2009", "eickhoff2012"
                         "kda": {"wager2007"}}
 #: A group needs at least this many experiments with foci to be analysed at all.
 MIN_TO_RUN = 2
+#: CBMA null maps and spins of each group's imaging transcriptomics (capped by ``--iters``).
+GENE_NULLS = 1000
 #: Null draws for the voxelwise mean and SD of ALE behind the specificity test and model comparison.
 MOMENT_DRAWS = 100
 
@@ -111,6 +114,11 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
                         settings.decode, settings.macm, RunSettings(seed=seeds[g.name], n_cores=n_cores), log)
                     fill_folder(output, tmp / entry["folder"])
                     timings[f"decoding:{g.name}"] = time.perf_counter() - clock
+                if settings.genes is not None and entry["folder"]:
+                    clock = time.perf_counter()
+                    entry["genes"] = _run_genes(analysed[g.name]["results"]["all"], entry, settings, seeds[g.name],
+                                                tmp, progress, log)
+                    timings[f"genes:{g.name}"] = time.perf_counter() - clock
             by_name = {g["name"]: g for g in groups}
             comparisons = []
             for c in spec.comparisons:
@@ -172,6 +180,7 @@ def review_settings(spec: ReviewSpec, n_iters: int | None, seed: int | None) -> 
         diagnostics_iters=diagnostics_iters,
         decode=DecodeSettings() if a.decode else None,
         macm=a.macm,
+        genes=GeneSettings(n_null=capped(GENE_NULLS), n_spin=capped(GENE_NULLS)) if a.genes else None,
     )
 
 
@@ -213,6 +222,25 @@ class _open_corpus:
     def __exit__(self, *exc):
         self.corpus.close()
         return False
+
+
+def _run_genes(result, entry: dict, settings: ReviewSettings, seed: int, tmp: Path, progress, log) -> dict:
+    """A group's imaging transcriptomics into ``<group folder>/genes/``; its ``review.json`` entry."""
+    from dataclasses import replace
+
+    from neurochange.workflows.genes import run_genes
+
+    log(f"{entry['name']}: genes ({count(settings.genes.n_null, 'CBMA null map')})")
+    done = run_genes(result, settings.inference.null_mask, replace(settings.genes, seed=seed), entry["label"],
+                     _task(progress, f"{entry['name']} genes"))
+    fill_folder(combine({"genes": done.output}), tmp / entry["folder"])
+    both = (done.genes["q_cbma"] < 0.05) & (done.genes["q_spin"] < 0.05)
+    top = done.genes.head(10)
+    return {"folder": "genes", "n_genes": int(len(done.genes)), "n_fdr_both": int(both.sum()),
+            "n_null": settings.genes.n_null, "n_spin": settings.genes.n_spin,
+            "top": [[g, round(float(r), 3), float(p), float(s)] for g, r, p, s in
+                    zip(top["gene"], top["r"], top["p_cbma"], top["p_spin"])],
+            "sets": done.sets.drop(columns="description").round(4).to_dict("records")}
 
 
 @contextmanager
@@ -603,6 +631,8 @@ def _summary(spec: ReviewSpec, settings: ReviewSettings, groups, comparisons, te
         cited |= {"yarkoni2011", "dockes2020"}
     if settings.macm:
         cited |= {"robinson2010", "laird2013", "dockes2020"}
+    if settings.genes is not None:
+        cited |= {"hawrylycz2012", "markello2021", "alexanderbloch2018", "vasa2018", "fulcher2021", "desikan2006"}
     for m in tested:
         cited.update(m["references"])
     for a in atlases:

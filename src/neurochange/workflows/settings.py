@@ -257,7 +257,8 @@ class ReviewSettings:
     diagnostic re-analysis (recorded even when diagnostics are off); ``min_experiments``: groups
     with fewer are marked underpowered; ``signed``: "auto" (increase/decrease maps where
     signed experiments exist) or "no"; ``decode``: how each group's clusters and map are decoded (None:
-    not); ``macm``: each cluster's coactivation network.
+    not); ``macm``: each cluster's coactivation network; ``genes``: each group map's imaging transcriptomics
+    (None: not).
     """
 
     kernel: KernelSettings
@@ -274,6 +275,7 @@ class ReviewSettings:
     diagnostics_iters: int = 0
     decode: DecodeSettings | None = None
     macm: bool = False
+    genes: GeneSettings | None = None
 
     def to_dict(self) -> dict:
         """As ``review.json`` and ``provenance.json`` record them."""
@@ -310,4 +312,7 @@ class ReviewSettings:
             out["decode"] = self.decode.describe()
         if self.macm:
             out["macm"] = True
+        if self.genes is not None:
+            out["genes"] = (f"{self.genes.hemisphere} hemisphere DK expression; {self.genes.n_null} CBMA null maps, "
+                            f"{self.genes.n_spin} spins")
         return out

@@ -80,6 +80,7 @@ class AnalysisSpec(_Strict):
     diagnostics_iters: int = Field(default=1000, ge=10)
     decode: bool = False  # each group's clusters and map decoded against NeuroQuery's studies and terms
     macm: bool = False  # each group cluster's coactivation network (MKDA chi-square, FDR)
+    genes: bool = False  # each group map's genes and gene sets (AHBA expression, CBMA and spin nulls)
     seed: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
