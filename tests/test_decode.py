@@ -331,8 +331,10 @@ def test_site_meets_the_models_and_a_review(corpus_path, tmp_path):
     assert res.exit_code == 0, res.output
     assert (out / "decode" / "decoding.tsv").is_file() and (out / "macm" / "network.tsv").is_file()
     overlap = pd.read_csv(out / "overlap.tsv", sep="\t")
-    assert {"rtms_dlpfc_sgacc", "review"} <= set(overlap["source"])
-    row = overlap[overlap["source"] == "review"].iloc[0]
+    assert {"rtms_dlpfc_sgacc", "review review"} <= set(overlap["source"])
+    row = overlap[overlap["source"] == "review review"].iloc[0]
+    assert row["site_voxels"] > 0  # the group's cluster (8 mm) lies inside the site (10 mm at the same centre)
+    assert overlap.loc[overlap["target"] == "left_dlpfc", "site_voxels"].iloc[0] == 0
     assert row["target"] == "g" and row["n_voxels"] == (nib.load(review / "g_est-ale" / "clusters_index.nii.gz")
                                                         .get_fdata() > 0).sum()
     assert "not resting-state connectivity" in res.output
@@ -345,8 +347,11 @@ def test_site_meets_the_models_and_a_review(corpus_path, tmp_path):
     z = np.arange(20, dtype=float).reshape(mask.shape)
     from neurochange.workflows.site import Target
 
-    row = overlap_table(network, z, mask, [Target("model", "m", "t", target)]).iloc[0]
+    site = np.zeros_like(mask)
+    site.flat[11:] = True
+    row = overlap_table(network, z, mask, [Target("model", "m", "t", target)], site).iloc[0]
     assert (row["n_in_network"], row["share_of_target"], row["share_of_network"]) == (2, 0.5, 0.2)
+    assert row["site_voxels"] == 1
     assert row["dice"] == 2 * 2 / 14 and row["mean_z_association"] == 9.5 and row["z_percentile"] == 50.0
 
 

@@ -227,3 +227,24 @@ def test_review_with_genes_writes_and_reports_them(tmp_path):
         assert (folder / "gene_sets.png").is_file()
     html = (out / "report.html").read_text()
     assert "which genes' expression follows the map" in html and "Hawrylycz et al., 2012" in html
+
+
+def test_a_flat_map_and_a_missing_download_are_one_clear_error(monkeypatch, tmp_path):
+    from neurochange.errors import DataUnavailableError
+    from neurochange.genes import expression as expression_module
+    from neurochange.workflows.genes import run_genes
+    from neurochange.workflows.settings import GeneSettings
+
+    studyset = simulate_studyset([{"n": 5, "direction": "increase", "centre": None, "hits": 0}], n_foci=3, seed=5)
+    result = nc.ALE().fit(studyset)
+    flat = result.with_maps({"stat": np.full(result.grid.n_voxels, 0.2)})
+    with pytest.raises(InputError, match="the same value in every region"):
+        run_genes(flat, "brain", GeneSettings(n_null=10, n_spin=10))
+
+    def offline(name, **kwargs):
+        raise DataUnavailableError(f"{name}: offline and not in the mirror")
+
+    monkeypatch.setattr(expression_module, "fetch_package_file", offline)
+    with pytest.raises(DataUnavailableError, match="download imaging-transcriptomics-1.1.15.tar.gz from "
+                                                   "https://pypi.org/project/imaging-transcriptomics"):
+        expression_module.member("labels")

@@ -162,12 +162,13 @@ def decode_command(region, cluster, radius, out, overwrite, whole_map, map_min_s
     click.echo(f"{chosen.label}: {count(len(decoding.selected), 'study', 'studies')} of "
                f"{decoding.n_studies:,} report a focus in it; {count(len(decoding.table), 'term')} tested")
     top = decoding.top(10)
-    which = {"bh": "FDR", "by": "FDR (BY)", "bonferroni": "Bonferroni", "none": "uncorrected"}[correction]
+    which = {"bh": "FDR q", "by": "FDR (BY) q", "bonferroni": "Bonferroni p", "none": "uncorrected p"}[correction]
     if len(top):
-        click.echo(f"most associated terms ({which} p < .05; z, P(term | region)): " + "; ".join(
-            f"{t} ({z:.1f}, {p:.2f})" for t, z, p in zip(top["term"], top["zReverse"], top["probReverse"])))
+        click.echo(f"most associated terms ({which} < .05; z, P(term | region) under a prior of {prior:g} on the "
+                   "term): " + "; ".join(f"{t} ({z:.1f}, {p:.2f})" for t, z, p in zip(
+                       top["term"], top["zReverse"], top["probReverse"])))
     else:
-        click.echo(f"no term is associated with the region at {which} p < .05")
+        click.echo(f"no term is associated with the region at {which} < .05")
     click.echo(f"wrote {out}")
 
 
@@ -289,15 +290,18 @@ def site_command(region, cluster, radius, out, overwrite, seed, cores, iters, re
     top = done.decoding.top(8, min_carriers=FEW_CARRIERS)
     summary = done.macm.summary
     click.echo(f"{chosen.label}: {count(summary['n_in_region'], 'study', 'studies')} report a focus in it")
-    click.echo(f"terms (FDR p < .05, labelling {FEW_CARRIERS} or more of its studies; z): " + (
+    click.echo(f"terms (FDR q < .05, labelling {FEW_CARRIERS} or more of its studies; others in decode/decoding.tsv; "
+               "z): " + (
         "; ".join(f"{t} ({z:.1f})" for t, z in zip(top["term"], top["zReverse"])) or "none"))
     click.echo(f"network: {count(summary['network_voxels'], 'voxel')} ({summary['network_share']:.0%} of the mask) "
                "at FDR q < .05")
     ranked = done.overlap.sort_values("z_percentile", ascending=False, kind="stable").head(8)
     click.echo("regions ranked by mean association z (its percentile among the mask's voxels; share of the region "
                "in the network): " + "; ".join(
-                   f"{s}/{t} {z:.1f} (p{pct:.0f}; {share:.0%})" for s, t, z, pct, share in zip(
+                   f"{s}/{t} {z:.1f} (p{pct:.0f}; {share:.0%}){' holds the site' if inside else ''}"
+                   for s, t, z, pct, share, inside in zip(
                        ranked["source"], ranked["target"], ranked["mean_z_association"], ranked["z_percentile"],
-                       ranked["share_of_target"])) + " (all in overlap.tsv)")
+                       ranked["share_of_target"], ranked["site_voxels"] > 0)) + " (all in overlap.tsv; a region that "
+               "holds the site is high by construction)")
     click.echo(f"note: {SCOPE}")
     click.echo(f"wrote {out}")

@@ -407,9 +407,11 @@ def _genes_entry(folder: Path, genes: dict | None) -> dict | None:
     if not genes:
         return None
     p = lambda value: numbers.significant(value, 2)  # noqa: E731
-    top = [{"gene": g, "r": numbers.decimals(r, 2), "p_cbma": p(pc), "p_spin": p(ps)} for g, r, pc, ps in genes["top"]]
+    top = [{"gene": g, "r": numbers.decimals(r, 2), "p_cbma": p(pc), "r_cortex": numbers.decimals(rc, 2),
+            "p_spin": p(ps)} for g, r, pc, rc, ps in genes["top"]]
     sets = [{"set": s["set"].replace("_", " "), "n_genes": s["n_genes"], "score": numbers.decimals(s["score"], 3),
-             "p_cbma": p(s["p_cbma"]), "p_spin": p(s["p_spin"]), "p_random_genes": p(s["p_random_genes"])}
+             "p_cbma": p(s["p_cbma"]), "q_cbma": p(s["q_cbma"]), "score_cortex": numbers.decimals(s["score_cortex"], 3),
+             "p_spin": p(s["p_spin"]), "q_spin": p(s["q_spin"]), "p_random_genes": p(s["p_random_genes"])}
             for s in genes["sets"]]
     return {**genes, "folder": folder / genes["folder"], "top_rows": top, "set_rows": sets}
 

@@ -257,8 +257,12 @@ def region_mask(atlas: str, label, grid: _space.Grid | None = None) -> np.ndarra
     by_name = {name: value for value, name in names.items()}
     unknown = [w for w in wanted if w not in by_name]
     if unknown:
-        raise InputError(f"unknown {atlas} label {unknown[0]!r}; see neurochange.results.atlas.labels({atlas!r})",
-                         field="label")
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], list(by_name), n=3)
+        raise InputError(f"unknown {atlas} label {unknown[0]!r}"
+                         + (f"; did you mean {', '.join(close)}?" if close else
+                            f"; its labels: neurochange.results.atlas.labels({atlas!r})"), field="label")
     values = _grid_values(atlas, grid)
     out = np.zeros(grid.shape, dtype=bool)
     out[grid.mask] = np.isin(values, [by_name[w] for w in wanted])

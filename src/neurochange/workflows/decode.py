@@ -190,6 +190,9 @@ def map_values(img, grid: Grid, label: str) -> tuple[np.ndarray, tuple[str, ...]
         values = np.nan_to_num(values, nan=0.0)
     if not np.ptp(values) > 0:
         raise InputError(f"{label} has no variance in the brain mask: nothing to correlate", field="map")
+    if len(np.unique(values)) <= 2:
+        warnings.append(f"{label} holds two values only: a mask, not a statistical map; its r says how much each "
+                        "term map is raised inside the mask (decode it as a region for the studies in it)")
     return values, tuple(warnings)
 
 
@@ -209,8 +212,9 @@ def map_decoding_output(decoding: MapDecoding) -> Output:
         "term_maps": {"folder": decoding.maps_folder, "built_by_this_run": decoding.built,
                       "min_studies": decoding.settings.map_min_studies, "radius_mm": decoding.settings.map_radius,
                       "dtype": "float16 (r within about 1e-3 of exact maps)"},
-        "settings": decoding.settings.to_dict(),
-        "terms_tested": int(len(decoding.table)),
+        "settings": {k: v for k, v in decoding.settings.to_dict().items()
+                     if k in ("vocabulary", "fields", "annotation", "threshold", "map_min_studies", "map_radius")},
+        "terms_correlated": int(len(decoding.table)),
         "warnings": list(decoding.warnings),
         "versions": provenance.versions(),
     }

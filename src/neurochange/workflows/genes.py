@@ -40,6 +40,7 @@ from neurochange.genes.spin import centroids, spin_permutations
 from neurochange.inference.fdr import fdr_bh_nlogp
 from neurochange.inference.null_masks import null_mask
 from neurochange.meta.result import MetaResult
+from neurochange.report.numbers import integer
 from neurochange.results import provenance
 from neurochange.results.write import Output
 from neurochange.workflows.settings import GeneSettings
@@ -59,6 +60,15 @@ class GenesRun:
     summary: dict
 
 
+def fdr_floor(n_null: int, n_genes: int, q: float = 0.05) -> str:
+    """Why no gene may pass FDR with few nulls: the smallest p, and how many genes must reach it."""
+    smallest = 1 / (n_null + 1)
+    need = int(np.ceil(smallest * n_genes / q))
+    return (f"the smallest p with {integer(n_null)} nulls is 1/{integer(n_null + 1)} = {smallest:.2g}; Benjamini-"
+            f"Hochberg across {integer(n_genes)} genes passes genes at that p only when {integer(need)} or more "
+            "reach it")
+
+
 def _fdr(p: np.ndarray) -> np.ndarray:
     return np.exp(fdr_bh_nlogp(np.log(p)))
 
@@ -75,7 +85,7 @@ def run_genes(result: MetaResult, null_which: str, settings: GeneSettings = Gene
     regions = expression.regions
     index = region_index(expression.atlas, regions["label"].to_numpy(), grid)
     observed = parcel_means(result.maps["stat"], index, len(regions))
-    if not np.ptp(observed) > 0:
+    if not np.ptp(observed) > 1e-12 * max(1.0, float(np.abs(observed).max())):  # equal but for rounding
         raise InputError(f"{label or 'the map'} has the same value in every region: nothing to correlate",
                          field="map")
     timings["load"] = time.perf_counter() - start
@@ -119,6 +129,10 @@ def run_genes(result: MetaResult, null_which: str, settings: GeneSettings = Gene
                      "description": gene_set.description})
     set_table = pd.DataFrame(rows, columns=["set", "n_genes", "n_listed", "score", "p_cbma", "score_cortex", "p_spin",
                                             "p_random_genes", "description"])
+    for null in ("cbma", "spin"):  # Benjamini-Hochberg across the sets scored
+        position = set_table.columns.get_loc(f"p_{null}") + 1
+        set_table.insert(position, f"q_{null}", _fdr(set_table[f"p_{null}"].to_numpy(float)) if len(set_table)
+                         else np.array([], dtype=float))
     timings["association"] = time.perf_counter() - start
 
     record = {
@@ -149,4 +163,4 @@ def run_genes(result: MetaResult, null_which: str, settings: GeneSettings = Gene
     return GenesRun(genes, set_table, output, summary)
 
 
-__all__ = ["GenesRun", "run_genes"]
+__all__ = ["GenesRun", "fdr_floor", "run_genes"]

@@ -228,7 +228,7 @@ def _run_genes(result, entry: dict, settings: ReviewSettings, seed: int, tmp: Pa
     """A group's imaging transcriptomics into ``<group folder>/genes/``; its ``review.json`` entry."""
     from dataclasses import replace
 
-    from neurochange.workflows.genes import run_genes
+    from neurochange.workflows.genes import fdr_floor, run_genes
 
     log(f"{entry['name']}: genes ({count(settings.genes.n_null, 'CBMA null map')})")
     done = run_genes(result, settings.inference.null_mask, replace(settings.genes, seed=seed), entry["label"],
@@ -236,10 +236,12 @@ def _run_genes(result, entry: dict, settings: ReviewSettings, seed: int, tmp: Pa
     fill_folder(combine({"genes": done.output}), tmp / entry["folder"])
     both = (done.genes["q_cbma"] < 0.05) & (done.genes["q_spin"] < 0.05)
     top = done.genes.head(10)
-    return {"folder": "genes", "n_genes": int(len(done.genes)), "n_fdr_both": int(both.sum()),
+    n_fdr = int(both.sum())
+    return {"folder": "genes", "n_genes": int(len(done.genes)), "n_fdr_both": n_fdr,
+            "fdr_note": "" if n_fdr else fdr_floor(min(settings.genes.n_null, settings.genes.n_spin), len(done.genes)),
             "n_null": settings.genes.n_null, "n_spin": settings.genes.n_spin,
-            "top": [[g, round(float(r), 3), float(p), float(s)] for g, r, p, s in
-                    zip(top["gene"], top["r"], top["p_cbma"], top["p_spin"])],
+            "top": [[g, round(float(r), 3), float(p), round(float(rc), 3), float(s)] for g, r, p, rc, s in
+                    zip(top["gene"], top["r"], top["p_cbma"], top["r_cortex"], top["p_spin"])],
             "sets": done.sets.drop(columns="description").round(4).to_dict("records")}
 
 

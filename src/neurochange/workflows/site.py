@@ -86,7 +86,7 @@ def review_targets(folder: str | Path, grid: Grid) -> list[Target]:
         for name, sub in folders.items():
             path = folder / sub / CLUSTER_INDEX
             if path.is_file():
-                targets.append(Target("group", folder.name, name, _on_grid(nib.load(path), grid)))
+                targets.append(Target("group", f"review {folder.name}", name, _on_grid(nib.load(path), grid)))
     if not targets:
         raise InputError("the review has no group with a clusters_index.nii.gz", file=folder, field="review")
     return targets
@@ -101,11 +101,13 @@ def _on_grid(img, grid: Grid) -> np.ndarray:
     return (np.asarray(img.dataobj) > 0) & grid.mask
 
 
-def overlap_table(network: np.ndarray, z: np.ndarray, mask: np.ndarray, targets: list[Target]) -> pd.DataFrame:
+def overlap_table(network: np.ndarray, z: np.ndarray, mask: np.ndarray, targets: list[Target],
+                  site: np.ndarray | None = None) -> pd.DataFrame:
     """For each target: its voxels, how many lie in the ``network`` (3-D bool), their share of the target and
     of the network, the Dice coefficient, the mean and peak association ``z`` over the target, and the share
     of ``mask``'s voxels whose z lies below that mean (``z_percentile``, 0-100: where the target ranks when
-    the network covers much of the brain)."""
+    the network covers much of the brain), and ``site_voxels``: its voxels inside the ``site`` (3-D bool), where
+    association is high by construction."""
     n_network = int(network.sum())
     ranked = np.sort(z[mask])
     rows = []
@@ -119,7 +121,8 @@ def overlap_table(network: np.ndarray, z: np.ndarray, mask: np.ndarray, targets:
                      "dice": 2 * both / (n + n_network) if n + n_network else np.nan,
                      "mean_z_association": float(values.mean()) if n else np.nan,
                      "peak_z_association": float(values.max()) if n else np.nan,
-                     "z_percentile": 100 * np.searchsorted(ranked, values.mean()) / len(ranked) if n else np.nan})
+                     "z_percentile": 100 * np.searchsorted(ranked, values.mean()) / len(ranked) if n else np.nan,
+                     "site_voxels": int((target.mask & site).sum()) if site is not None else 0})
     return pd.DataFrame(rows)
 
 
@@ -136,7 +139,8 @@ def run_site(corpus: Corpus, region: Region, kernel: KernelSettings, inference: 
     decoding = decode_region(corpus, region, decode)
     macm = run_macm(corpus, region, kernel, inference, run, fwe, progress)
     result = macm.results[""]
-    overlap = overlap_table(network_mask(result), result.get_volume("z_desc-association"), grid.mask, targets)
+    site = (np.asarray(region.image(grid).dataobj) > 0) if region.grid is None else _on_grid(region.image(grid), grid)
+    overlap = overlap_table(network_mask(result), result.get_volume("z_desc-association"), grid.mask, targets, site)
     record = {"command": "site", "neurochange": __version__, "region": region.label, "corpus": str(corpus.path),
               "review": None if review is None else str(review),
               "network": "positive association at FDR q < .05 (macm/network.tsv)", "scope": SCOPE,
