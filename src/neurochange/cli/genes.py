@@ -49,6 +49,8 @@ def genes_command(result_dir, out, overwrite, sets, null_maps, spins, hemisphere
                          str(result_dir))
     write_output(done.output, out, overwrite)
     summary = done.summary
+    for warning in summary["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{count(summary['n_genes'], 'gene')} x {summary['regions']} DK regions ({hemisphere} hemisphere); "
                f"{count(null_maps, 'CBMA null map')}, {count(spins, 'rotation')}, seed {seed}")
     top = summary["top"]

@@ -2,9 +2,9 @@
 
 A region's value is the mean of the map over the region's voxels inside the analysis mask (the
 brain mask of the results folder): maps are zero outside it. The DK images are 2 mm MNI152 images
-with the x axis flipped relative to the analysis grid; their voxel centres coincide, so putting the
-atlas on the grid (nearest neighbour) is exact. A map on another grid is resampled onto the
-analysis grid (nearest) and the caller is told.
+with the x axis flipped relative to the MNI152 2 mm analysis grid; their voxel centres coincide, so
+putting the atlas on the grid (nearest neighbour) is exact (:func:`exactly_aligned`). On any other
+analysis grid the atlas is resampled (nearest), and the run says so.
 """
 
 from __future__ import annotations
@@ -18,6 +18,18 @@ from neurochange.space import Grid
 
 def _same_grid(img, grid: Grid) -> bool:
     return img.shape[:3] == grid.shape and np.allclose(img.affine, grid.affine)
+
+
+def exactly_aligned(img: nib.Nifti1Image, grid: Grid) -> bool:
+    """Whether ``img``'s voxel centres are ``grid``'s (the same grid, or axes flipped): nearest is then exact."""
+    if img.shape[:3] != grid.shape:
+        return False
+    corners = np.array([[i, j, k] for i in (0, grid.shape[0] - 1) for j in (0, grid.shape[1] - 1)
+                        for k in (0, grid.shape[2] - 1)], dtype=float)
+    mine = nib.affines.apply_affine(img.affine, corners)
+    theirs = nib.affines.apply_affine(grid.affine, corners)
+    return (np.allclose(np.abs(img.affine[:3, :3]), np.abs(grid.affine[:3, :3]))
+            and np.allclose(np.sort(mine, axis=0), np.sort(theirs, axis=0)))
 
 
 def on_grid(img: nib.Nifti1Image, grid: Grid, interpolation: str = "nearest") -> nib.Nifti1Image:
@@ -53,14 +65,4 @@ def parcel_means(values: np.ndarray, index: np.ndarray, n_regions: int) -> np.nd
     return (values[:, inside] @ onehot) / counts
 
 
-def map_values(img: nib.Nifti1Image, grid: Grid, label: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The map ``img`` at ``grid``'s mask voxels (n_mask,), resampled (nearest) from another grid with a warning."""
-    if len(img.shape) != 3:
-        raise InputError(f"{label}: a map is one 3-D image, not of shape {img.shape}", field="map")
-    warnings = () if _same_grid(img, grid) else (
-        f"{label} was on another grid ({img.shape}); resampled onto the analysis grid (nearest neighbour)",)
-    values = np.asarray(on_grid(img, grid).dataobj, dtype=np.float64)[grid.mask]
-    return np.nan_to_num(values, nan=0.0), warnings
-
-
-__all__ = ["map_values", "on_grid", "parcel_means", "region_index"]
+__all__ = ["exactly_aligned", "on_grid", "parcel_means", "region_index"]

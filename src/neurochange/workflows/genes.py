@@ -28,7 +28,7 @@ from neurochange.errors import InputError
 from neurochange.genes.association import null_p, spearman
 from neurochange.genes.expression import LICENCES, load_expression
 from neurochange.genes.nulls import null_parcels
-from neurochange.genes.parcellate import parcel_means, region_index
+from neurochange.genes.parcellate import exactly_aligned, parcel_means, region_index
 from neurochange.genes.sets import (
     MIN_GENES,
     builtin_sets,
@@ -84,6 +84,9 @@ def run_genes(result: MetaResult, null_which: str, settings: GeneSettings = Gene
     grid = result.grid
     regions = expression.regions
     index = region_index(expression.atlas, regions["label"].to_numpy(), grid)
+    warnings = [] if exactly_aligned(expression.atlas, grid) else [
+        f"the analysis grid {grid.shape} is not the DK atlas's 2 mm MNI152 grid: the atlas was resampled onto it "
+        "(nearest neighbour)"]
     observed = parcel_means(result.maps["stat"], index, len(regions))
     if not np.ptp(observed) > 1e-12 * max(1.0, float(np.abs(observed).max())):  # equal but for rounding
         raise InputError(f"{label or 'the map'} has the same value in every region: nothing to correlate",
@@ -150,7 +153,7 @@ def run_genes(result: MetaResult, null_which: str, settings: GeneSettings = Gene
                           "(Hungarian algorithm)",
                   "random_genes": f"{settings.n_random} random gene sets of the same size (shown, not to be used: "
                                   "it ignores spatial autocorrelation)"},
-        "settings": settings.to_dict(), "sets_skipped": skipped, "licences": list(LICENCES),
+        "settings": settings.to_dict(), "sets_skipped": skipped, "warnings": warnings, "licences": list(LICENCES),
         "references": ["hawrylycz2012", "markello2021", "alexanderbloch2018", "vasa2018", "fulcher2021"],
         "versions": provenance.versions(),
     }
@@ -159,6 +162,7 @@ def run_genes(result: MetaResult, null_which: str, settings: GeneSettings = Gene
     output = Output(tables={"genes.tsv": genes, "gene_sets.tsv": set_table, "gene_set_nulls.tsv": nulls_table},
                     records={"provenance.json": record}, timings=timings)
     summary = {"top": genes.head(TOP), "sets": set_table, "regions": int(len(regions)), "n_genes": len(genes),
+               "warnings": warnings,
                "n_null": settings.n_null, "n_spin": settings.n_spin}
     return GenesRun(genes, set_table, output, summary)
 
