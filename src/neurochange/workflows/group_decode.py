@@ -84,7 +84,7 @@ def decode_group(corpus: Corpus, result: MetaResult, name: str, cluster_p: float
     log(f"{name}: {len(entry['clusters'])} clusters decoded" + (" with their coactivation networks" if macm else ""))
     tables = {}
     if decode is not None:
-        mapped = decode_map(corpus, result.get_map("z"), f"{name}'s z map", decode, result.grid)
+        mapped = decode_map(corpus, result.get_map("z"), f"{name}'s z map", decode)  # term maps on the 2 mm grid
         entry["map_terms"] = [[t, round(float(r), 3)] for t, r in zip(mapped.top(TOP_TERMS)["term"],
                                                                       mapped.top(TOP_TERMS)["r"])]
         entry["warnings"] += list(mapped.warnings)
