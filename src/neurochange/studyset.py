@@ -248,7 +248,15 @@ class StudySet:
             ex = ex[ex["experiment_id"].isin(list(keep))]
         st = self.studies[self.studies["study_id"].isin(ex["study_id"])]
         fo = self.foci[self.foci["experiment_id"].isin(ex["experiment_id"])]
-        return StudySet(st, ex, fo, self.provenance)
+        return self._subset(st, ex, fo)
+
+    def _subset(self, studies: pd.DataFrame, experiments: pd.DataFrame, foci: pd.DataFrame) -> "StudySet":
+        """A StudySet of rows of this one (experiments of its studies, foci of its experiments): its tables are
+        conformed and valid already, so neither is redone."""
+        out = object.__new__(StudySet)
+        out.studies, out.experiments, out.foci = (df.reset_index(drop=True) for df in (studies, experiments, foci))
+        out.provenance = copy.deepcopy(self.provenance)
+        return out
 
     def filter_studies(self, study_ids) -> "StudySet":
         """Keep the studies named (and their experiments and foci)."""
@@ -274,7 +282,7 @@ class StudySet:
             dup = fo["duplicate"].to_numpy() & ~drop
             counts["foci_duplicate"] = int(dup.sum())
             drop |= dup
-        kept = StudySet(self.studies, self.experiments, fo[~drop], self.provenance)
+        kept = self._subset(self.studies, self.experiments, fo[~drop])
         has_foci = kept.experiments["experiment_id"].isin(kept.foci["experiment_id"])
         counts["experiments_without_foci"] = int((~has_foci).sum())
         counts["experiments_without_foci_ids"] = kept.experiments["experiment_id"][~has_foci].tolist()
