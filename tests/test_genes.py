@@ -107,14 +107,14 @@ def _painted(expression, values, fwhm=8.0):
 
 
 def test_a_painted_gene_and_a_painted_set_are_found(expression, index):
-    from neurochange.genes.parcellate import exactly_aligned, on_grid
+    from neurochange.genes.parcellate import exactly_aligned
 
     grid = mni_2mm()
     assert exactly_aligned(expression.atlas, grid)  # x flipped, same voxel centres
     assert not exactly_aligned(nib.Nifti1Image(np.zeros((91, 109, 91)), np.diag([3.0, 3.0, 3.0, 1.0])), grid)
 
     def map_values(img, grid, label):
-        return np.asarray(on_grid(img, grid).dataobj, dtype=float)[grid.mask], label
+        return np.asarray(grid.resample(img).dataobj, dtype=float)[grid.mask], label
 
     genes = list(expression.genes)
     for name in ("BDNF", "HTR1A", "DRD1", "GAD1", "PVALB", "SST"):

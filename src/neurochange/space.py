@@ -116,6 +116,20 @@ class Grid:
     def from_img(cls, img: nib.Nifti1Image) -> "Grid":
         return cls(np.asarray(img.dataobj) > 0, img.affine)
 
+    def holds(self, img: nib.Nifti1Image) -> bool:
+        """Whether ``img`` is on this grid (same shape and affine)."""
+        return img.shape[:3] == self.shape and np.allclose(img.affine, self.affine)
+
+    def resample(self, img: nib.Nifti1Image, interpolation: str = "nearest") -> nib.Nifti1Image:
+        """``img`` on this grid's voxels: ``img`` itself when already there, else resampled (nilearn's
+        ``resample_to_img``; ``interpolation`` "nearest" or "continuous")."""
+        if self.holds(img):
+            return img
+        from nilearn.image import resample_to_img
+
+        return resample_to_img(img, self.to_img(np.ones(self.n_voxels), np.uint8), interpolation=interpolation,
+                               force_resample=True, copy_header=True)
+
     @property
     def voxel_size(self) -> np.ndarray:
         """Voxel edge lengths in mm, shape (3,)."""

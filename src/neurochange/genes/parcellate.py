@@ -16,10 +16,6 @@ from neurochange.errors import InputError
 from neurochange.space import Grid
 
 
-def _same_grid(img, grid: Grid) -> bool:
-    return img.shape[:3] == grid.shape and np.allclose(img.affine, grid.affine)
-
-
 def exactly_aligned(img: nib.Nifti1Image, grid: Grid) -> bool:
     """Whether ``img``'s voxel centres are ``grid``'s (the same grid, or axes flipped): nearest is then exact."""
     if img.shape[:3] != grid.shape:
@@ -32,19 +28,9 @@ def exactly_aligned(img: nib.Nifti1Image, grid: Grid) -> bool:
             and np.allclose(np.sort(mine, axis=0), np.sort(theirs, axis=0)))
 
 
-def on_grid(img: nib.Nifti1Image, grid: Grid, interpolation: str = "nearest") -> nib.Nifti1Image:
-    """``img`` on ``grid``'s voxels (``img`` itself when already there)."""
-    if _same_grid(img, grid):
-        return img
-    from nilearn.image import resample_to_img
-
-    return resample_to_img(img, grid.to_img(np.ones(grid.n_voxels), np.uint8), interpolation=interpolation,
-                           force_resample=True, copy_header=True)
-
-
 def region_index(atlas: nib.Nifti1Image, labels: np.ndarray, grid: Grid) -> np.ndarray:
     """For each voxel of ``grid``'s mask, the index (into ``labels``) of its atlas region, -1 in none: (n_mask,)."""
-    values = np.asarray(on_grid(atlas, grid).dataobj).astype(np.int64)[grid.mask]
+    values = np.asarray(grid.resample(atlas).dataobj).astype(np.int64)[grid.mask]
     lookup = np.full(max(int(values.max()), int(np.max(labels))) + 1, -1, dtype=np.int64)
     lookup[np.asarray(labels, dtype=np.int64)] = np.arange(len(labels))
     return lookup[values]
@@ -65,4 +51,4 @@ def parcel_means(values: np.ndarray, index: np.ndarray, n_regions: int) -> np.nd
     return (values[:, inside] @ onehot) / counts
 
 
-__all__ = ["exactly_aligned", "on_grid", "parcel_means", "region_index"]
+__all__ = ["exactly_aligned", "parcel_means", "region_index"]

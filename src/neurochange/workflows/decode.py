@@ -178,11 +178,8 @@ def map_values(img, grid: Grid, label: str) -> tuple[np.ndarray, tuple[str, ...]
     if len(img.shape) != 3 and not (len(img.shape) == 4 and img.shape[3] == 1):
         raise InputError(f"{label}: a map to decode is one 3-D image, not of shape {img.shape}", field="map")
     img = nib.funcs.squeeze_image(img)
-    if img.shape != grid.shape or not np.allclose(img.affine, grid.affine):
-        from nilearn.image import resample_to_img
-
-        img = resample_to_img(img, grid.to_img(np.ones(grid.n_voxels), np.uint8), interpolation="continuous",
-                              force_resample=True, copy_header=True)
+    if not grid.holds(img):
+        img = grid.resample(img, "continuous")
         warnings.append(f"{label} was resampled (continuous interpolation) onto the {grid.shape} grid of the mask")
     values = np.asarray(img.dataobj, dtype=np.float64)[grid.mask]
     if np.isnan(values).any():

@@ -93,12 +93,8 @@ def review_targets(folder: str | Path, grid: Grid) -> list[Target]:
 
 
 def _on_grid(img, grid: Grid) -> np.ndarray:
-    if img.shape[:3] != grid.shape or not np.allclose(img.affine, grid.affine):
-        from nilearn.image import resample_to_img
-
-        img = resample_to_img(img, grid.to_img(np.ones(grid.n_voxels), np.uint8), interpolation="nearest",
-                              force_resample=True, copy_header=True)
-    return (np.asarray(img.dataobj) > 0) & grid.mask
+    """The voxels > 0 of ``img`` on ``grid`` (nearest neighbour), within its mask: 3-D bool."""
+    return (np.asarray(grid.resample(img).dataobj) > 0) & grid.mask
 
 
 def overlap_table(network: np.ndarray, z: np.ndarray, mask: np.ndarray, targets: list[Target],
