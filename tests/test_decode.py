@@ -155,7 +155,7 @@ def _unreported(corpus_path) -> str:
     (["harvard_oxford:Left_Amygdal"], "unknown harvard_oxford label 'Left_Amygdal'"),
     (["brodmann:BA9"], "unknown atlas 'brodmann'"),
     (["--map", "RESULTS"], "has no z.nii.gz"),
-    (["--map", "NOTANIMAGE"], "not a NIfTI image"),
+    (["--map", "NOTANIMAGE"], "not a readable NIfTI image"),
     (["--map", "FLAT"], "has no variance in the brain mask"),
     (["--map", "FOURD"], "a map to decode is one 3-D image"),
     (["RESULTS"], "needs --cluster N"),

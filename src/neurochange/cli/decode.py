@@ -48,11 +48,7 @@ def parse_region(words: tuple[str, ...], radius: float, cluster: int | None):
     if path.suffix in (".nii", ".gz") or path.exists():
         return mask_region(path)
     atlas, _, labels = region.partition(":")
-    if labels:
-        from neurochange.results.atlas import ATLASES
-
-        if atlas not in ATLASES:
-            raise InputError(f"unknown atlas {atlas!r}; known: {', '.join(ATLASES)}", field="region")
+    if labels:  # an unknown atlas or label is the atlas module's one-line error
         return atlas_region(atlas, [label.strip() for label in labels.split("+")])
     raise InputError(f"{region!r} is not a results folder, a mask image, ATLAS:LABEL or 'X Y Z' in MNI mm",
                      field="region")
@@ -71,7 +67,7 @@ def region_options(func):
 def read_map(words: tuple[str, ...]):
     """The map to decode: a NIfTI image, or a results folder's ``z.nii.gz`` (``z_desc-association.nii.gz`` for
     chi-square folders); returns the image and a label naming it."""
-    import nibabel as nib
+    from neurochange.decode.regions import read_image
 
     if len(words) != 1:
         raise InputError("--map takes one map: a NIfTI image or a results folder", field="map")
@@ -82,12 +78,7 @@ def read_map(words: tuple[str, ...]):
             raise InputError("the results folder has no z.nii.gz (nor z_desc-association.nii.gz) to decode",
                              file=path, field="map")
         path = found[0]
-    try:
-        return nib.load(path), str(path)
-    except FileNotFoundError:
-        raise InputError("no such map", file=path, field="map") from None
-    except Exception as exc:  # nibabel's errors for files that are not images
-        raise InputError(f"not a NIfTI image ({exc})", file=path, field="map") from None
+    return read_image(path, field="map"), str(path)
 
 
 @cli.command("decode", context_settings={"ignore_unknown_options": True})

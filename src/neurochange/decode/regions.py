@@ -82,24 +82,29 @@ def _brain_xyz() -> np.ndarray:
     return grid.vox_to_mm(np.argwhere(grid.mask))
 
 
-def _read_image(path: Path) -> nib.Nifti1Image:
+def read_image(path: str | Path, field: str | None = None) -> nib.Nifti1Image:
+    """The image at ``path``, its data read; one InputError naming the file (and ``field``) when it cannot be."""
     try:
         img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
+        return nib.Nifti1Image(np.asarray(img.dataobj), img.affine)
     except FileNotFoundError:
-        raise InputError("no such file", file=path) from None
+        raise InputError("no such file", file=path, field=field) from None
     except Exception as exc:  # nibabel's many errors on a file that is not an image
         raise InputError(f"not a readable NIfTI image ({str(exc).splitlines()[0] if str(exc) else exc!r})",
-                         file=path) from None
-    if data.ndim != 3:
-        raise InputError(f"a region is one 3-D image, this one has shape {data.shape}", file=path)
-    return nib.Nifti1Image(data, img.affine)
+                         file=path, field=field) from None
+
+
+def _read_region(path: Path) -> nib.Nifti1Image:
+    img = read_image(path)
+    if img.ndim != 3:
+        raise InputError(f"a region is one 3-D image, this one has shape {img.shape}", file=path)
+    return img
 
 
 def mask_region(path: str | Path) -> Region:
     """The voxels > 0 of the image at ``path``."""
     path = Path(path)
-    img = _read_image(path)
+    img = _read_region(path)
     mask = np.asarray(img.dataobj) > 0
     if not mask.any():
         raise InputError("the mask is empty (no voxel > 0)", file=path)
@@ -112,7 +117,7 @@ def cluster_region(folder: str | Path, cluster: int) -> Region:
     path = folder / CLUSTER_INDEX
     if not path.is_file():
         raise InputError(f"not a results folder with clusters: no {CLUSTER_INDEX}", file=folder)
-    img = _read_image(path)
+    img = _read_region(path)
     index = np.asarray(img.dataobj)
     n = int(index.max())
     if not 1 <= cluster <= n:
@@ -136,4 +141,4 @@ def atlas_region(atlas: str, labels) -> Region:
     return Region(f"{atlas} {' + '.join(labels)} ({int(mask.sum()):,} voxels)", grid=Grid(mask, grid.affine))
 
 
-__all__ = ["CLUSTER_INDEX", "Region", "atlas_region", "cluster_region", "mask_region", "sphere"]
+__all__ = ["CLUSTER_INDEX", "Region", "atlas_region", "cluster_region", "mask_region", "read_image", "sphere"]
