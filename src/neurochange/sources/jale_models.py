@@ -16,14 +16,13 @@ XGBoost itself then loads the JSON and evaluates the trees. xgboost is optional:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from functools import lru_cache
 
 import numpy as np
 
-from neurochange.errors import DataUnavailableError, InputError
+from neurochange.errors import InputError
 from neurochange.sources.download import package_manifest
 from neurochange.sources.jale_prior import wheel_member
 
@@ -145,12 +144,7 @@ def legacy_to_json(raw: bytes) -> dict:
 def model_bytes(which: str) -> bytes:
     """The bytes of one model (``"vfwe"``, ``"cfwe"`` or ``"tfce"``), checked against packages.toml."""
     member = MODELS[which]
-    expected = package_manifest()["jale"].member_sha256(member)
-    raw = wheel_member(member)
-    got = hashlib.sha256(raw).hexdigest()
-    if got != expected:
-        raise DataUnavailableError(f"{member} in JALE's wheel has SHA-256 {got}, expected {expected}")
-    return raw
+    return wheel_member(member, package_manifest()["jale"].member_sha256(member))
 
 
 def boosters() -> dict:

