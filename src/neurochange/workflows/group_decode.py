@@ -28,7 +28,7 @@ from neurochange.meta.result import MetaResult
 from neurochange.results.write import Output
 from neurochange.space import Grid
 from neurochange.workflows.decode import FEW_CARRIERS, RegionDecoder, decode_map, region_warnings
-from neurochange.workflows.macm import network_mask, run_macm
+from neurochange.workflows.macm import network_mask, run_macm, source_studies
 from neurochange.workflows.settings import (
     DecodeSettings,
     InferenceSettings,
@@ -56,6 +56,7 @@ def decode_group(corpus: Corpus, result: MetaResult, name: str, cluster_p: float
     entry = {"folder": FOLDER, "clusters": [], "map_terms": [], "warnings": []}
     term_rows, network_rows, images = [], [], {}
     decoder = RegionDecoder(corpus, decode) if decode is not None else None
+    studies = source_studies(corpus) if macm else None  # read once for every cluster's network
     for n, region in enumerate(cluster_regions(result, cluster_p, name), start=1):
         row = {"cluster_id": n, "n_voxels": int(region.grid.mask.sum())}
         try:
@@ -69,7 +70,7 @@ def decode_group(corpus: Corpus, result: MetaResult, name: str, cluster_p: float
                 entry["warnings"] += [f"cluster {n}: {w}" for w in region_warnings(region, len(decoding.selected))]
             if macm:
                 done = run_macm(corpus, region, KernelSettings(estimator="mkda"), InferenceSettings(n_iters=10), run,
-                                fwe=False)
+                                fwe=False, studyset=studies)
                 chi2 = done.results[""]
                 network = network_mask(chi2)
                 images[f"{FOLDER}/macm_cluster-{n}.nii.gz"] = chi2.grid.to_img(

@@ -21,16 +21,22 @@ from neurochange.meta.result import MetaResult
 from neurochange.results.atlas import add_labels
 from neurochange.sources.io.databases import NEUROQUERY
 from neurochange.space import load_grid
+from neurochange.studyset import StudySet
 from neurochange.workflows.analysis import AnalysisRun
 from neurochange.workflows.chi2 import chi2_analysis
 from neurochange.workflows.decode import region_warnings
 from neurochange.workflows.settings import InferenceSettings, KernelSettings, RunSettings
 
 
-def region_split(corpus: Corpus, region: Region):
-    """NeuroQuery's experiments (one per study, its tables pooled) split into (those whose study reports a focus
-    in ``region``, the others), as two StudySets."""
-    studyset = corpus.query(f"source={NEUROQUERY}", source=NEUROQUERY)
+def source_studies(corpus: Corpus) -> StudySet:
+    """NeuroQuery's experiments, one per study (its tables pooled): what every MACM splits."""
+    return corpus.query(f"source={NEUROQUERY}", source=NEUROQUERY)
+
+
+def region_split(corpus: Corpus, region: Region, studyset: StudySet | None = None):
+    """NeuroQuery's experiments (``studyset``: :func:`source_studies`, read once for many regions) split into
+    (those whose study reports a focus in ``region``, the others), as two StudySets."""
+    studyset = source_studies(corpus) if studyset is None else studyset
     foci = studyset.foci.merge(studyset.experiments[["experiment_id", "study_id"]], on="experiment_id")
     inside = set(region.studies(foci))
     member = studyset.experiments["study_id"].isin(inside).to_numpy()
@@ -62,9 +68,10 @@ def network_table(result: MetaResult, q: float = 0.05) -> tuple[pd.DataFrame, in
 
 
 def run_macm(corpus: Corpus, region: Region, kernel: KernelSettings, inference: InferenceSettings, run: RunSettings,
-             fwe: bool = True, progress=None) -> AnalysisRun:
-    """The coactivation network of ``region``: MKDA chi-square of its studies against the rest."""
-    selection, rest = region_split(corpus, region)
+             fwe: bool = True, progress=None, studyset: StudySet | None = None) -> AnalysisRun:
+    """The coactivation network of ``region``: MKDA chi-square of its studies against the rest (``studyset``:
+    :func:`source_studies`, when read already)."""
+    selection, rest = region_split(corpus, region, studyset)
     per_study = [round(len(s.foci) / len(s.experiments), 2) for s in (selection, rest)]
     record = {"command": "macm", "input": {"region": region.label, "corpus": str(corpus.path), "source": NEUROQUERY,
                                            "studies_in_region": int(len(selection.experiments)),
@@ -88,4 +95,4 @@ def run_macm(corpus: Corpus, region: Region, kernel: KernelSettings, inference: 
     return done
 
 
-__all__ = ["network_mask", "network_table", "region_split", "run_macm"]
+__all__ = ["network_mask", "network_table", "region_split", "run_macm", "source_studies"]
