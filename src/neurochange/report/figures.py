@@ -149,13 +149,13 @@ def terms_figure(cluster_terms: str | Path, out: str | Path, title: str, n: int 
     (the ``most`` largest clusters)."""
     table = pd.read_csv(cluster_terms, sep="\t", keep_default_na=False)
     clusters = sorted(table["cluster_id"].unique())[:most]
+    rows = max(1, (len(clusters) + 2) // 3)
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10, 0.6 + 2.1 * max(1, (len(clusters) + 2) // 3))
+        fig = _figure(10, 0.6 + 2.1 * rows)
         fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
         if not clusters:
             fig.text(0.5, 0.45, "No cluster has a term associated at corrected p < .05 by 5 or more of its studies",
                      ha="center", fontsize=11, color="#444444", fontweight="bold")
-        rows = max(1, (len(clusters) + 2) // 3)
         for i, cluster in enumerate(clusters):
             top = table[table["cluster_id"] == cluster].head(n)
             ax = fig.add_subplot(rows, 3, i + 1)
