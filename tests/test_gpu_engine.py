@@ -129,7 +129,7 @@ def test_cli_device_gpu_without_a_gpu_is_one_line(pain_path, tmp_path, args, wor
     assert not out.exists()
 
 
-@pytest.mark.parametrize("estimator", ["ale", "kda"])
+@pytest.mark.parametrize("estimator", ["ale", "kda", "subtraction"])
 def test_the_gpu_benchmark_runs_with_numpy_standing_in_for_cupy(estimator, data_mirror, monkeypatch, capsys):
     # a GPU session is short: its one prepared script must not fail on anything but the GPU
     import importlib.util
@@ -153,3 +153,86 @@ def test_the_gpu_benchmark_runs_with_numpy_standing_in_for_cupy(estimator, data_
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["set"] for line in lines] == ["pain", "neurosynth"]
     assert all(line["maxima_equal"] and line["estimator"] == estimator for line in lines)
+
+
+# ---------------------------------------------------------------------------- the subtraction's permutations
+def _subtraction_rows(studyset, estimator):
+    """The pain set split in two (first 11 experiments by id, the rest) as the subtraction's sparse rows."""
+    from neurochange.compare.subtraction import _group_values, _keep_difference, _sparse_ma
+
+    ids = sorted(studyset.experiments["experiment_id"])
+    r1, r2 = estimator.fit(studyset.filter_experiments(ids[:11])), estimator.fit(studyset.filter_experiments(ids[11:]))
+    support, indptr, cols, ma = _sparse_ma([r1, r2])
+    additive = estimator.summary_statistic == "sum"
+    values = ma if additive else 1.0 - ma
+    n1, n = r1.n_experiments, r1.n_experiments + r2.n_experiments
+    total, observed = np.empty(len(support)), np.empty(len(support))
+    _group_values(indptr, cols, values, np.arange(n), additive, total)
+    _keep_difference(indptr, cols, values, np.arange(n), n1, total, np.empty(len(support)), observed, additive)
+    return support, indptr, cols, values, total, observed, n1, n, additive
+
+
+@pytest.mark.parametrize("estimator", [ALE(), MKDADensity(), KDA()])
+@pytest.mark.parametrize("batch", [7, 100])
+def test_numpy_path_of_the_subtraction_equals_the_cpu_permutations(pain_path, estimator, batch):
+    from neurochange.compare.subtraction import _cluster_nulls, _largest, _permutation_tails
+    from neurochange.inference.engines.array_subtraction import ArraySubtraction
+    from neurochange.inference.unionfind import neighbour_table
+    from neurochange.space import mni_2mm
+
+    support, indptr, cols, values, total, observed, n1, n, additive = _subtraction_rows(read_studyset(pain_path),
+                                                                                        estimator)
+    rng = np.random.default_rng(2)
+    perms = np.stack([rng.permutation(n) for _ in range(30)]).astype(np.int64)
+    upper, lower = np.zeros(len(support), dtype=np.int64), np.zeros(len(support), dtype=np.int64)
+    abs_max, diffs = np.zeros(len(perms)), np.zeros((len(perms), len(support)), dtype=np.float32)
+    _permutation_tails(indptr, cols, values, perms, n1, total, observed, upper, lower, abs_max, diffs, additive)
+    engine = ArraySubtraction(indptr, cols, values, total, n1, additive, np, batch=batch)
+    n_top = 5000
+    got = engine.tails(perms, observed, n_top)
+    # bit for bit: the same differences, so the same tails, maxima and kept values
+    np.testing.assert_array_equal(got[0], upper)
+    np.testing.assert_array_equal(got[1], lower)
+    np.testing.assert_array_equal(got[2], abs_max)
+    np.testing.assert_array_equal(np.sort(got[3]), np.sort(_largest(np.abs(diffs).ravel(), n_top)))
+    assert (upper + lower > len(perms)).any()  # exact ties with the observed split, counted in both tails
+    grid = mni_2mm()
+    threshold = float(np.quantile(np.abs(diffs), 0.999))
+    size, mass = np.zeros(len(perms), dtype=np.int64), np.zeros(len(perms))
+    _cluster_nulls(indptr, cols, values, perms, n1, total, threshold, neighbour_table(support, grid.mask), size, mass,
+                   additive)
+    got_size, got_mass = engine.clusters(perms, threshold, np.argwhere(grid.mask)[support], grid.shape)
+    np.testing.assert_array_equal(got_size, size)
+    np.testing.assert_allclose(got_mass, mass, rtol=1e-9, atol=0)
+    assert (size > 1).sum() >= 5  # clusters to compare in most permutations
+
+
+def test_the_subtraction_runs_the_array_engine_when_asked(pain_path, monkeypatch):
+    from neurochange.compare.subtraction import Subtraction
+
+    studyset = read_studyset(pain_path)
+    ids = sorted(studyset.experiments["experiment_id"])
+    a, b = studyset.filter_experiments(ids[:11]), studyset.filter_experiments(ids[11:])
+    cpu = Subtraction(n_iters=150, seed=6, n_cores=2, vfwe_only=False).fit(a, b)
+    monkeypatch.setattr("neurochange.compare.subtraction.gpu_namespace", lambda: np)  # NumPy standing in for CuPy
+    monkeypatch.setattr(array_ale, "gpu_namespace", lambda: np)
+    gpu = Subtraction(n_iters=150, seed=6, n_cores=2, vfwe_only=False, device="gpu").fit(a, b)
+    assert gpu.params["subtraction"]["device"] == "gpu (CuPy)" and "device" not in cpu.params["subtraction"]
+    for key in cpu.nulls:
+        rtol = 1e-9 if "mass" in key else 0
+        np.testing.assert_allclose(gpu.nulls[key], cpu.nulls[key], rtol=rtol, atol=0, err_msg=key)
+    for key in cpu.maps:
+        np.testing.assert_array_equal(gpu.maps[key], cpu.maps[key], err_msg=key)
+    with pytest.raises(ValueError, match="CPU only"):
+        Subtraction(n_iters=10, ties="nimare", device="gpu").fit(a, b)
+
+
+@pytest.mark.parametrize("extra, words", [([], "needs CuPy and a CUDA GPU"),
+                                          (["--balanced"], "the balanced subtraction has no GPU engine")])
+def test_contrast_device_gpu_without_a_gpu_is_one_line(nimare_test_data, tmp_path, extra, words):
+    out = tmp_path / "out"
+    a, b = nimare_test_data / "test_sleuth_file.txt", nimare_test_data / "test_sleuth_file2.txt"
+    res = CliRunner().invoke(cli, ["contrast", str(a), str(b), "--out", str(out), "--iters", "20", "--device", "gpu",
+                                   *extra])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and words in res.output, res.output
+    assert not out.exists()

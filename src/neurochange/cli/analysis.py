@@ -264,9 +264,12 @@ def chi2_command(selection, rest, out, overwrite, seed, cores, iters, radius, cl
               show_default=True, help="--balanced: null of the balanced difference.")
 @click.option("--prior", type=click.Choice(["gm", "brain"]), default="gm", show_default=True,
               help="--balanced: voxels compared and null foci drawn from (grey matter p > 0.1, or the whole mask).")
+@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True,
+              help="Where the permutations run: the GPU (CuPy; pip install 'neurochange[gpu]'; not --balanced), or "
+                   "'auto': the GPU when there is one and at least 200 experiments in all.")
 def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, sample_size, mask, keep_contrasts, vfwe_only,
              cluster_forming_p, early_stop, precision, balanced, target_n, difference_iterations, subsamples,
-             null_method, prior):
+             null_method, prior, device):
     """ALE subtraction A minus B by label permutation (NiMARE's ALESubtraction, two-sided).
 
     A and B are input files (Sleuth .txt, NiMARE .json, or a table); the contrasts of one study are
@@ -285,7 +288,7 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, sample_
     run = run_settings(seed, cores, mask, keep_contrasts, overwrite)
     settings = BalancedSettings(target_n, difference_iterations, subsamples, null_method, prior) if balanced else None
     inference = inference_settings(iters, cluster_forming_p, vfwe_only=vfwe_only, early_stop=early_stop,
-                                   precision=precision)
+                                   precision=precision, device=device)
     done, _ = run_and_write("null iterations" if balanced else "permutations", iters, out, overwrite, run_contrast,
                             input_a, input_b, kernel_settings("ale", fwhm, sample_size), inference, run, settings,
                             precision=None if balanced else inference.early_stop)

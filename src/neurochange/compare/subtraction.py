@@ -31,7 +31,9 @@ per-experiment maps (``ma_maps()``).
 Permutations come from :class:`~neurochange.inference.permutation.LabelPermutation` (seeded
 chunks; the result does not depend on the core count); with ``early_stop`` the run stops once
 the 95th percentile of the maximum |difference| (the voxel-level FWE null) is known to that
-precision, and uncorrected p then rest on the permutations run.
+precision, and uncorrected p then rest on the permutations run. With ``device="gpu"`` the
+permutations run on CuPy (:mod:`neurochange.inference.engines.array_subtraction`), with the same
+differences bit for bit, so the same p and voxel-level nulls.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from scipy import special
 from neurochange import space as _space
 from neurochange._docs import fill_doc
 from neurochange.inference import stats as inference
+from neurochange.inference.engines.array_ale import DEVICES, gpu_namespace, resolve_device
+from neurochange.inference.engines.array_subtraction import ArraySubtraction
+from neurochange.inference.executors import ThreadExecutor
 from neurochange.inference.permutation import LabelPermutation
 from neurochange.inference.unionfind import max_clusters, neighbour_table, observed_cluster_p, top_quantile
 from neurochange.meta.ale import ALE
@@ -218,13 +223,18 @@ class Subtraction:
     cluster_forming_p : float
         Share of permutation ``|difference|`` values above the cluster-forming threshold.
     %(early_stop)s
+    device : {"cpu", "gpu", "auto"}
+        Where the permutations run (``gpu``: CuPy; ``auto``: the GPU when there is one and at least
+        200 experiments in all). ``ties="nimare"`` runs on the CPU only.
     """
 
     def __init__(self, estimator=None, n_iters: int = 10000, seed: int | None = None, n_cores: int | None = None,
                  ties: str = "exact", vfwe_only: bool = True, cluster_forming_p: float = 0.001,
-                 early_stop: float | None = None):
+                 early_stop: float | None = None, device: str = "cpu"):
         if ties not in ("exact", "nimare"):
             raise ValueError(f"ties must be 'exact' or 'nimare', got {ties!r}")
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
         self.estimator = estimator if estimator is not None else ALE()
         self.n_iters = int(n_iters)
         self.seed = seed
@@ -233,6 +243,7 @@ class Subtraction:
         self.vfwe_only = bool(vfwe_only)
         self.cluster_forming_p = float(cluster_forming_p)
         self.early_stop = early_stop
+        self.device = device
 
     def __repr__(self) -> str:
         return (f"Subtraction({self.estimator!r}, n_iters={self.n_iters}, seed={self.seed}, ties={self.ties!r}, "
@@ -241,7 +252,7 @@ class Subtraction:
     def get_params(self) -> dict:
         return {"estimator": self.estimator, "n_iters": self.n_iters, "seed": self.seed, "n_cores": self.n_cores,
                 "ties": self.ties, "vfwe_only": self.vfwe_only, "cluster_forming_p": self.cluster_forming_p,
-                "early_stop": self.early_stop}
+                "early_stop": self.early_stop, "device": self.device}
 
     def fit(self, studyset1, studyset2, grid: _space.Grid | None = None, progress=None) -> MetaResult:
         """Maps ``{stat,p,z,logp}_desc-group1MinusGroup2`` and each group's ``{stat,p,z,logp}_desc-group<k>``.
@@ -281,9 +292,17 @@ class Subtraction:
             _keep_difference(indptr, cols, values, identity, n1, total, np.empty(len(support)), observed)
 
         n_top = 0 if self.vfwe_only else int(np.ceil(self.cluster_forming_p * (self.n_iters * grid.n_voxels - 1))) + 2
-        tails = _Tails(indptr, cols, values, total, n1, observed, log_space, additive, n_top)
+        device = "cpu" if log_space and self.device == "auto" else self.device
+        if log_space and device == "gpu":
+            raise ValueError("ties='nimare' reproduces NiMARE's arithmetic with NumPy: it runs on the CPU only")
+        engine = None
+        if resolve_device(device, self.estimator, n_total) == "gpu":
+            engine = ArraySubtraction(indptr, cols, values, total, n1, additive, gpu_namespace())
+        # the GPU engine takes one chunk at a time, in this process
+        executor = ThreadExecutor(1) if engine is not None else None
+        tails = _Tails(indptr, cols, values, total, n1, observed, log_space, additive, n_top, engine)
         run = permutation.run(tails.chunk, n_total, watch=lambda parts: {NULL_VOXEL: np.concatenate(parts)},
-                              consume=tails.consume, progress=progress)
+                              consume=tails.consume, progress=progress, executor=executor)
         n_done = run.n_done
         abs_max = np.concatenate(run.results)
         p_support, sign = two_sided_p(tails.upper, tails.lower, n_done)
@@ -311,13 +330,16 @@ class Subtraction:
                 _group_values(indptr, cols, values, identity, False, total)
                 _keep_difference(indptr, cols, values, identity, n1, total, np.empty(len(support)), observed)
             neighbours = neighbour_table(support, grid.mask)
+            support_ijk = np.argwhere(grid.mask)[support]
 
             def cluster_chunk(chunk, perms):
+                if engine is not None:
+                    return engine.clusters(perms, threshold, support_ijk, grid.shape)
                 size, mass = np.zeros(len(perms), dtype=np.int64), np.zeros(len(perms))
                 _cluster_nulls(indptr, cols, values, perms, n1, total, threshold, neighbours, size, mass, additive)
                 return size, mass
 
-            replay = permutation.run(cluster_chunk, n_total, n_iters=n_done, early_stop=False)
+            replay = permutation.run(cluster_chunk, n_total, n_iters=n_done, early_stop=False, executor=executor)
             null_size = np.concatenate([size for size, _ in replay.results]).astype(np.float64)
             null_mass = np.concatenate([mass for _, mass in replay.results])
             p_size, p_mass, _ = observed_cluster_p(observed, threshold, neighbours, null_size, null_mass)
@@ -343,6 +365,7 @@ class Subtraction:
                 "vfwe_only": self.vfwe_only,
                 "cluster_forming_p": None if self.vfwe_only else self.cluster_forming_p,
                 "voxels_reached": int(len(support)),
+                **({"device": "gpu (CuPy)"} if engine is not None else {}),
                 # how many different splits exist: fewer than n_iters means repeats, and p cannot
                 # fall below about 1 / distinct_splits
                 "distinct_splits": math.comb(n_total, n1),
@@ -356,9 +379,9 @@ class _Tails:
     """One permutation chunk's tail counts, max |difference| and largest |differences| (``chunk``), folded
     into running totals in chunk order (``consume``) so memory stays flat in the number of permutations."""
 
-    def __init__(self, indptr, cols, values, total, n1, observed, log_space, additive, n_top):
+    def __init__(self, indptr, cols, values, total, n1, observed, log_space, additive, n_top, engine=None):
         self.args = (indptr, cols, values, total, n1, observed)
-        self.log_space, self.additive, self.n_top = log_space, additive, n_top
+        self.log_space, self.additive, self.n_top, self.engine = log_space, additive, n_top, engine
         n_vox = len(observed)
         self.upper = np.zeros(n_vox, dtype=np.int64)
         self.lower = np.zeros(n_vox, dtype=np.int64)
@@ -366,6 +389,8 @@ class _Tails:
 
     def chunk(self, chunk, perms):
         indptr, cols, values, total, n1, observed = self.args
+        if self.engine is not None:
+            return self.engine.tails(perms, observed, self.n_top)
         n_vox = len(observed)
         diffs = np.zeros((len(perms) if self.n_top else 0, n_vox), dtype=np.float32)
         upper = np.zeros(n_vox, dtype=np.int64)

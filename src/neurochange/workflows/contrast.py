@@ -48,6 +48,8 @@ def contrast(set_a: StudySet, set_b: StudySet, grid: Grid, kernel: KernelSetting
              progress=None) -> MetaResult:
     """Group A minus group B by label permutation (or the balanced subtraction), in memory."""
     if balanced is not None:
+        if inference.device == "gpu":
+            raise InputError("the balanced subtraction has no GPU engine: use --device cpu", field="device")
         return BalancedSubtraction(
             kernel.make(), target_n=balanced.target_n, n_subsamples=balanced.n_subsamples,
             difference_iterations=balanced.difference_iterations, n_iters=inference.n_iters,
@@ -55,7 +57,7 @@ def contrast(set_a: StudySet, set_b: StudySet, grid: Grid, kernel: KernelSetting
         ).fit(set_a, set_b, grid, progress=progress)
     return Subtraction(kernel.make(), n_iters=inference.n_iters, seed=seed, n_cores=n_cores,
                        vfwe_only=inference.vfwe_only, cluster_forming_p=inference.cluster_forming_p,
-                       early_stop=inference.early_stop).fit(
+                       early_stop=inference.early_stop, device=inference.device).fit(
         set_a, set_b, grid, progress=progress)
 
 

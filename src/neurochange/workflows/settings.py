@@ -103,7 +103,7 @@ class InferenceSettings:
     relative precision of the FWE thresholds at which to stop (None: all iterations).
     ``fdr``: also threshold voxels at this FDR q (Benjamini-Hochberg); ``uncorrected_p``: also at
     this uncorrected p (both beside the FWE results, never instead of them). ``device``: where the
-    Monte Carlo iterations run, "cpu", "gpu" (CuPy; ALE) or "auto".
+    Monte Carlo iterations and a subtraction's permutations run, "cpu", "gpu" (CuPy) or "auto".
     """
 
     n_iters: int = 10000

@@ -69,7 +69,7 @@ class AnalysisSpec(_Strict):
     cluster_forming_p: float = Field(default=0.001, gt=0, lt=1)
     cluster_p: float = Field(default=0.05, gt=0, lt=1)
     null_mask: Literal["brain", "gm"] = "brain"
-    device: Literal["cpu", "gpu", "auto"] = "cpu"  # where Monte Carlo iterations run (gpu: CuPy, ALE)
+    device: Literal["cpu", "gpu", "auto"] = "cpu"  # where Monte Carlo iterations and permutations run (gpu: CuPy)
     keep_contrasts: bool = False
     signed: Literal["auto", "no"] = "auto"
     min_experiments: int = Field(default=MIN_EXPERIMENTS, ge=1)
