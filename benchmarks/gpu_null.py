@@ -3,11 +3,11 @@ the CPU engine, side by side in one run: ms per iteration, ratio, equal maxima, 
 GPU (pip install 'neurochange[gpu]').
 
     .venv/bin/python benchmarks/gpu_null.py [--estimator ale|mkda|kda|subtraction] [--experiments 2000]
-        [--iters 200] [--cores 1] [--batch 64] [--batch-foci 4096] [--mirror ../shared/data] [--seed 1]
+        [--iters 200] [--cores 1] [--batch 256] [--batch-foci 4096] [--mirror ../shared/data] [--seed 1]
 
 Two sets: NiMARE's pain set (21 experiments, their own sample sizes) and ``--experiments`` Neurosynth
 studies reported in MNI (drawn with ``--seed``, n = 20 each). For each, the same seeded draws go through
-the CPU engine (``--cores`` threads) and the CuPy engine (ALE: ``--batch`` experiments per dense buffer;
+the CPU engine (``--cores`` threads) and the CuPy engine (ALE: ``--batch`` experiments per buffer;
 MKDA/KDA: ``--batch-foci`` foci per batch), after
 one warm-up chunk each; the first 20 iterations' maxima are compared (maximum ALE to relative 1e-12, sizes
 exactly, masses to 1e-9). Prints one JSON line per set. The target of issue 14: <= 10 ms per iteration at
@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=2000)
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--cores", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=64, help="ALE: experiments per dense buffer")
+    parser.add_argument("--batch", type=int, default=256, help="ALE: experiments per buffer")
     parser.add_argument("--batch-foci", type=int, default=4096, help="MKDA/KDA: foci per batch")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mirror", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -47,7 +47,7 @@ def _assert_equal_iterations(cpu, arrays, seed: int, n_it: int) -> None:
 def test_numpy_path_equals_the_cpu_engine_on_the_pain_set(pain_path, batch):
     studyset = read_studyset(pain_path)  # its own sample sizes: several kernels
     cpu, arrays = _engines(studyset, batch=batch)
-    assert arrays.n_foci == cpu.n_foci and arrays.n_null == cpu.n_null and len(arrays.groups) > 1
+    assert arrays.n_foci == cpu.n_foci and arrays.n_null == cpu.n_null and len(arrays.kernels) > 1
     _assert_equal_iterations(cpu, arrays, seed=3, n_it=8)
 
 

@@ -2,21 +2,29 @@
 
 The same code runs with ``xp = numpy`` (tested against :class:`~neurochange.inference.engines.ale.AleNullEngine`
 on seeded draws: maximum ALE to relative 1e-12, largest cluster sizes exactly, masses to 1e-9) and with
-``xp = cupy``. One iteration, for draws ((n_foci,) indices into the null voxels, foci in the inputs' order):
+``xp = cupy``. One iteration, for draws ((n_foci,) indices into the null voxels):
 
-1. each focus's kernel entries (non-zero values of its experiment's kernel cube) are placed around
-   its drawn voxel, entries outside the volume dropped;
-2. experiments are taken ``batch`` at a time: a dense (batch, n_voxels) float64 buffer receives the
-   entries by scatter-max (each experiment's MA map: the voxelwise maximum over its foci), and the
-   running product ``keep`` is multiplied by ``prod(1 - MA)`` over the batch (float64, as the CPU
-   engines);
-3. ALE = 1 - keep inside the mask; its maximum; face-connected clusters above the cluster-forming
-   threshold (``ndimage.label`` of SciPy or of cupyx), their largest size and largest mass (sum of
-   ALE minus the threshold).
+1. experiments are taken ``batch`` at a time; each focus of the batch reads its kernel's entries
+   through a lookup table over the grid padded by the largest kernel radius, which gives each
+   voxel's index among the mask voxels (voxels outside the mask go to one spare column, so no
+   entry is dropped or compacted and no index wraps around the volume);
+2. a (batch, mask voxels + 1) float32 buffer receives the entries by scatter-max (each experiment's
+   MA map: the voxelwise maximum over its foci; the kernel values are float32, so the maximum is
+   the same value), and the running product ``keep`` (float64, over the mask voxels) is multiplied
+   by ``prod(1 - MA)`` over the batch;
+3. ALE = 1 - keep, put back on the grid; its maximum; face-connected clusters above the
+   cluster-forming threshold (``ndimage.label`` of SciPy or of cupyx), their largest size and
+   largest mass (sum of ALE minus the threshold).
 
-Memory is the buffer, ``8 * batch * n_voxels`` bytes (64 experiments on the 2 mm grid: 460 MB),
-plus the entries of one batch; it does not grow with iterations. This engine's speed on a GPU has
-not been measured here (no GPU in this workplace's CI): ``benchmarks/gpu_null.py`` measures it.
+The products run over a batch before they reach ``keep``, so the last bits can differ from the CPU
+engine's experiment-by-experiment product (hence the tolerances above).
+
+Memory: the buffer, ``4 * batch * (mask voxels + 1)`` bytes (256 experiments on the 2 mm grid:
+about 230 MB), plus one batch's entries (two int64 arrays while they are placed: about 3 MB per
+experiment of 37 foci with the n = 20 kernel's 4,913 entries) and the lookup table (11 MB); it does
+not grow with iterations. This engine's speed
+on a GPU has not been measured here (no GPU in this workplace's CI): ``benchmarks/gpu_null.py``
+measures it.
 """
 
 from __future__ import annotations
@@ -27,8 +35,8 @@ from neurochange.errors import InputError
 from neurochange.inference.clusters import FACE_CONNECTIVITY
 from neurochange.meta.inputs import AnalysisInputs
 
-#: Experiments per dense buffer.
-BATCH = 64
+#: Experiments per buffer.
+BATCH = 256
 #: Where null iterations may run; ``auto``: the GPU when CuPy sees one, the estimator has a GPU engine
 #: and the analysis has at least :data:`AUTO_MIN_EXPERIMENTS` experiments (small sets are faster on the CPU).
 DEVICES = ("cpu", "gpu", "auto")
@@ -90,13 +98,6 @@ def largest_cluster(xp, volume, threshold: float) -> tuple[int, float]:
     return int(sizes.max()), float(masses.max())
 
 
-def place(xp, centres, offsets, shape: tuple):
-    """Voxels ``offsets`` (K, 3) around each centre (F, 3): (inside the volume ``shape``, flat index), each (F, K)."""
-    pos = centres[:, None, :] + offsets[None, :, :]
-    inside = xp.all((pos >= 0) & (pos < xp.asarray(shape)), axis=2)
-    return inside, (pos[..., 0] * shape[1] + pos[..., 1]) * shape[2] + pos[..., 2]
-
-
 def _scatter_max(xp, buffer, index, values) -> None:
     if xp is np:
         np.maximum.at(buffer, index, values)
@@ -116,24 +117,42 @@ class ArrayAleNullEngine:
     def __init__(self, inputs: AnalysisInputs, experiment_kernels: list, null_voxels: np.ndarray, threshold: float,
                  xp=np, batch: int = BATCH):
         grid = inputs.grid
-        self.xp, self.batch = xp, int(batch)
+        self.xp = xp
         self.shape = tuple(int(s) for s in grid.shape)
         self.threshold = float(threshold)
-        self.mask = xp.asarray(np.asarray(grid.mask).ravel())
-        self.null_ijk = xp.asarray(np.argwhere(null_voxels).astype(np.int64))
-        focus_experiment = np.asarray(inputs.focus_experiment, dtype=np.int64)
-        self.n_experiments = len(experiment_kernels)
-        # foci grouped by distinct kernel: offsets (K, 3) and values (K,) of the kernel's non-zero entries
+        mask = np.asarray(grid.mask, dtype=bool)
+        self.n_mask = int(mask.sum())
+        pad = max(k.radius for k in experiment_kernels)
+        padded = tuple(s + 2 * pad for s in self.shape)
+        inner = (slice(pad, -pad),) * 3
+        lookup = np.full(padded, self.n_mask, dtype=np.int64)  # outside the mask: the spare column
+        lookup[inner][mask] = np.arange(self.n_mask)
+        self.lookup = xp.asarray(lookup.ravel())
+        self.mask_flat = xp.asarray(np.flatnonzero(mask))
+        padded_flat = np.arange(np.prod(padded)).reshape(padded)[inner]
+        self.null_flat = xp.asarray(padded_flat[null_voxels])  # each null voxel's padded flat index
+        strides = np.array([padded[1] * padded[2], padded[2], 1])
+        # distinct kernels: flat offsets (K,) in the padded grid and values (K,) of their non-zero entries
         distinct: dict[float, int] = {}
         kernel_of = np.array([distinct.setdefault(k.fwhm, len(distinct)) for k in experiment_kernels], np.int64)
-        cubes = {distinct[k.fwhm]: k for k in experiment_kernels}
-        self.groups = []
-        for g, cube in sorted(cubes.items()):
-            values = cube.array().astype(np.float64)
+        self.kernels = []
+        for g, cube in sorted({distinct[k.fwhm]: k for k in experiment_kernels}.items()):
+            values = cube.array()
             where = np.argwhere(values > 0)
-            foci = np.flatnonzero(kernel_of[focus_experiment] == g)
-            self.groups.append((xp.asarray(foci), xp.asarray(where - cube.radius),
-                                xp.asarray(values[tuple(where.T)]), xp.asarray(focus_experiment[foci])))
+            self.kernels.append((xp.asarray((where - cube.radius) @ strides), xp.asarray(values[tuple(where.T)])))
+        # batches of experiments; per batch and kernel: its foci and their experiment's row in the buffer
+        focus_experiment = np.asarray(inputs.focus_experiment, dtype=np.int64)
+        self.n_experiments = len(experiment_kernels)
+        self.batch = max(1, min(int(batch), self.n_experiments))
+        self.batches = []
+        for first in range(0, self.n_experiments, self.batch):
+            last = min(first + self.batch, self.n_experiments)
+            here = (focus_experiment >= first) & (focus_experiment < last)
+            parts = []
+            for g in np.unique(kernel_of[focus_experiment[here]]):
+                foci = np.flatnonzero(here & (kernel_of[focus_experiment] == g))
+                parts.append((int(g), xp.asarray(foci), xp.asarray(focus_experiment[foci] - first)[:, None]))
+            self.batches.append((last - first, parts))
         self.n_foci = len(focus_experiment)
         self.n_null = int(np.count_nonzero(null_voxels))
 
@@ -141,30 +160,24 @@ class ArrayAleNullEngine:
         """One iteration (compiles CuPy's kernels)."""
         self.run(draws[:1])
 
-    def _entries(self, ijk):
-        """(experiment, flat voxel, value) of every kernel entry of every focus inside the volume."""
-        xp = self.xp
-        exps, flats, vals = [], [], []
-        for foci, offsets, values, experiment in self.groups:
-            inside, flat = place(xp, ijk[foci], offsets, self.shape)
-            exps.append(xp.broadcast_to(experiment[:, None], inside.shape)[inside])
-            flats.append(flat[inside])
-            vals.append(xp.broadcast_to(values[None, :], inside.shape)[inside])
-        return xp.concatenate(exps), xp.concatenate(flats), xp.concatenate(vals)
-
     def ale(self, draw) -> object:
         """The ALE volume (flat, namespace array) of one draw."""
         xp = self.xp
-        n_vox = int(np.prod(self.shape))
-        exps, flats, vals = self._entries(self.null_ijk[xp.asarray(draw)])
-        keep = xp.ones(n_vox)
-        buffer = xp.zeros((min(self.batch, self.n_experiments), n_vox))
-        for start in range(0, self.n_experiments, self.batch):
-            rows = (exps >= start) & (exps < start + self.batch)
-            buffer[...] = 0.0
-            _scatter_max(xp, buffer, (exps[rows] - start, flats[rows]), vals[rows])
-            keep *= xp.prod(1.0 - buffer, axis=0)
-        return xp.where(self.mask, 1.0 - keep, 0.0)
+        centres = self.null_flat[xp.asarray(draw)]
+        keep = xp.ones(self.n_mask)
+        buffer = xp.empty((self.batch, self.n_mask + 1), dtype=xp.float32)
+        for n_rows, parts in self.batches:
+            rows = buffer[:n_rows]
+            rows[...] = 0.0
+            for g, foci, row in parts:
+                offsets, values = self.kernels[g]
+                columns = self.lookup[centres[foci][:, None] + offsets[None, :]]
+                _scatter_max(xp, rows, (xp.broadcast_to(row, columns.shape), columns),
+                             xp.broadcast_to(values[None, :], columns.shape))
+            keep *= xp.prod(1.0 - rows[:, : self.n_mask].astype(xp.float64), axis=0)
+        volume = xp.zeros(int(np.prod(self.shape)))
+        volume[self.mask_flat] = 1.0 - keep
+        return volume
 
     def run(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return run_volumes(self.xp, self.ale, self.shape, self.threshold, draws)
@@ -183,5 +196,5 @@ def run_volumes(xp, volume_of, shape: tuple, threshold: float, draws: np.ndarray
     return out
 
 
-__all__ = ["ArrayAleNullEngine", "gpu_namespace", "place", "resolve_device", "run_volumes", "BATCH", "DEVICES",
+__all__ = ["ArrayAleNullEngine", "gpu_namespace", "resolve_device", "run_volumes", "BATCH", "DEVICES",
            "AUTO_MIN_EXPERIMENTS"]

@@ -18,12 +18,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurochange.inference.engines.array_ale import place, run_volumes
+from neurochange.inference.engines.array_ale import run_volumes
 from neurochange.meta.inputs import AnalysisInputs
 from neurochange.meta.spheres import sphere_offsets
 
 #: Foci per batch (whole experiments; an experiment with more foci is one batch).
 BATCH_FOCI = 4096
+
+
+def place(xp, centres, offsets, shape: tuple):
+    """Voxels ``offsets`` (K, 3) around each centre (F, 3): (inside the volume ``shape``, flat index), each (F, K)."""
+    pos = centres[:, None, :] + offsets[None, :, :]
+    inside = xp.all((pos >= 0) & (pos < xp.asarray(shape)), axis=2)
+    return inside, (pos[..., 0] * shape[1] + pos[..., 1]) * shape[2] + pos[..., 2]
 
 
 class ArraySphereNullEngine:
