@@ -167,3 +167,17 @@ def test_jackknife_refits_run_as_tasks_with_the_same_outcome(pain, cluster):
     for a, b in zip(local, remote):
         np.testing.assert_array_equal(a, b)
     assert calls == list(range(1, result.n_experiments + 1))
+
+
+def test_a_chunk_that_kills_every_worker_is_one_line_and_nothing_written(pain_path, tmp_path, monkeypatch):
+    def crash(chunk, engine, seed):  # a closure: Dask sends it by value, so the workers run this one
+        os._exit(1)
+
+    monkeypatch.setattr(montecarlo, "_null_chunk", crash)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["ale", pain_path.as_posix(), "--iters", "200", "--sample-size", "20", "--cores",
+                                   "2", "--out", str(out), "--scheduler", "local"])
+    assert res.exit_code == 2, res.output
+    assert res.output.count("\n") == 1
+    assert "the chunk of iterations 0-99 could not finish: the Dask workers running it died each time" in res.output
+    assert not out.exists()

@@ -57,5 +57,9 @@ class DataUnavailableError(NeurochangeError):
     """A data file cannot be had: offline without a mirror, bad checksum, broken download."""
 
 
+class ClusterError(NeurochangeError):
+    """The Dask cluster cannot finish the work: a chunk kills its worker every time, or the scheduler is lost."""
+
+
 class OutputExistsError(NeurochangeError):
     """``--out`` exists and is not empty, and ``--overwrite`` was not given."""

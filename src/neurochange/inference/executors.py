@@ -173,12 +173,27 @@ class DaskExecutor:
         return self._scattered[id(obj)][1]
 
     def map(self, fn: Callable, items: Iterable, *shared) -> Iterator:
+        """As :meth:`Executor.map`; a chunk whose workers die each time it is tried (the scheduler's
+        ``allowed-failures``, or every copy of the shared objects lost), or a lost scheduler, is one
+        :class:`~neurochange.errors.ClusterError`."""
+        from distributed import KilledWorker
+        from distributed.client import FutureCancelledError
+
+        from neurochange.errors import ClusterError
+
         items = list(items)
         handles = [[self._share(obj)] * len(items) for obj in shared]
         futures = self.client.map(fn, items, *handles, pure=False, retries=self.retries)
         try:
-            for future in futures:
-                yield future.result()
+            for item, future in zip(items, futures):
+                try:
+                    yield future.result()
+                except (KilledWorker, FutureCancelledError):  # retried until the workers (or the shared data) died
+                    raise ClusterError(f"{_describe(item)} could not finish: the Dask workers running it died "
+                                       "each time (a crash or too little memory on a worker; see the workers' "
+                                       "logs)") from None
+                except OSError as exc:  # the connection to the scheduler was lost
+                    raise ClusterError(f"lost the Dask scheduler {self.address!r} during the run: {exc}") from None
         finally:
             self.client.cancel([f for f in futures if not f.done()])
 
@@ -202,6 +217,13 @@ class DaskExecutor:
     def __exit__(self, *exc) -> bool:
         self.close()
         return False
+
+
+def _describe(item) -> str:
+    """A chunk's words for an error message: ``iterations 300-399`` for a :class:`Chunk`."""
+    if isinstance(item, Chunk):
+        return f"the chunk of iterations {item.start}-{item.start + item.count - 1}"
+    return "a task"
 
 
 _SCHEDULED: contextvars.ContextVar = contextvars.ContextVar("neurochange_executor", default=None)
