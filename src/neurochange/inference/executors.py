@@ -178,6 +178,7 @@ class DaskExecutor:
         :class:`~neurochange.errors.ClusterError`."""
         from distributed import KilledWorker
         from distributed.client import FutureCancelledError
+        from distributed.comm.core import CommClosedError
 
         from neurochange.errors import ClusterError
 
@@ -192,7 +193,7 @@ class DaskExecutor:
                     raise ClusterError(f"{_describe(item)} could not finish: the Dask workers running it died "
                                        "each time (a crash or too little memory on a worker; see the workers' "
                                        "logs)") from None
-                except OSError as exc:  # the connection to the scheduler was lost
+                except CommClosedError as exc:  # the connection to the scheduler was lost
                     raise ClusterError(f"lost the Dask scheduler {self.address!r} during the run: {exc}") from None
         finally:
             self.client.cancel([f for f in futures if not f.done()])

@@ -22,9 +22,8 @@ engine's experiment-by-experiment product (hence the tolerances above).
 Memory: the buffer, ``4 * batch * (mask voxels + 1)`` bytes (256 experiments on the 2 mm grid:
 about 230 MB), plus one batch's entries (two int64 arrays while they are placed: about 3 MB per
 experiment of 37 foci with the n = 20 kernel's 4,913 entries) and the lookup table (11 MB); it does
-not grow with iterations. This engine's speed
-on a GPU has not been measured here (no GPU in this workplace's CI): ``benchmarks/gpu_null.py``
-measures it.
+not grow with iterations. This engine's speed on a GPU has not been measured here (no GPU in this
+workplace's CI): ``benchmarks/gpu_null.py`` measures it.
 """
 
 from __future__ import annotations
