@@ -226,6 +226,7 @@ def test_same_seed_same_files_whatever_the_cores_or_the_executor(simulated_revie
     assert differ == []
     timed = json.loads((b / "timings.json").read_text())["seconds"]
     assert ("group analyses on the cluster" in timed) == (other == 2)
+    assert ("contrasts on the cluster" in timed) == (other == 2)
 
 
 @pytest.fixture(scope="module")

@@ -120,11 +120,15 @@ def run_review(spec_path: str | Path | None, out: str | Path, *, n_iters: int | 
                                                 tmp, progress, log)
                     timings[f"genes:{g.name}"] = time.perf_counter() - clock
             by_name = {g["name"]: g for g in groups}
+            clock = time.perf_counter()
+            contrasted = _contrasts_on_cluster(spec, by_name, analysed, grid, settings, seeds, progress, log)
+            if contrasted:
+                timings["contrasts on the cluster"] = time.perf_counter() - clock
             comparisons = []
             for c in spec.comparisons:
                 clock = time.perf_counter()
                 comparisons.append(_run_comparison(c, by_name, analysed, settings, seeds[f"{c.kind}:{c.a}:{c.b}"], tmp,
-                                                   n_cores, progress, log))
+                                                   n_cores, progress, log, contrasted.get(f"{c.kind}:{c.a}:{c.b}")))
                 timings[f"{c.kind}:{c.a}:{c.b}"] = time.perf_counter() - clock
             tested = []
             for h, model in zip(spec.hypotheses, models):
@@ -489,8 +493,43 @@ def _task(progress, name: str):
 
 
 # ------------------------------------------------------------------ comparisons
+def _contrast_task(item: tuple, grid, kernel: KernelSettings, inference: InferenceSettings):
+    """One contrast on a cluster worker: ``item`` = (StudySet A, StudySet B, seed); its permutations on the
+    worker's one core (the same maps and nulls as on any number of cores). Returns (result, seconds)."""
+    from neurochange.workflows.contrast import contrast
+
+    set_a, set_b, seed = item
+    start = time.perf_counter()
+    result = contrast(set_a, set_b, grid, kernel, inference, seed, n_cores=1)
+    return result, time.perf_counter() - start
+
+
+def _contrasts_on_cluster(spec: ReviewSpec, groups: dict, analysed: dict, grid, settings: ReviewSettings,
+                          seeds: dict, progress, log) -> dict:
+    """Inside a Dask :func:`~neurochange.inference.executors.scheduler` block, every contrast between two
+    analysed groups at once as cluster tasks: {"contrast:A:B": (result, seconds)}; else {} (each contrast then
+    hands its permutation chunks to the executor)."""
+    cluster = scheduled_executor()
+    wanted = [c for c in spec.comparisons
+              if c.kind == "contrast" and groups[c.a]["folder"] is not None and groups[c.b]["folder"] is not None]
+    if cluster is None or cluster.kind != "dask" or not wanted:
+        return {}
+    log(f"{count(len(wanted), 'contrast')} as tasks on the Dask cluster")
+    items = [(analysed[c.a]["all"], analysed[c.b]["all"], seeds[f"{c.kind}:{c.a}:{c.b}"]) for c in wanted]
+    done = {}
+    for n, (c, outcome) in enumerate(zip(wanted, cluster.map(_contrast_task, items, grid, settings.kernel,
+                                                             settings.inference)), 1):
+        done[f"{c.kind}:{c.a}:{c.b}"] = outcome
+        if progress is not None:
+            progress("contrasts", n, len(wanted))
+    cluster.release()
+    return done
+
+
 def _run_comparison(c, groups: dict, analysed: dict, settings: ReviewSettings, seed: int, tmp: Path, n_cores,
-                    progress, log) -> dict:
+                    progress, log, done: tuple | None = None) -> dict:
+    """One comparison's ``review.json`` entry, its folder written into ``tmp``. ``done``: a contrast already run
+    on the cluster (:func:`_contrasts_on_cluster`), as (result, seconds)."""
     from neurochange.report.figures import contrast_figure, overlap_figure
     from neurochange.workflows.contrast import (
         DEFAULT_CONJUNCTION_MAP,
@@ -523,12 +562,15 @@ def _run_comparison(c, groups: dict, analysed: dict, settings: ReviewSettings, s
                        labels=(a["label"], b["label"]), title=f"{a['label']} and {b['label']}: overlap")
         return entry
     log(f"contrast {c.a} vs {c.b}: label permutation")
-    start = time.perf_counter()
-    set_a, set_b = analysed[c.a]["all"], analysed[c.b]["all"]
-    grid = analysed[c.a]["results"]["all"].grid
-    result = contrast(set_a, set_b, grid, settings.kernel, settings.inference, seed, n_cores,
-                      progress=_task(progress, f"{c.a} vs {c.b}"))
-    seconds = time.perf_counter() - start
+    if done is None:
+        start = time.perf_counter()
+        set_a, set_b = analysed[c.a]["all"], analysed[c.b]["all"]
+        grid = analysed[c.a]["results"]["all"].grid
+        result = contrast(set_a, set_b, grid, settings.kernel, settings.inference, seed, n_cores,
+                          progress=_task(progress, f"{c.a} vs {c.b}"))
+        seconds = time.perf_counter() - start
+    else:
+        result, seconds = done
     run = RunSettings(seed=seed, n_cores=n_cores, keep_contrasts=True)
     output, _ = contrast_output(result, {"group1": c.a, "group2": c.b}, settings.kernel, settings.inference, run,
                                 None, "contrasts kept apart (--keep-contrasts)")
