@@ -181,3 +181,24 @@ def test_a_chunk_that_kills_every_worker_is_one_line_and_nothing_written(pain_pa
     assert res.output.count("\n") == 1
     assert "the chunk of iterations 0-99 could not finish: the Dask workers running it died each time" in res.output
     assert not out.exists()
+
+
+def test_a_scheduler_without_workers_or_a_server_that_is_not_dask_is_one_line(pain_path, tmp_path, monkeypatch):
+    import socket
+
+    from distributed import LocalCluster
+
+    args = ["ale", pain_path.as_posix(), "--iters", "100", "--sample-size", "20", "--out", str(tmp_path / "out")]
+    monkeypatch.setattr(executors, "WORKER_WAIT_S", 1)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
+        res = CliRunner().invoke(cli, [*args, "--scheduler", empty.scheduler_address])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "has no workers (waited 1 s): start some (dask worker" in res.output
+    monkeypatch.setattr(executors, "CONNECT_TIMEOUT_S", 1)
+    with socket.socket() as server:  # accepts connections and never answers (a dashboard's port, say)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        res = CliRunner().invoke(cli, [*args, "--scheduler", f"tcp://127.0.0.1:{server.getsockname()[1]}"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "cannot reach the Dask scheduler" in res.output
+    assert not (tmp_path / "out").exists()

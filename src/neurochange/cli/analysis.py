@@ -89,8 +89,9 @@ def _analysis_command(kind: str):
                        "iterations).")
     @keep_contrasts_option
     @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True,
-                  help="Where the Monte Carlo iterations run: the GPU (CuPy; ALE without TFCE, MKDA, KDA; pip install "
-                       "'neurochange[gpu]'), or 'auto': the GPU when there is one and at least 200 experiments.")
+                  help="Where the Monte Carlo iterations run: the GPU (CuPy; ALE without TFCE or --convention jale, "
+                       "MKDA, KDA; pip install 'neurochange[gpu]'), or 'auto': the GPU when there is one and at least "
+                       "200 experiments.")
     @click.option("--signed", is_flag=True,
                   help="Analyse increases and decreases separately and combine them (signed and conflict maps); "
                        "each experiment's direction comes from its '// Direction=' line or 'direction' column.")
@@ -307,13 +308,15 @@ def contrast(input_a, input_b, out, overwrite, seed, cores, iters, fwhm, sample_
                    f"{count(summary['voxels_a_greater'], 'voxel')} A > B, {count(summary['voxels_b_greater'], 'voxel')} "
                    f"B > A; wrote {out}")
         return
-    if summary["distinct_splits"] < iters:
+    if summary["distinct_splits"] < iters:  # each permutation repeating the observed split counts in both tails
         click.echo(f"note: only {count(summary['distinct_splits'], 'distinct split')} of these experiments exist, "
-                   f"fewer than {count(iters, 'permutation')}: p values cannot go below about "
-                   f"1/{summary['distinct_splits']:,}")
+                   f"fewer than {count(iters, 'permutation')}: two-sided p values cannot go below about "
+                   f"2/{summary['distinct_splits']:,}")
     n_run = done.results[""].params["subtraction"]["n_iters"]
+    smallest = (f"{1 / n_run:.2g}" if summary["distinct_splits"] >= n_run
+                else f"about {min(1.0, 2 / summary['distinct_splits']):.2g}, see above")
     click.echo(f"{count(n_run, 'permutation')}, seed {run.seed}; {count(summary['voxels_p001'], 'voxel')} at "
-               f"uncorrected p < .001 (smallest p possible: {1 / n_run:.2g}); {count(summary['n_clusters'], 'cluster')} "
+               f"uncorrected p < .001 (smallest p possible: {smallest}); {count(summary['n_clusters'], 'cluster')} "
                "at FWE p < 0.05 "
                f"({'voxel' if vfwe_only else 'cluster-size'} level, clusters.tsv); wrote {out}")
 

@@ -366,8 +366,8 @@ class Subtraction:
                 "cluster_forming_p": None if self.vfwe_only else self.cluster_forming_p,
                 "voxels_reached": int(len(support)),
                 **({"device": "gpu (CuPy)"} if engine is not None else {}),
-                # how many different splits exist: fewer than n_iters means repeats, and p cannot
-                # fall below about 1 / distinct_splits
+                # how many different splits exist: fewer than n_iters means repeats, and the two-sided
+                # p cannot fall below about 2 / distinct_splits (the observed split's repeats tie both tails)
                 "distinct_splits": math.comb(n_total, n1),
             },
             "counts": {"group1": res1.params["counts"], "group2": res2.params["counts"]},

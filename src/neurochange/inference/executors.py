@@ -24,6 +24,7 @@ import contextvars
 import functools
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -127,6 +128,8 @@ def _call(fn: Callable, shared: tuple, item):
 ENV_SCHEDULER = "NEUROCHANGE_SCHEDULER"
 #: Seconds to wait for a scheduler before giving up.
 CONNECT_TIMEOUT_S = 10
+#: Seconds to wait for a first worker when the scheduler has none (e.g. batch jobs still queued).
+WORKER_WAIT_S = 60
 
 
 class DaskExecutor:
@@ -156,12 +159,21 @@ class DaskExecutor:
                                              dashboard_address=None, silence_logs=40)
                 self.client = Client(self._cluster)
             else:
-                self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError, ValueError) as exc:
+                self.client = _connect(Client, address)
+        except Exception as exc:  # refused, timed out, or something that is not a Dask scheduler answered
             self.close()
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(f"cannot reach the Dask scheduler {address!r}: {reason}; give a running scheduler's "
-                             "tcp://HOST:PORT, or 'local' to start one here", field="scheduler") from None
+                             "tcp://HOST:PORT (not its dashboard's), or 'local' to start one here",
+                             field="scheduler") from None
+        if not self.client.scheduler_info()["workers"]:
+            try:
+                self.client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            except (TimeoutError, OSError):
+                self.close()
+                raise InputError(f"the Dask scheduler {address!r} has no workers (waited {WORKER_WAIT_S} s): start "
+                                 f"some (dask worker {address} --nthreads 1), or wait until queued jobs have "
+                                 "started, then run again", field="scheduler") from None
         threads = sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
         self.n_workers = max(1, threads)
         self.local_workers = 1
@@ -218,6 +230,27 @@ class DaskExecutor:
     def __exit__(self, *exc) -> bool:
         self.close()
         return False
+
+
+def _connect(client_class, address: str):
+    """A client of the scheduler at ``address``, or the error that prevented it; gives up after
+    :data:`CONNECT_TIMEOUT_S` even where the handshake never ends (a server that is not Dask's)."""
+    outcome: dict = {}
+
+    def connect():
+        try:
+            outcome["client"] = client_class(address, timeout=CONNECT_TIMEOUT_S)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S + 5)
+    if "error" in outcome:
+        raise outcome["error"]
+    if "client" not in outcome:
+        raise TimeoutError(f"no Dask scheduler answered within {CONNECT_TIMEOUT_S} s")
+    return outcome["client"]
 
 
 def _describe(item) -> str:
