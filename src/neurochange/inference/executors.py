@@ -254,7 +254,7 @@ def _connect(client_class, address: str):
 
 
 def _describe(item) -> str:
-    """A chunk's words for an error message: ``iterations 300-399`` for a :class:`Chunk`."""
+    """A chunk's words for an error message: ``the chunk of iterations 300-399`` for a :class:`Chunk`."""
     if isinstance(item, Chunk):
         return f"the chunk of iterations {item.start}-{item.start + item.count - 1}"
     return "a task"
