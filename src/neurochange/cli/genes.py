@@ -38,7 +38,7 @@ def genes_command(result_dir, out, overwrite, sets, null_maps, spins, hemisphere
     from neurochange.results.outdir import check_out
     from neurochange.results.write import write_output
     from neurochange.workflows.diagnose import load_analysis
-    from neurochange.workflows.genes import fdr_floor, run_genes
+    from neurochange.workflows.genes import run_genes
     from neurochange.workflows.settings import GeneSettings
 
     out = Path(out) if out is not None else Path(result_dir) / "genes"
@@ -57,9 +57,8 @@ def genes_command(result_dir, out, overwrite, sets, null_maps, spins, hemisphere
     click.echo("highest r over all regions (p_cbma; r over the cortex, p_spin): " + "; ".join(
         f"{g} {r:.2f} ({p:.3g}; {rc:.2f}, {s:.3g})" for g, r, p, rc, s in zip(
             top["gene"], top["r"], top["p_cbma"], top["r_cortex"], top["p_spin"])))
-    n_fdr = int(((done.genes["q_cbma"] < 0.05) & (done.genes["q_spin"] < 0.05)).sum())
-    floor = "" if n_fdr else f" ({fdr_floor(min(null_maps, spins), summary['n_genes'])})"
-    click.echo(f"genes at FDR q < .05 against both nulls: {n_fdr}{floor}")
+    floor = f" ({summary['fdr_note']})" if summary["fdr_note"] else ""
+    click.echo(f"genes at FDR q < .05 against both nulls: {summary['n_fdr_both']}{floor}")
     for row in summary["sets"].itertuples(index=False):
         click.echo(f"set {row.set} ({row.n_genes} genes): mean r {row.score:.3f}, p_cbma {row.p_cbma:.3g} "
                    f"(q {row.q_cbma:.3g}), mean r over the cortex {row.score_cortex:.3f}, p_spin {row.p_spin:.3g} "

@@ -47,6 +47,8 @@ from neurochange.workflows.settings import GeneSettings
 
 #: Rows of genes.tsv printed as "top genes".
 TOP = 10
+#: What the analysis rests on (keys of references.bib).
+REFERENCES = ("hawrylycz2012", "markello2021", "desikan2006", "alexanderbloch2018", "vasa2018", "fulcher2021")
 
 
 @dataclass(frozen=True)
@@ -154,17 +156,18 @@ def run_genes(result: MetaResult, null_which: str, settings: GeneSettings = Gene
                   "random_genes": f"{settings.n_random} random gene sets of the same size (shown, not to be used: "
                                   "it ignores spatial autocorrelation)"},
         "settings": settings.to_dict(), "sets_skipped": skipped, "warnings": warnings, "licences": list(LICENCES),
-        "references": ["hawrylycz2012", "markello2021", "alexanderbloch2018", "vasa2018", "fulcher2021"],
+        "references": list(REFERENCES),
         "versions": provenance.versions(),
     }
     nulls_table = (pd.concat(null_rows, ignore_index=True) if null_rows
                    else pd.DataFrame(columns=["set", "null", "score"]))
     output = Output(tables={"genes.tsv": genes, "gene_sets.tsv": set_table, "gene_set_nulls.tsv": nulls_table},
                     records={"provenance.json": record}, timings=timings)
+    n_fdr = int(((genes["q_cbma"] < 0.05) & (genes["q_spin"] < 0.05)).sum())
     summary = {"top": genes.head(TOP), "sets": set_table, "regions": int(len(regions)), "n_genes": len(genes),
-               "warnings": warnings,
-               "n_null": settings.n_null, "n_spin": settings.n_spin}
+               "warnings": warnings, "n_null": settings.n_null, "n_spin": settings.n_spin, "n_fdr_both": n_fdr,
+               "fdr_note": "" if n_fdr else fdr_floor(min(settings.n_null, settings.n_spin), len(genes))}
     return GenesRun(genes, set_table, output, summary)
 
 
-__all__ = ["GenesRun", "fdr_floor", "run_genes"]
+__all__ = ["REFERENCES", "GenesRun", "fdr_floor", "run_genes"]

@@ -86,8 +86,8 @@ def decode_group(corpus: Corpus, result: MetaResult, name: str, cluster_p: float
     tables = {}
     if decode is not None:
         mapped = decode_map(corpus, result.get_map("z"), f"{name}'s z map", decode)  # term maps on the 2 mm grid
-        entry["map_terms"] = [[t, round(float(r), 3)] for t, r in zip(mapped.top(TOP_TERMS)["term"],
-                                                                      mapped.top(TOP_TERMS)["r"])]
+        top = mapped.top(TOP_TERMS)
+        entry["map_terms"] = [[t, round(float(r), 3)] for t, r in zip(top["term"], top["r"])]
         entry["warnings"] += list(mapped.warnings)
         tables[f"{FOLDER}/map_terms.tsv"] = mapped.table
         columns = ["cluster_id", "rank", "term", "zReverse", "pReverse", "probReverse", "n_selected_term",

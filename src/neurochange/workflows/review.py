@@ -232,18 +232,15 @@ def _run_genes(result, entry: dict, settings: ReviewSettings, seed: int, tmp: Pa
     """A group's imaging transcriptomics into ``<group folder>/genes/``; its ``review.json`` entry."""
     from dataclasses import replace
 
-    from neurochange.workflows.genes import fdr_floor, run_genes
+    from neurochange.workflows.genes import run_genes
 
     log(f"{entry['name']}: genes ({count(settings.genes.n_null, 'CBMA null map')})")
     done = run_genes(result, settings.inference.null_mask, replace(settings.genes, seed=seed), entry["label"],
                      _task(progress, f"{entry['name']} genes"))
     fill_folder(combine({"genes": done.output}), tmp / entry["folder"])
-    both = (done.genes["q_cbma"] < 0.05) & (done.genes["q_spin"] < 0.05)
-    top = done.genes.head(10)
-    n_fdr = int(both.sum())
-    return {"folder": "genes", "n_genes": int(len(done.genes)), "n_fdr_both": n_fdr,
-            "fdr_note": "" if n_fdr else fdr_floor(min(settings.genes.n_null, settings.genes.n_spin), len(done.genes)),
-            "n_null": settings.genes.n_null, "n_spin": settings.genes.n_spin,
+    summary, top = done.summary, done.summary["top"]
+    return {"folder": "genes", "n_genes": int(summary["n_genes"]), "n_fdr_both": summary["n_fdr_both"],
+            "fdr_note": summary["fdr_note"], "n_null": summary["n_null"], "n_spin": summary["n_spin"],
             "top": [[g, round(float(r), 3), float(p), round(float(rc), 3), float(s)] for g, r, p, rc, s in
                     zip(top["gene"], top["r"], top["p_cbma"], top["r_cortex"], top["p_spin"])],
             "sets": done.sets.drop(columns="description").round(4).to_dict("records")}
@@ -676,7 +673,9 @@ def _summary(spec: ReviewSpec, settings: ReviewSettings, groups, comparisons, te
     if settings.macm:
         cited |= {"robinson2010", "laird2013", "dockes2020"}
     if settings.genes is not None:
-        cited |= {"hawrylycz2012", "markello2021", "alexanderbloch2018", "vasa2018", "fulcher2021", "desikan2006"}
+        from neurochange.workflows.genes import REFERENCES as GENE_REFERENCES
+
+        cited |= set(GENE_REFERENCES)
     for m in tested:
         cited.update(m["references"])
     for a in atlases:

@@ -135,7 +135,7 @@ def run_site(corpus: Corpus, region: Region, kernel: KernelSettings, inference: 
     decoding = decode_region(corpus, region, decode)
     macm = run_macm(corpus, region, kernel, inference, run, fwe, progress)
     result = macm.results[""]
-    site = (np.asarray(region.image(grid).dataobj) > 0) if region.grid is None else _on_grid(region.image(grid), grid)
+    site = _on_grid(region.image(grid), grid)
     overlap = overlap_table(network_mask(result), result.get_volume("z_desc-association"), grid.mask, targets, site)
     record = {"command": "site", "neurochange": __version__, "region": region.label, "corpus": str(corpus.path),
               "review": None if review is None else str(review),
